@@ -1,0 +1,283 @@
+"""
+Reading and checking ``config.py``.
+
+A config file is a plain Python module.  Its public names (those not
+starting with ``_``, and not modules, functions or classes) are the
+settings; relative paths in it are relative to its own directory.
+"""
+
+from __future__ import annotations
+
+import keyword
+import os
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import FunctionType, ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.internet import endpoints
+from twisted.internet.testing import MemoryReactor
+from twisted.logger import LogLevel
+
+from co2._errors import ConfigError
+
+__all__ = [
+    "RESERVED_PACKAGES",
+    "Config",
+    "check_endpoint",
+    "check_peer",
+    "load_config",
+    "make_config",
+]
+
+RESERVED_PACKAGES = frozenset({"sys", "system", "co2", "relay", "web"})
+"""Package names the loader skips: they name the server's own methods."""
+
+LOG_LEVELS = {
+    "debug": LogLevel.debug,
+    "info": LogLevel.info,
+    "warn": LogLevel.warn,
+    "warning": LogLevel.warn,
+    "error": LogLevel.error,
+    "critical": LogLevel.critical,
+}
+
+
+def default_plugin_dir() -> str:
+    """The directory of the ``plugin`` package shipped with co2."""
+    import plugin
+
+    return os.path.dirname(os.path.abspath(plugin.__file__))
+
+
+@dataclass(frozen=True)
+class Config:
+    """
+    The settings of one node, checked.  See ``docs/config.md``.
+
+    Paths are absolute.  ``path`` is the file they came from (empty for a
+    config made in code).
+    """
+
+    plugin_dir: str = field(default_factory=default_plugin_dir)
+    plugin_list: tuple[str, ...] = ()
+    plugin_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    listen: str = "tcp:2004:interface=127.0.0.1"
+    amp_listen: str | None = None
+    peers: tuple[str, ...] = ()
+    spool: str | None = None
+    log_level: str = "info"
+    max_request_size: int = 1024 * 1024
+    exit_timeout: float = 5.0
+    path: str = ""
+
+    @property
+    def log_level_constant(self) -> LogLevel:
+        """``log_level`` as a ``twisted.logger.LogLevel``."""
+        return LOG_LEVELS[self.log_level]
+
+
+def check_endpoint(value: str, server: bool = True) -> None:
+    """
+    Raise ``ValueError`` unless ``value`` is a Twisted endpoint string.
+
+    Nothing is bound or connected: the string is only parsed.
+    """
+    parse = endpoints.serverFromString if server else endpoints.clientFromString
+    try:
+        parse(MemoryReactor(), value)
+    except Exception as e:  # endpoint parsers raise many kinds of error
+        raise ValueError(f"{value!r} is not a usable endpoint: {e}") from None
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _want_str(key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r} ({_type_name(value)})")
+    return value
+
+
+def _path(base: str) -> Callable[[str, object], str]:
+    def check(key: str, value: object) -> str:
+        if not isinstance(value, (str, os.PathLike)):
+            raise ValueError(f"expected a path, got {value!r} ({_type_name(value)})")
+        return os.path.normpath(os.path.join(base, os.fspath(value)))
+
+    return check
+
+
+def _plugin_dir(base: str) -> Callable[[str, object], str]:
+    to_path = _path(base)
+
+    def check(key: str, value: object) -> str:
+        path = to_path(key, value)
+        if not os.path.isdir(path):
+            raise ValueError(f"{path} is not a directory")
+        return path
+
+    return check
+
+
+def _plugin_list(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"expected a list of package names, got {_type_name(value)}")
+    seen: set[str] = set()
+    for name in value:
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise ValueError(f"{name!r} is not a package name")
+        if name in seen:
+            raise ValueError(f"{name!r} is listed twice")
+        seen.add(name)
+    return tuple(value)
+
+
+def _plugin_config(key: str, value: object) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a dict of package name to dict, got {_type_name(value)}")
+    result = {}
+    for package, settings in value.items():
+        if not isinstance(package, str):
+            raise ValueError(f"key {package!r} is not a package name")
+        if not isinstance(settings, dict) or not all(isinstance(k, str) for k in settings):
+            raise ValueError(f"{package!r} must map to a dict with string keys")
+        result[package] = dict(settings)
+    return result
+
+
+def _server_endpoint(key: str, value: object) -> str:
+    check_endpoint(_want_str(key, value), server=True)
+    return str(value)
+
+
+def _optional(check: Callable[[str, object], Any]) -> Callable[[str, object], Any]:
+    return lambda key, value: None if value is None else check(key, value)
+
+
+def check_peer(value: object) -> str:
+    """
+    Raise ``ValueError`` unless ``value`` names a peer: an ``http://`` or
+    ``https://`` URL of a classic node, or a client endpoint string.
+    """
+    peer = _want_str("peers", value)
+    if peer.startswith(("http://", "https://")):
+        parts = urlsplit(peer)
+        if not parts.hostname:
+            raise ValueError(f"{peer!r} has no host")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError(f"{peer!r} has a bad port") from None
+        return peer
+    check_endpoint(peer, server=False)
+    return peer
+
+
+def _peers(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"expected a list of peers, got {_type_name(value)}")
+    return tuple(check_peer(peer) for peer in value)
+
+
+def _log_level(key: str, value: object) -> str:
+    level = _want_str(key, value).lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(sorted(LOG_LEVELS))}, got {value!r}")
+    return level
+
+
+def _positive(kind: type | tuple[type, ...]) -> Callable[[str, object], Any]:
+    def check(key: str, value: object) -> Any:
+        if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
+            raise ValueError(f"expected a positive number, got {value!r}")
+        return value
+
+    return check
+
+
+def _checks(base: str) -> dict[str, Callable[[str, object], Any]]:
+    return {
+        "plugin_dir": _plugin_dir(base),
+        "plugin_list": _plugin_list,
+        "plugin_config": _plugin_config,
+        "listen": _server_endpoint,
+        "amp_listen": _optional(_server_endpoint),
+        "peers": _peers,
+        "spool": _optional(_path(base)),
+        "log_level": _log_level,
+        "max_request_size": _positive(int),
+        "exit_timeout": _positive((int, float)),
+    }
+
+
+def make_config(
+    settings: Mapping[str, object],
+    path: str = "",
+    warn: Callable[[str], None] | None = None,
+) -> Config:
+    """
+    Check ``settings`` (name to value) and make a :class:`Config`.
+
+    Relative paths are taken from the directory of ``path`` (or the current
+    directory).  Unknown names are passed to ``warn``.  Raises
+    :class:`ConfigError` for the first wrong value.
+    """
+    shown = path or "<config>"
+    base = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
+    checks = _checks(base)
+    values: dict[str, Any] = {}
+    for key, value in settings.items():
+        check = checks.get(key)
+        if check is None:
+            if warn is not None:
+                warn(f"{shown}: {key}: unknown setting, ignored")
+            continue
+        try:
+            values[key] = check(key, value)
+        except ValueError as e:
+            raise ConfigError(shown, key, str(e)) from None
+    return Config(path=path, **values)
+
+
+def _settings_of(namespace: dict[str, Any]) -> dict[str, object]:
+    return {
+        name: value
+        for name, value in namespace.items()
+        if not name.startswith("_")
+        and not isinstance(value, (ModuleType, FunctionType, type))
+    }
+
+
+def load_config(
+    path: str, warn: Callable[[str], None] | None = None
+) -> Config:
+    """
+    Run the config file at ``path`` and check what it sets.
+
+    Raises :class:`ConfigError` (one line: file, key, problem) when the file
+    cannot be read or run, or a value is wrong.
+    """
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+    except OSError as e:
+        raise ConfigError(path, None, f"cannot read: {e.strerror or e}") from None
+    namespace: dict[str, Any] = {"__file__": os.path.abspath(path), "__name__": "__co2_config__"}
+    try:
+        code = compile(source, path, "exec")
+    except SyntaxError as e:
+        raise ConfigError(path, None, f"line {e.lineno}: syntax error: {e.msg}") from None
+    try:
+        exec(code, namespace)
+    except Exception as e:
+        lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
+        line = lines[-1] if lines else "?"
+        raise ConfigError(
+            path, None, f"line {line}: raised {type(e).__name__}: {e}"
+        ) from None
+    return make_config(_settings_of(namespace), path, warn)
+

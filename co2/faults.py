@@ -1,0 +1,63 @@
+"""
+XML-RPC fault codes used by co2.
+
+The first group follows the interoperability convention for XML-RPC fault
+codes; the second lies in the range it sets aside for server-specific errors
+(-32099 .. -32000).
+"""
+
+from __future__ import annotations
+
+from xmlrpc.client import Fault
+
+__all__ = [
+    "APPLICATION_ERROR",
+    "CALL_TIMEOUT",
+    "Fault",
+    "HOST_ID_MISMATCH",
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "METHOD_NOT_FOUND",
+    "NODE_UNREACHABLE",
+    "PARSE_ERROR",
+    "describe_exception",
+]
+
+PARSE_ERROR = -32700
+"""The request body is not well-formed XML-RPC."""
+
+INVALID_REQUEST = -32600
+"""Well-formed XML that is not a method call (or a nested multicall)."""
+
+METHOD_NOT_FOUND = -32601
+"""No method of that name is callable here."""
+
+INVALID_PARAMS = -32602
+"""The method exists, but the parameters do not fit it."""
+
+INTERNAL_ERROR = -32603
+"""The server failed; for example a result that XML-RPC cannot carry."""
+
+APPLICATION_ERROR = -32500
+"""A plugin raised: the fault string holds its type and message."""
+
+HOST_ID_MISMATCH = -32000
+"""A ``notify`` whose ``host_id`` names a host other than the caller's IP."""
+
+NODE_UNREACHABLE = -32001
+"""The node hosting a remote method cannot be reached."""
+
+CALL_TIMEOUT = -32002
+"""A remote method did not answer in time."""
+
+
+def describe_exception(error: BaseException) -> str:
+    """
+    Say what an exception was, for a client: its type and message only.
+
+    Never includes a traceback.
+    """
+    name = type(error).__name__
+    message = str(error)
+    return f"{name}: {message}" if message else name

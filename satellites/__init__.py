@@ -1,0 +1,27 @@
+"""
+The plugin host: finds and loads plugin packages, registers their methods,
+delivers messages to them and serves XML-RPC for them.
+"""
+
+from satellites._dispatch import Dispatcher
+from satellites._loader import LoadedPackage, PackageInfo, PluginLoader, find_packages
+from satellites._registry import Method, MethodRegistry
+from satellites._resource import XMLRPCResource, make_site
+from satellites._satellite import Satellite
+from satellites._service import ListenError, SatelliteService, StrictLoadError
+
+__all__ = [
+    "Dispatcher",
+    "ListenError",
+    "LoadedPackage",
+    "Method",
+    "MethodRegistry",
+    "PackageInfo",
+    "PluginLoader",
+    "Satellite",
+    "SatelliteService",
+    "StrictLoadError",
+    "XMLRPCResource",
+    "find_packages",
+    "make_site",
+]

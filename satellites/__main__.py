@@ -1,0 +1,3 @@
+from satellites._cli import main
+
+main()

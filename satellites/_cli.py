@@ -1,0 +1,163 @@
+"""
+``co2-satellite``: options, service, run — each a small step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, NoReturn, TextIO
+
+from twisted.logger import (
+    FilteringLogObserver,
+    Logger,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
+from twisted.python import usage
+
+from co2._config import Config, check_endpoint, load_config
+from co2._errors import ConfigError
+from satellites._loader import find_packages
+from satellites._service import SatelliteService, StrictLoadError
+
+__all__ = ["Options", "list_plugins", "main", "makeService", "run", "service_for"]
+
+_log = Logger(namespace="co2.satellite")
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class Options(usage.Options):
+    """The command line of ``co2-satellite`` (and ``twistd co2-satellite``)."""
+
+    synopsis = "[--config PATH] [--listen ENDPOINT] [--strict] [--list-plugins]"
+    longdesc = (
+        "Run a co2 satellite: load the plugin packages named in the config "
+        "and answer XML-RPC calls for them."
+    )
+    optParameters = [
+        ["config", "c", "config.py", "the config file (a Python module)"],
+        ["listen", "l", None, "XML-RPC endpoint, overriding `listen` of the config"],
+    ]
+    optFlags = [
+        ["strict", None, "exit (status 2) if any plugin package fails to load"],
+        ["list-plugins", None, "list the plugin packages found and exit"],
+    ]
+
+    config: Config
+
+    def postOptions(self) -> None:
+        warnings: list[str] = []
+        try:
+            config = load_config(self["config"], warn=warnings.append)
+            if self["listen"] is not None:
+                try:
+                    check_endpoint(self["listen"])
+                except ValueError as e:
+                    raise ConfigError("--listen", None, str(e)) from None
+                config = dataclasses.replace(config, listen=self["listen"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        self.config = config
+        self.warnings = warnings
+
+
+def list_plugins(config: Config, out: TextIO) -> None:
+    """Write the plugin packages of ``config.plugin_dir``, enabled ones marked."""
+    found = find_packages(config.plugin_dir)
+    enabled = set(config.plugin_list)
+    out.write(f"plugin packages in {config.plugin_dir}:\n")
+    width = max((len(p.name) for p in found), default=0)
+    for package in found:
+        mark = "enabled " if package.name in enabled else "disabled"
+        out.write(f"  {package.name:<{width}}  {mark}  {package.description}\n")
+    missing = [name for name in config.plugin_list if name not in {p.name for p in found}]
+    for name in missing:
+        out.write(f"  {name:<{width}}  missing   (listed in plugin_list, not found)\n")
+
+
+def service_for(options: Options, reactor: Any) -> SatelliteService:
+    """The satellite service ``options`` describe, on ``reactor``."""
+    return SatelliteService(options.config, reactor, strict=bool(options["strict"]))
+
+
+def makeService(options: Options) -> SatelliteService:
+    """The service for ``twistd co2-satellite``: a failed start stops the process."""
+    from twisted.internet import reactor
+
+    for warning in options.warnings:
+        _log.warn("{warning}", warning=warning)
+    service = service_for(options, reactor)
+    service.started.addErrback(_stop_on_failure, reactor)
+    return service
+
+
+def _stop_on_failure(failure: Any, reactor: Any) -> None:
+    _log.failure("satellite failed to start", failure)
+    reactor.stop()
+
+
+def run(service: SatelliteService, reactor: Any) -> int:
+    """Run ``service`` on ``reactor`` until a signal stops it; the exit status."""
+    status = [0]
+
+    def failed(failure: Any) -> None:
+        status[0] = EXIT_USAGE if failure.check(StrictLoadError) else EXIT_FAILURE
+        print(f"co2-satellite: {failure.getErrorMessage()}", file=sys.stderr)
+        reactor.stop()
+
+    def stop() -> Any:
+        _watchdog(service.config.exit_timeout * (len(service.satellite.plugins) + 1) + 5)
+        if service.running:
+            return service.stopService()
+        return None
+
+    service.started.addErrback(failed)
+    reactor.callWhenRunning(service.startService)
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
+    reactor.run()
+    return status[0]
+
+
+def _watchdog(seconds: float) -> None:
+    """Make the process exit (status 1) if shutdown takes over ``seconds``."""
+
+    def expire() -> None:
+        sys.stderr.write(f"co2-satellite: shutdown took over {seconds:.0f}s; exiting\n")
+        sys.stderr.flush()
+        os._exit(EXIT_FAILURE)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+
+
+def _begin_logging(config: Config, out: TextIO) -> None:
+    predicate = LogLevelFilterPredicate(defaultLogLevel=config.log_level_constant)
+    observer = FilteringLogObserver(textFileLogObserver(out), [predicate])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``co2-satellite`` command."""
+    options = Options()
+    try:
+        options.parseOptions(list(sys.argv[1:] if argv is None else argv))
+    except usage.UsageError as e:
+        print(f"co2-satellite: {e}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    for warning in options.warnings:
+        print(f"co2-satellite: warning: {warning}", file=sys.stderr)
+    if options["list-plugins"]:
+        list_plugins(options.config, sys.stdout)
+        sys.exit(0)
+    _begin_logging(options.config, sys.stdout)
+    from twisted.internet import reactor
+
+    sys.exit(run(service_for(options, reactor), reactor))

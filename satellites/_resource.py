@@ -1,0 +1,157 @@
+"""
+The HTTP side of a node: an XML-RPC resource and the site serving it.
+
+A request body over the configured size is refused with ``413`` as soon as
+its length is known, before anything is parsed or buffered.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+from xmlrpc.client import Fault
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from co2 import faults
+from co2._xmlrpc import DEFAULT_MAX_DEPTH, XMLRPCParseError, dump_fault, dump_response, parse_call
+from satellites._dispatch import Caller, Dispatcher
+
+__all__ = ["XMLRPC_PATHS", "XMLRPCResource", "make_site"]
+
+XMLRPC_PATHS = (b"/", b"/RPC2")
+"""The paths XML-RPC calls may be posted to."""
+
+_log = Logger(namespace="co2.xmlrpc")
+
+
+def caller_of(request: Request) -> Caller:
+    """The ``(ip, port)`` a request came from, or None for a UNIX socket peer."""
+    address = request.getClientAddress()
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        return (address.host, address.port)
+    return None
+
+
+class XMLRPCResource(Resource):
+    """Answers XML-RPC ``POST`` requests through a :class:`Dispatcher`."""
+
+    isLeaf = True
+
+    def __init__(self, dispatcher: Dispatcher, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+        super().__init__()
+        self.dispatcher = dispatcher
+        self.max_depth = max_depth
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setResponseCode(http.NOT_ALLOWED)
+        request.setHeader(b"allow", b"POST")
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"This is a co2 XML-RPC endpoint: POST a methodCall to / or /RPC2.\n"
+
+    def render_POST(self, request: Request) -> Any:
+        if request.path not in XMLRPC_PATHS:
+            request.setResponseCode(http.NOT_FOUND)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"No XML-RPC endpoint here: POST to / or /RPC2.\n"
+        assert request.content is not None
+        body = request.content.read()
+        try:
+            name, params = parse_call(body, self.max_depth)
+        except XMLRPCParseError as e:
+            return self._answer(request, dump_fault(e.code, str(e)))
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        d = self.dispatcher.call(caller_of(request), name, params)
+        d.addCallback(self._encode, name)
+        d.addErrback(self._encode_fault)
+        d.addCallback(lambda payload: None if gone else self._finish(request, payload))
+        d.addErrback(lambda f: _log.failure("answering {name}", f, name=name))
+        return NOT_DONE_YET
+
+    def _encode(self, result: Any, name: str) -> bytes:
+        try:
+            return dump_response(result)
+        except (TypeError, ValueError, OverflowError) as e:
+            _log.error("{name} returned what XML-RPC cannot carry: {error}", name=name, error=e)
+            return dump_fault(
+                faults.INTERNAL_ERROR, f"{name} returned what XML-RPC cannot carry: {e}"
+            )
+
+    def _encode_fault(self, failure: Failure) -> bytes:
+        if failure.check(Fault):
+            fault = failure.value
+            try:
+                return dump_fault(int(fault.faultCode), str(fault.faultString))
+            except (TypeError, ValueError, OverflowError):
+                pass
+        _log.failure("unexpected failure", failure)
+        return dump_fault(faults.INTERNAL_ERROR, "internal error")
+
+    def _answer(self, request: Request, payload: bytes) -> bytes:
+        request.setHeader(b"content-type", b"text/xml; charset=utf-8")
+        request.setHeader(b"content-length", b"%d" % len(payload))
+        return payload
+
+    def _finish(self, request: Request, payload: bytes) -> None:
+        request.write(self._answer(request, payload))
+        request.finish()
+
+
+class LimitedRequest(Request):
+    """A request whose body may not exceed ``max_size`` bytes."""
+
+    max_size = 1024 * 1024
+    _refused = False
+    _received = 0
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > self.max_size:
+            self._refuse()
+        else:
+            super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._received > self.max_size:
+            self._refuse()
+        else:
+            super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self._refused:
+            super().requestReceived(command, path, version)
+
+    def _refuse(self) -> None:
+        self._refused = True
+        self.content = io.BytesIO()
+        text = b"Request body over %d bytes refused.\n" % self.max_size
+        assert self.channel is not None and self.channel.transport is not None
+        self.channel.transport.write(
+            b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(text), text)
+        )
+        self.channel.loseConnection()
+
+
+class Co2Site(Site):
+    """A site that writes no access log line per request."""
+
+    def log(self, request: Request) -> None:
+        pass
+
+
+def make_site(resource: Resource, max_request_size: int) -> Site:
+    """A site serving ``resource`` that refuses bodies over ``max_request_size``."""
+    request_factory = type("LimitedRequest", (LimitedRequest,), {"max_size": max_request_size})
+    site = Co2Site(resource, requestFactory=request_factory)
+    site.displayTracebacks = False
+    site.noisy = False
+    return site

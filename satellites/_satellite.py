@@ -1,0 +1,244 @@
+"""
+The plugin host, without sockets: loaded plugins, their methods, and the
+delivery of messages to them.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+from xmlrpc.client import Fault
+
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger, LogLevel
+from twisted.python import threadable
+from twisted.python.failure import Failure
+
+from co2 import faults
+from co2._config import RESERVED_PACKAGES, Config
+from co2._errors import PluginError
+from co2._message import check_message, host_matches, parse_host_id
+from co2._plugin import Co2Plugin
+from co2._xmlrpc import dump_response
+from satellites._dispatch import Caller, Dispatcher
+from satellites._loader import LoadedPackage, PluginLoader
+from satellites._registry import DuplicateMethod, Method, MethodRegistry
+
+__all__ = ["BUSY_WARNING", "Satellite"]
+
+BUSY_WARNING = 1.0
+"""Seconds a plugin's ``receive`` may hold the reactor before it is warned about."""
+
+_log = Logger(namespace="co2.satellite")
+
+
+class Satellite:
+    """
+    Hosts the plugins named in a config and answers for them.
+
+    ``reactor`` gives time and threads; ``timer`` measures how long a
+    ``receive`` keeps the reactor busy.  Call :meth:`load_plugins` once the
+    ``host_id`` is known, and :meth:`shutdown` at the end.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        host_id: str = "",
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.host_id = host_id
+        self.timer = timer
+        self.registry = MethodRegistry()
+        self.dispatcher = Dispatcher(self.registry)
+        self.packages: list[LoadedPackage] = []
+        self.failures: list[PluginError] = []
+        self.plugins: list[Co2Plugin] = []
+        self._loader: PluginLoader | None = None
+        self.registry.add(Method.of("notify", self.notify, takes_caller=True))
+        self.registry.add(Method.of("co2.get_method_names", self.get_method_names))
+
+    # Loading and unloading
+
+    def var_dict_for(self, package: str) -> dict[str, Any]:
+        """The settings given to the ``X_`` classes of ``package``."""
+        provided = {
+            "host_id": self.host_id,
+            "package": package,
+            "plugin_dir": self.config.plugin_dir,
+            "package_dir": os.path.join(self.config.plugin_dir, package),
+        }
+        provided.update(self.config.plugin_config.get(package, {}))
+        return provided
+
+    def load_plugins(self) -> list[PluginError]:
+        """
+        Load every package of ``plugin_list`` in order.  A package that
+        fails is logged with its traceback and left out; the failures are
+        returned (and kept in ``failures``).
+        """
+        self._loader = PluginLoader(self.config.plugin_dir, self, self.var_dict_for)
+        for package in self.config.plugin_list:
+            if package in RESERVED_PACKAGES:
+                _log.warn(
+                    "plugin package {package!r} skipped: the name is reserved "
+                    "(reserved: {reserved})",
+                    package=package, reserved=", ".join(sorted(RESERVED_PACKAGES)),
+                )
+                continue
+            try:
+                loaded = self._loader.load(package)
+                self.registry.add_all(loaded.methods)
+            except PluginError as e:
+                self._failed(e)
+                continue
+            except DuplicateMethod as e:
+                self._loader.exit_all(loaded.plugins)
+                self._failed(PluginError(package, str(e)))
+                continue
+            for warning in loaded.warnings:
+                _log.warn("{warning}", warning=warning)
+            self.packages.append(loaded)
+            self.plugins.extend(loaded.plugins)
+            _log.info(
+                "loaded plugin package {package}: {plugins} plugin(s), {methods} method(s)",
+                package=package, plugins=len(loaded.plugins), methods=len(loaded.methods),
+            )
+        return self.failures
+
+    def _failed(self, error: PluginError) -> None:
+        self.failures.append(error)
+        _log.error(
+            "plugin package {package} left out: {problem}\n{details}",
+            package=error.package, problem=error.problem, details=error.details,
+        )
+
+    def shutdown(self) -> Deferred[None]:
+        """
+        Call every plugin's ``__exit__`` in reverse load order, each bounded
+        by ``exit_timeout`` when it returns a Deferred.  Fires when all are
+        done; never fails.
+        """
+        plugins, self.plugins = self.plugins, []
+        return ensureDeferred(self._exit_each(list(reversed(plugins))))
+
+    async def _exit_each(self, plugins: list[Co2Plugin]) -> None:
+        bound = self.config.exit_timeout
+        for plugin in plugins:
+            started = self.timer()
+            d = maybeDeferred(plugin.__exit__)
+            d.addCallback(lambda result: ensureDeferred(result) if inspect.isawaitable(result)
+                          else result)
+            d.addTimeout(bound, self.reactor)
+            try:
+                await d
+            except Exception:
+                _log.failure("{plugin}.__exit__ failed or took over {bound}s",
+                             plugin=plugin, bound=bound)
+            took = self.timer() - started
+            if took > bound:
+                _log.warn("{plugin}.__exit__ held the reactor for {took:.1f}s (bound {bound}s)",
+                          plugin=plugin, took=took, bound=bound)
+        if self._loader is not None:
+            self._loader.forget()
+
+    # What plugins call (IPluginHost)
+
+    def send_from(self, plugin: Co2Plugin, data: Any) -> None:
+        """
+        Send ``{'data': data, 'host_id': ...}`` from ``plugin`` to every
+        other plugin.  Raises ``TypeError`` at once when ``data`` is not an
+        XML-RPC value.  Safe to call from a worker thread.
+        """
+        try:
+            dump_response(data)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise TypeError(f"{plugin} cannot send {type(data).__name__}: {e}") from None
+        if not threadable.isInIOThread():
+            self.reactor.callFromThread(self.send_from, plugin, data)
+            return
+        host = parse_host_id(self.host_id)
+        message = {"data": data, "host_id": self.host_id}
+        self.reactor.callLater(0, self.deliver, message, [host.host, host.port], plugin)
+
+    def run_in_thread(
+        self, function: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Deferred[Any]:
+        """Run ``function`` in the reactor's thread pool; fire with its result."""
+        threads: IReactorThreads = self.reactor
+        return deferToThreadPool(self.reactor, threads.getThreadPool(), function, *args, **kwargs)
+
+    # Delivery
+
+    def deliver(
+        self, message: dict[str, Any], client_address: list[Any], sender: Co2Plugin | None = None
+    ) -> None:
+        """
+        Give each plugin but ``sender`` its own copy of ``message``, with
+        ``client_address`` set.  A plugin's failure is logged under its
+        name and touches no other plugin.
+        """
+        message = dict(message, client_address=client_address)
+        for plugin in list(self.plugins):
+            if plugin is not sender:
+                self._deliver_to(plugin, copy.deepcopy(message))
+
+    def _deliver_to(self, plugin: Co2Plugin, message: dict[str, Any]) -> None:
+        started = self.timer()
+        try:
+            result = plugin.receive(message)
+        except Exception:
+            _log.failure("{plugin}.receive raised", level=LogLevel.error, plugin=plugin)
+            result = None
+        took = self.timer() - started
+        if took > BUSY_WARNING:
+            _log.warn(
+                "{plugin}.receive kept the reactor busy for {took:.2f}s; "
+                "run blocking work in a thread (co2.in_thread)",
+                plugin=plugin, took=took,
+            )
+        if inspect.isawaitable(result):
+            result = ensureDeferred(result)
+        if isinstance(result, Deferred):
+            result.addErrback(self._receive_failed, plugin)
+
+    def _receive_failed(self, failure: Failure, plugin: Co2Plugin) -> None:
+        _log.failure("{plugin}.receive failed", failure, LogLevel.error, plugin=plugin)
+
+    # The server's own XML-RPC methods
+
+    def notify(self, caller: Caller, message: dict[str, Any]) -> bool:
+        """
+        Accept a message (a struct with ``data`` and ``host_id``) for every
+        plugin here.  Answers at once; the plugins receive it afterwards.
+        """
+        try:
+            check_message(message)
+        except ValueError as e:
+            raise Fault(faults.INVALID_PARAMS, f"notify: {e}") from None
+        host_id = parse_host_id(message["host_id"])
+        if caller is not None and not host_matches(host_id, caller[0]):
+            _log.warn(
+                "notify refused: host_id {host_id!r} does not match the caller {ip}",
+                host_id=message["host_id"], ip=caller[0],
+            )
+            raise Fault(
+                faults.HOST_ID_MISMATCH,
+                f"host_id names host {host_id.host}, but the request came from {caller[0]}",
+            )
+        client_address: list[Any] = list(caller) if caller is not None else ["", 0]
+        self.reactor.callLater(0, self.deliver, message, client_address)
+        return True
+
+    def get_method_names(self) -> list[str]:
+        """Return the names of every method callable here, sorted."""
+        return self.registry.names()

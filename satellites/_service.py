@@ -1,0 +1,110 @@
+"""
+The satellite as a Twisted service: listen, load the plugins, serve; on
+stop, stop listening and give every plugin its ``__exit__``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import endpoints
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from co2._config import Config
+from co2._errors import Co2Error
+from co2._message import make_host_id
+from satellites._resource import XMLRPCResource, make_site
+from satellites._satellite import Satellite
+
+__all__ = ["ListenError", "SatelliteService", "StrictLoadError", "advertised_address"]
+
+_log = Logger(namespace="co2.satellite")
+
+
+class ListenError(Co2Error):
+    """The XML-RPC endpoint could not be bound."""
+
+
+class StrictLoadError(Co2Error):
+    """``--strict`` was given and a plugin package failed to load."""
+
+
+def advertised_address(address: object) -> tuple[str, int]:
+    """
+    The ``(ip, port)`` a ``host_id`` names for a listening address: an
+    unspecified address (all interfaces) or a UNIX socket is named by
+    loopback.
+    """
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        host = address.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1" if isinstance(address, IPv4Address) else "::1"
+        return host, address.port
+    return "127.0.0.1", 0
+
+
+def url_of(address: object) -> str:
+    """The URL XML-RPC clients use for a listening address."""
+    if isinstance(address, IPv6Address):
+        return f"http://[{address.host}]:{address.port}/"
+    if isinstance(address, IPv4Address):
+        return f"http://{address.host}:{address.port}/"
+    return f"unix:{getattr(address, 'name', '')}"
+
+
+class SatelliteService(Service):
+    """
+    Runs one satellite.  ``started`` fires once it listens with its plugins
+    loaded, or fails with :class:`ListenError` or :class:`StrictLoadError`.
+    """
+
+    def __init__(self, config: Config, reactor: Any, strict: bool = False) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.strict = strict
+        self.satellite = Satellite(config, reactor)
+        self.port: IListeningPort | None = None
+        self.started: Deferred[None] = Deferred()
+
+    def startService(self) -> None:
+        super().startService()
+        self._start().chainDeferred(self.started)
+
+    @inlineCallbacks
+    def _start(self) -> Any:
+        resource = XMLRPCResource(self.satellite.dispatcher)
+        site = make_site(resource, self.config.max_request_size)
+        endpoint = endpoints.serverFromString(self.reactor, self.config.listen)
+        try:
+            self.port = yield endpoint.listen(site)
+        except Exception as e:
+            raise ListenError(f"cannot listen on {self.config.listen!r}: {e}") from None
+        assert self.port is not None
+        host, port = advertised_address(self.port.getHost())
+        self.satellite.host_id = make_host_id(host, port)
+        failures = self.satellite.load_plugins()
+        if failures and self.strict:
+            names = ", ".join(f.package for f in failures)
+            raise StrictLoadError(f"--strict: plugin package(s) failed to load: {names}")
+        _log.info(
+            "co2 satellite {host_id} serving XML-RPC at {url} with {count} plugin(s)",
+            host_id=self.satellite.host_id, url=url_of(self.port.getHost()),
+            count=len(self.satellite.plugins),
+        )
+
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            try:
+                yield port.stopListening()
+            except Exception:
+                _log.failure("stopping the XML-RPC listener", Failure())
+        yield self.satellite.shutdown()
+        _log.info("co2 satellite stopped")
