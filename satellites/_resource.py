@@ -148,10 +148,13 @@ class Co2Site(Site):
         pass
 
 
-def make_site(resource: Resource, max_request_size: int) -> Site:
-    """A site serving ``resource`` that refuses bodies over ``max_request_size``."""
+def make_site(resource: Resource, max_request_size: int, reactor: Any = None) -> Site:
+    """
+    A site serving ``resource`` that refuses bodies over ``max_request_size``;
+    ``reactor`` times out idle connections (the global one when None).
+    """
     request_factory = type("LimitedRequest", (LimitedRequest,), {"max_size": max_request_size})
-    site = Co2Site(resource, requestFactory=request_factory)
+    site = Co2Site(resource, requestFactory=request_factory, reactor=reactor)
     site.displayTracebacks = False
     site.noisy = False
     return site

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,6 @@ from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
-from twisted.python import threadable
 from twisted.python.failure import Failure
 
 from co2 import faults
@@ -64,6 +64,7 @@ class Satellite:
         self.failures: list[PluginError] = []
         self.plugins: list[Co2Plugin] = []
         self._loader: PluginLoader | None = None
+        self._thread = threading.get_ident()
         self.registry.add(Method.of("notify", self.notify, takes_caller=True))
         self.registry.add(Method.of("co2.get_method_names", self.get_method_names))
 
@@ -163,7 +164,7 @@ class Satellite:
             dump_response(data)
         except (TypeError, ValueError, OverflowError) as e:
             raise TypeError(f"{plugin} cannot send {type(data).__name__}: {e}") from None
-        if not threadable.isInIOThread():
+        if threading.get_ident() != self._thread:
             self.reactor.callFromThread(self.send_from, plugin, data)
             return
         host = parse_host_id(self.host_id)

@@ -78,7 +78,7 @@ class SatelliteService(Service):
     @inlineCallbacks
     def _start(self) -> Any:
         resource = XMLRPCResource(self.satellite.dispatcher)
-        site = make_site(resource, self.config.max_request_size)
+        site = make_site(resource, self.config.max_request_size, self.reactor)
         endpoint = endpoints.serverFromString(self.reactor, self.config.listen)
         try:
             self.port = yield endpoint.listen(site)

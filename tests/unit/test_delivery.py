@@ -1,0 +1,227 @@
+"""Messages: notify and send reach every other plugin, in isolation from each other."""
+
+from __future__ import annotations
+
+from xmlrpc.client import Fault
+
+import pytest
+from conftest import HOST_ID, text_of, write_package
+
+from co2 import faults
+
+RECORDER = """
+from co2 import Co2Plugin
+
+class X_Recorder(Co2Plugin):
+    def __init__(self, var_dict):
+        Co2Plugin.__init__(self, var_dict)
+        self.got = []
+
+    def receive(self, data_dict):
+        self.got.append(data_dict)
+
+    def x_send(self, data):
+        self.send(data)
+        return True
+"""
+
+
+@pytest.fixture
+def two(make_node, plugin_dir):
+    """A satellite with two recording plugins, a and b."""
+    write_package(plugin_dir, "a", {"m": RECORDER})
+    write_package(plugin_dir, "b", {"m": RECORDER})
+    return make_node("a", "b")
+
+
+def test_notify_answers_at_once_and_delivers_after(two):
+    """notify answers True before any plugin runs; each plugin then receives the message."""
+    assert two.call("notify", {"data": [1, "x"], "host_id": "9@127.0.0.1:7"}) is True
+    a, b = two.plugin("a.m.X_Recorder"), two.plugin("b.m.X_Recorder")
+    assert a.got == [] and b.got == []
+    two.reactor.advance(0)
+    expected = {"data": [1, "x"], "host_id": "9@127.0.0.1:7", "client_address": ["127.0.0.1", 40000]}
+    assert a.got == [expected] and b.got == [expected]
+
+
+def test_notify_requires_data_and_host_id(two):
+    """A notify struct without data or host_id is an invalid-params fault."""
+    for bad in ({"data": 1}, {"host_id": "1@127.0.0.1:2"}, {"data": 1, "host_id": "nonsense"}):
+        with pytest.raises(Fault) as e:
+            two.call("notify", bad)
+        assert e.value.faultCode == faults.INVALID_PARAMS
+    with pytest.raises(Fault) as e:
+        two.call("notify", [1, 2])
+    assert e.value.faultCode == faults.INVALID_PARAMS
+
+
+def test_notify_with_a_spoofed_host_id_is_refused_and_logged(two, logged):
+    """A host_id naming another host than the caller's IP is refused with a server fault."""
+    with pytest.raises(Fault) as e:
+        two.call("notify", {"data": 1, "host_id": "1@10.1.2.3:2004"})
+    assert e.value.faultCode == faults.HOST_ID_MISMATCH
+    assert -32099 <= faults.HOST_ID_MISMATCH <= -32000
+    two.reactor.advance(0)
+    assert two.plugin("a.m.X_Recorder").got == []
+    assert "10.1.2.3" in text_of(logged)
+
+
+def test_send_reaches_every_other_plugin_but_not_the_sender(two):
+    """A plugin's send reaches the others with this satellite's host_id, never itself."""
+    two.call("a.m.send", {"k": "v"})
+    two.reactor.advance(0)
+    a, b = two.plugin("a.m.X_Recorder"), two.plugin("b.m.X_Recorder")
+    assert a.got == []
+    assert b.got == [{"data": {"k": "v"}, "host_id": HOST_ID, "client_address": ["127.0.0.1", 2004]}]
+
+
+def test_send_refuses_what_xmlrpc_cannot_carry(two):
+    """Sending a value XML-RPC cannot carry raises TypeError in the plugin at once."""
+    a = two.plugin("a.m.X_Recorder")
+    with pytest.raises(TypeError, match="cannot send object"):
+        a.send(object())
+    with pytest.raises(TypeError):
+        a.send(2**70)
+
+
+def test_each_plugin_gets_its_own_copy(make_node, plugin_dir):
+    """A plugin that changes its message does not change what the next plugin receives."""
+    write_package(plugin_dir, "mutator", {"m": """
+from co2 import Co2Plugin
+class X_M(Co2Plugin):
+    def receive(self, d):
+        d["data"].append("changed")
+        d["host_id"] = "x"
+"""})
+    write_package(plugin_dir, "b", {"m": RECORDER})
+    node = make_node("mutator", "b")
+    node.call("notify", {"data": [1], "host_id": "1@127.0.0.1:1"})
+    node.reactor.advance(0)
+    assert node.plugin("b.m.X_Recorder").got[0]["data"] == [1]
+
+
+FAILING = """
+from twisted.internet import defer
+from co2 import Co2Plugin
+
+class X_Raises(Co2Plugin):
+    def receive(self, d):
+        raise RuntimeError("receive exploded")
+
+class X_FailsLater(Co2Plugin):
+    def receive(self, d):
+        return defer.fail(ValueError("deferred failure"))
+
+class X_Async(Co2Plugin):
+    async def receive(self, d):
+        raise LookupError("async failure")
+"""
+
+
+def test_failing_receive_is_logged_and_others_still_receive(make_node, plugin_dir, logged):
+    """A receive that raises, fails its Deferred or its coroutine is logged by name; others go on."""
+    write_package(plugin_dir, "bad", {"m": FAILING})
+    write_package(plugin_dir, "b", {"m": RECORDER})
+    node = make_node("bad", "b")
+    node.call("notify", {"data": 1, "host_id": "1@127.0.0.1:1"})
+    node.reactor.advance(0)
+    assert len(node.plugin("b.m.X_Recorder").got) == 1
+    text = text_of(logged)
+    assert "bad.m.X_Raises.receive raised" in text and "receive exploded" in text
+    assert "bad.m.X_FailsLater.receive failed" in text and "deferred failure" in text
+    assert "bad.m.X_Async.receive failed" in text and "async failure" in text
+
+
+def test_async_and_deferred_receive_are_awaited(make_node, plugin_dir):
+    """An async receive runs to completion."""
+    write_package(plugin_dir, "slow", {"m": """
+from twisted.internet import defer
+from co2 import Co2Plugin
+class X_S(Co2Plugin):
+    got = []
+    async def receive(self, d):
+        self.got.append(d["data"])
+"""})
+    node = make_node("slow")
+    node.call("notify", {"data": "x", "host_id": "1@127.0.0.1:1"})
+    node.reactor.advance(0)
+    assert node.plugin("slow.m.X_S").got == ["x"]
+
+
+def test_receive_that_holds_the_reactor_is_warned_about(make_node, plugin_dir, logged):
+    """A receive that keeps the reactor busy over a second is named in a warning."""
+    write_package(plugin_dir, "busy", {"m": RECORDER})
+    node = make_node("busy")
+    ticks = iter([0.0, 1.5])
+    node.satellite.timer = lambda: next(ticks)
+    node.call("notify", {"data": 1, "host_id": "1@127.0.0.1:1"})
+    node.reactor.advance(0)
+    assert "busy.m.X_Recorder.receive kept the reactor busy for 1.50s" in text_of(logged)
+
+
+def test_send_from_a_worker_thread_is_delivered(make_node, plugin_dir):
+    """send() called from a worker thread hands the message to the reactor thread."""
+    import threading
+
+    write_package(plugin_dir, "a", {"m": RECORDER})
+    write_package(plugin_dir, "b", {"m": RECORDER})
+    node = make_node("a", "b")
+    thread = threading.Thread(target=node.plugin("a.m.X_Recorder").send, args=("from thread",))
+    thread.start()
+    thread.join(5)
+    node.reactor.advance(0)
+    assert [m["data"] for m in node.plugin("b.m.X_Recorder").got] == ["from thread"]
+
+
+EXITS = """
+from twisted.internet import defer
+from co2 import Co2Plugin
+order = []
+
+class X_First(Co2Plugin):
+    def __exit__(self):
+        order.append(str(self))
+
+class X_Second(Co2Plugin):
+    def __exit__(self):
+        order.append(str(self))
+        raise RuntimeError("exit failed")
+
+class X_Never(Co2Plugin):
+    def __exit__(self):
+        order.append(str(self))
+        return defer.Deferred()
+
+class X_Async(Co2Plugin):
+    async def __exit__(self):
+        order.append(str(self))
+"""
+
+
+def test_shutdown_calls_every_exit_in_reverse_order_each_bounded(make_node, plugin_dir, logged):
+    """__exit__ runs for every plugin, last loaded first; a hung one is cut off after exit_timeout."""
+    write_package(plugin_dir, "ham", {"m": EXITS})
+    node = make_node("ham", exit_timeout=2.0)
+    module = type(node.satellite.plugins[0]).__module__
+    import sys
+
+    order = sys.modules[module].order
+    done = []
+    node.satellite.shutdown().addCallback(done.append)
+    assert order == ["ham.m.X_Async", "ham.m.X_Never"]
+    assert not done
+    node.reactor.advance(2.0)
+    assert order == ["ham.m.X_Async", "ham.m.X_Never", "ham.m.X_Second", "ham.m.X_First"]
+    assert done == [None]
+    text = text_of(logged)
+    assert "ham.m.X_Never.__exit__ failed or took over 2.0s" in text
+    assert "exit failed" in text
+
+
+def test_shutdown_stops_delivery(two):
+    """After shutdown no plugin receives anything."""
+    two.satellite.shutdown()
+    two.reactor.advance(10)
+    two.call("notify", {"data": 1, "host_id": "1@127.0.0.1:1"})
+    two.reactor.advance(0)
+    assert two.satellite.plugins == []
