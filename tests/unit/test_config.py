@@ -1,0 +1,130 @@
+"""config.py: defaults, checking, one-line errors naming file and key."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from co2 import Config, ConfigError, load_config, make_config
+from co2._config import default_plugin_dir
+
+
+def write(tmp_path, text, name="config.py"):
+    """Write a config file; its path."""
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults():
+    """An empty config gives the documented defaults."""
+    config = make_config({})
+    assert config == Config()
+    assert config.plugin_list == () and config.plugin_config == {}
+    assert config.listen == "tcp:2004:interface=127.0.0.1"
+    assert config.amp_listen is None and config.peers == () and config.spool is None
+    assert config.log_level == "info" and config.max_request_size == 1024 * 1024
+    assert config.plugin_dir == default_plugin_dir()
+
+
+def test_shipped_config_is_valid():
+    """The config.py at the top of the project loads the example plugins."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    config = load_config(os.path.join(root, "config.py"))
+    assert config.plugin_list == ("example", "ham")
+    assert config.plugin_dir == os.path.join(root, "plugin")
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path):
+    """plugin_dir and spool are taken from the config file's directory."""
+    (tmp_path / "plugs").mkdir()
+    config = load_config(write(tmp_path, "plugin_dir = 'plugs'\nspool = 'data/spool'\n"))
+    assert config.plugin_dir == str(tmp_path / "plugs")
+    assert config.spool == str(tmp_path / "data" / "spool")
+
+
+def test_full_config(tmp_path):
+    """Every setting is read."""
+    path = write(tmp_path, """
+import os
+plugin_list = ["a", "b"]
+plugin_config = {"a": {"x": 1}}
+listen = "tcp:0:interface=127.0.0.1"
+amp_listen = "tcp:0:interface=127.0.0.1"
+peers = ["tcp:host=127.0.0.1:port=2005", "http://127.0.0.1:2006/"]
+log_level = "DEBUG"
+max_request_size = 4096
+exit_timeout = 0.5
+_private = object()
+def helper():
+    pass
+""")
+    config = load_config(path)
+    assert config.plugin_list == ("a", "b")
+    assert config.plugin_config == {"a": {"x": 1}}
+    assert config.peers == ("tcp:host=127.0.0.1:port=2005", "http://127.0.0.1:2006/")
+    assert config.log_level == "debug" and config.max_request_size == 4096
+    assert config.exit_timeout == 0.5 and config.path == path
+
+
+def test_unknown_names_are_warned_about(tmp_path):
+    """An unknown name is named in a warning and otherwise ignored."""
+    warnings: list[str] = []
+    load_config(write(tmp_path, "colour = 'blue'\n"), warn=warnings.append)
+    assert len(warnings) == 1 and "colour" in warnings[0] and "config.py" in warnings[0]
+
+
+BAD = {
+    "plugin_dir": ["42", "'does/not/exist'"],
+    "plugin_list": ["'ham'", "['a-b']", "['a', 'a']", "[1]", "['class']"],
+    "plugin_config": ["[]", "{'a': 1}", "{1: {}}", "{'a': {1: 2}}"],
+    "listen": ["42", "'nonsense:1'", "'tcp:notaport'"],
+    "amp_listen": ["7", "'tcp:x'"],
+    "peers": ["'http://h:1/'", "[1]", "['http://:80/']", "['bogus:thing']"],
+    "spool": ["3"],
+    "log_level": ["'loud'", "1"],
+    "max_request_size": ["0", "-1", "'big'", "True", "1.5"],
+    "exit_timeout": ["0", "'x'"],
+}
+
+
+@pytest.mark.parametrize(
+    "key,value", [(k, v) for k, values in BAD.items() for v in values], ids=str
+)
+def test_wrong_values_name_file_and_key(tmp_path, key, value):
+    """A wrong type or value raises ConfigError: one line with file, key and problem."""
+    path = write(tmp_path, f"{key} = {value}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: {key}: ")
+    assert "\n" not in message
+
+
+def test_missing_file(tmp_path):
+    """A missing config file is named with the reason."""
+    path = str(tmp_path / "absent.py")
+    with pytest.raises(ConfigError, match="absent.py: cannot read: No such file"):
+        load_config(path)
+
+
+def test_syntax_error_names_the_line(tmp_path):
+    """A config with a syntax error names its line."""
+    with pytest.raises(ConfigError, match=r"config.py: line 2: syntax error"):
+        load_config(write(tmp_path, "a = 1\nb = (\n"))
+
+
+def test_exception_while_running_names_the_line(tmp_path):
+    """A config that raises names the line and the exception."""
+    with pytest.raises(ConfigError, match=r"line 3: raised ZeroDivisionError"):
+        load_config(write(tmp_path, "a = 1\n\nb = 1 / 0\n"))
+
+
+def test_settings_for_every_config_field():
+    """Every Config field but path can be set from a config file."""
+    from dataclasses import fields
+
+    from co2._config import _checks
+
+    assert set(_checks("/")) == {f.name for f in fields(Config)} - {"path"}
