@@ -169,7 +169,7 @@ def check_peer(value: object) -> str:
         if not parts.hostname:
             raise ValueError(f"{peer!r} has no host")
         try:
-            parts.port
+            _ = parts.port
         except ValueError:
             raise ValueError(f"{peer!r} has a bad port") from None
         return peer
@@ -192,7 +192,7 @@ def _log_level(key: str, value: object) -> str:
 
 def _positive(kind: type | tuple[type, ...]) -> Callable[[str, object], Any]:
     def check(key: str, value: object) -> Any:
-        if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
+        if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:  # type: ignore[operator]
             raise ValueError(f"expected a positive number, got {value!r}")
         return value
 

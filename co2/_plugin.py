@@ -144,7 +144,7 @@ class Co2Plugin:
         """Log ``message`` at debug level, under the plugin's name."""
         self._co2_logger.debug("{message}", message=message)
 
-    def __exit__(self) -> Any:  # type: ignore[override]
+    def __exit__(self) -> Any:
         """
         Called once, with no arguments, when the satellite shuts down.
 

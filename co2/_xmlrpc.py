@@ -55,14 +55,14 @@ class _Marshaller(xmlrpc.client.Marshaller):
             raise OverflowError(f"integer {value} does not fit in 64 bits")
         write(f"<value><{tag}>{value}</{tag}></value>\n")
 
-    dispatch[int] = dump_int
+    dispatch[int] = dump_int  # type: ignore[assignment]
 
     def dump_double(self, value: float, write: Callable[[str], Any]) -> None:
         if not math.isfinite(value):
             raise ValueError(f"XML-RPC has no double for {value!r}")
         write(f"<value><double>{value!r}</double></value>\n")
 
-    dispatch[float] = dump_double
+    dispatch[float] = dump_double  # type: ignore[assignment]
 
 
 class _Unmarshaller(xmlrpc.client.Unmarshaller):
@@ -72,7 +72,7 @@ class _Unmarshaller(xmlrpc.client.Unmarshaller):
         super().__init__(use_builtin_types=True)
         # The base class would decode names a second time unless told that
         # the text arrives decoded.
-        self._encoding = None
+        self._encoding = None  # type: ignore[assignment]
 
 
 def _marshal(values: tuple[Any, ...] | xmlrpc.client.Fault) -> str:

@@ -13,7 +13,6 @@ from xmlrpc.client import Fault
 __all__ = [
     "APPLICATION_ERROR",
     "CALL_TIMEOUT",
-    "Fault",
     "HOST_ID_MISMATCH",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
@@ -21,6 +20,7 @@ __all__ = [
     "METHOD_NOT_FOUND",
     "NODE_UNREACHABLE",
     "PARSE_ERROR",
+    "Fault",
     "describe_exception",
 ]
 

@@ -9,7 +9,7 @@ import inspect
 from typing import Any
 from xmlrpc.client import Fault
 
-from twisted.internet.defer import Deferred, ensureDeferred, fail, gatherResults, maybeDeferred
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
@@ -17,7 +17,7 @@ from co2 import faults
 from co2._xmlrpc import dump_response
 from satellites._registry import Method, MethodRegistry
 
-__all__ = ["CAPABILITIES", "Caller", "Dispatcher"]
+__all__ = ["CAPABILITIES", "Caller", "Dispatcher", "settle"]
 
 Caller = tuple[str, int] | None
 """The ``(ip, port)`` a call came from; None for a local (UNIX socket) peer."""
@@ -48,8 +48,12 @@ def _shown(name: str) -> str:
     return repr(name if len(name) <= 100 else name[:100] + "...")
 
 
-def _as_deferred(result: Any) -> Any:
-    return ensureDeferred(result) if inspect.isawaitable(result) else result
+def settle(result: Any) -> Any:
+    """
+    What a plugin returned, made waitable: a coroutine (from ``async def``)
+    becomes a Deferred; a Deferred or plain value is returned as it is.
+    """
+    return Deferred.fromCoroutine(result) if inspect.iscoroutine(result) else result
 
 
 class Dispatcher:
@@ -90,7 +94,7 @@ class Dispatcher:
             return fail(Fault(faults.INVALID_PARAMS, f"{name}: {e}"))
         args = (caller, *params) if method.takes_caller else params
         d = maybeDeferred(method.function, *args)
-        d.addCallback(_as_deferred)
+        d.addCallback(settle)
         d.addErrback(self._fault, method)
         return d
 
@@ -106,6 +110,7 @@ class Dispatcher:
         else:
             _log.failure("{method} failed", failure, method=method.name)
             code = faults.INTERNAL_ERROR
+        assert failure.value is not None
         return Failure(Fault(code, faults.describe_exception(failure.value)))
 
     def list_methods(self) -> list[str]:
@@ -169,11 +174,14 @@ def _checked_result(result: Any, name: str) -> Any:
     try:
         dump_response(result)
     except (TypeError, ValueError, OverflowError) as e:
-        raise Fault(faults.INTERNAL_ERROR, f"{name} returned what XML-RPC cannot carry: {e}")
+        raise Fault(
+            faults.INTERNAL_ERROR, f"{name} returned what XML-RPC cannot carry: {e}"
+        ) from None
     return result
 
 
 def _fault_struct(failure: Failure) -> dict[str, Any]:
     failure.trap(Fault)
     fault = failure.value
+    assert isinstance(fault, Fault)
     return {"faultCode": fault.faultCode, "faultString": fault.faultString}

@@ -84,8 +84,8 @@ class XMLRPCResource(Resource):
             )
 
     def _encode_fault(self, failure: Failure) -> bytes:
-        if failure.check(Fault):
-            fault = failure.value
+        fault = failure.value
+        if isinstance(fault, Fault):
             try:
                 return dump_fault(int(fault.faultCode), str(fault.faultString))
             except (TypeError, ValueError, OverflowError):
@@ -144,7 +144,7 @@ class LimitedRequest(Request):
 class Co2Site(Site):
     """A site that writes no access log line per request."""
 
-    def log(self, request: Request) -> None:
+    def log(self, request: http.Request) -> None:
         pass
 
 

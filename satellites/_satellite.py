@@ -6,7 +6,6 @@ delivery of messages to them.
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 import threading
 import time
@@ -15,7 +14,7 @@ from typing import Any
 from xmlrpc.client import Fault
 
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
-from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -26,7 +25,7 @@ from co2._errors import PluginError
 from co2._message import check_message, host_matches, parse_host_id
 from co2._plugin import Co2Plugin
 from co2._xmlrpc import dump_response
-from satellites._dispatch import Caller, Dispatcher
+from satellites._dispatch import Caller, Dispatcher, settle
 from satellites._loader import LoadedPackage, PluginLoader
 from satellites._registry import DuplicateMethod, Method, MethodRegistry
 
@@ -136,9 +135,7 @@ class Satellite:
         bound = self.config.exit_timeout
         for plugin in plugins:
             started = self.timer()
-            d = maybeDeferred(plugin.__exit__)
-            d.addCallback(lambda result: ensureDeferred(result) if inspect.isawaitable(result)
-                          else result)
+            d = maybeDeferred(plugin.__exit__).addCallback(settle)
             d.addTimeout(bound, self.reactor)
             try:
                 await d
@@ -207,8 +204,7 @@ class Satellite:
                 "run blocking work in a thread (co2.in_thread)",
                 plugin=plugin, took=took,
             )
-        if inspect.isawaitable(result):
-            result = ensureDeferred(result)
+        result = settle(result)
         if isinstance(result, Deferred):
             result.addErrback(self._receive_failed, plugin)
 

@@ -27,7 +27,7 @@ class X_Example(Co2Plugin):
     # ``data``, ``host_id`` (who sent it) and ``client_address`` (the last hop).
     # It must return quickly: the satellite serves everything from one thread.
     def receive(self, data_dict):
-        self.last = (self.last + [data_dict["data"]])[-self.keep:]
+        self.last = [*self.last, data_dict["data"]][-self.keep:]
         self.debug(f"received {data_dict['data']!r} from {data_dict['host_id']}")
 
     # Methods named ``x_...`` are callable over XML-RPC as

@@ -37,7 +37,7 @@ def test_bad_listen_option_is_a_usage_error(tmp_path):
 
 def test_config_errors_are_usage_errors(tmp_path):
     """A wrong config value becomes a usage error with the one-line message."""
-    with pytest.raises(usage.UsageError, match="config.py: listen: expected a string"):
+    with pytest.raises(usage.UsageError, match=r"config\.py: listen: expected a string"):
         options_for(tmp_path, "listen = 42\n")
 
 

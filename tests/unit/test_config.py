@@ -105,7 +105,7 @@ def test_wrong_values_name_file_and_key(tmp_path, key, value):
 def test_missing_file(tmp_path):
     """A missing config file is named with the reason."""
     path = str(tmp_path / "absent.py")
-    with pytest.raises(ConfigError, match="absent.py: cannot read: No such file"):
+    with pytest.raises(ConfigError, match=r"absent\.py: cannot read: No such file"):
         load_config(path)
 
 

@@ -14,7 +14,7 @@ XML_TEXT = st.text(
     st.characters(
         blacklist_categories=("Cs",),
         blacklist_characters="\r\x00",
-    ).filter(lambda c: c in "\t\n" or ord(c) >= 0x20 and c not in "\ufffe\uffff")
+    ).filter(lambda c: c in "\t\n" or (ord(c) >= 0x20 and c not in "\ufffe\uffff"))
 )
 
 SCALARS = (
