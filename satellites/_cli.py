@@ -91,6 +91,9 @@ def makeService(options: Options) -> SatelliteService:
     """The service for ``twistd co2-satellite``: a failed start stops the process."""
     from twisted.internet import reactor
 
+    if options["list-plugins"]:
+        list_plugins(options.config, sys.stdout)
+        raise SystemExit(0)
     for warning in options.warnings:
         _log.warn("{warning}", warning=warning)
     service = service_for(options, reactor)

@@ -336,3 +336,79 @@ def test_nil_and_i8_are_understood_in_requests(api):
     from co2._xmlrpc import parse_response
 
     assert parse_response(post(api, body).body) == [None, 8589934592]
+
+
+HAND_WRITTEN = {
+    "i4 and untyped string": (
+        b"<?xml version='1.0'?><methodCall><methodName>ham.api.echo</methodName><params>"
+        b"<param><value><array><data><value><i4>7</i4></value><value>plain</value>"
+        b"</data></array></value></param></params></methodCall>",
+        [7, "plain"],
+    ),
+    "whitespace everywhere": (
+        b'<?xml version="1.0" encoding="UTF-8"?>\r\n<methodCall>\n  <methodName>ham.api.echo'
+        b"</methodName>\n  <params>\n    <param>\n      <value>\n        <struct>\n"
+        b"          <member>\n            <name>k</name>\n            <value><int> 3 </int>"
+        b"</value>\n          </member>\n        </struct>\n      </value>\n    </param>\n"
+        b"  </params>\n</methodCall>\n",
+        {"k": 3},
+    ),
+    "latin-1 body": (
+        b'<?xml version="1.0" encoding="ISO-8859-1"?><methodCall><methodName>ham.api.echo'
+        b"</methodName><params><param><value><string>caf\xe9</string></value></param>"
+        b"</params></methodCall>",
+        "caf\xe9",
+    ),
+    "no params element": (
+        b"<methodCall><methodName>system.listMethods</methodName></methodCall>",
+        None,
+    ),
+    "empty string and base64": (
+        b"<methodCall><methodName>ham.api.echo</methodName><params><param><value><array><data>"
+        b"<value><string/></value><value><base64>aGk=</base64></value>"
+        b"<value><dateTime.iso8601>20260102T03:04:05</dateTime.iso8601></value>"
+        b"<value><boolean>1</boolean></value><value><double>-1.5e3</double></value>"
+        b"</data></array></value></param></params></methodCall>",
+        ["", b"hi", datetime.datetime(2026, 1, 2, 3, 4, 5), True, -1500.0],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAND_WRITTEN))
+def test_requests_as_other_clients_write_them(api, name):
+    """Requests written the ways other languages' clients write them are understood."""
+    from co2._xmlrpc import parse_response
+
+    body, expected = HAND_WRITTEN[name]
+    response = post(api, body, path=b"/")
+    assert response.status == 200
+    assert response.headers[b"content-type"].startswith(b"text/xml")
+    value = parse_response(response.body)
+    if expected is None:
+        assert "ham.api.echo" in value
+    else:
+        assert value == expected
+
+
+def test_persistent_connection_answers_many_calls(api):
+    """An HTTP/1.1 keep-alive connection carries several calls in turn."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    from co2._xmlrpc import dump_call
+
+    protocol = api.client.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5))
+    protocol.makeConnection(transport)
+    for n in range(3):
+        body = dump_call("ham.api.echo", (n,))
+        protocol.dataReceived(
+            b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+    answers = transport.value().count(b"HTTP/1.1 200 OK")
+    assert answers == 3 and not transport.disconnecting
+    from twisted.internet.error import ConnectionDone
+    from twisted.python.failure import Failure
+
+    protocol.connectionLost(Failure(ConnectionDone()))
