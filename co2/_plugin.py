@@ -132,7 +132,7 @@ class Co2Plugin:
         if site is None:
             raise NotAttachedError(
                 f"{self} was not created by a satellite, so it cannot send; "
-                "load it through a satellite or co2.testing"
+                "only plugins a satellite loaded can send"
             )
         site.host.send_from(self, data)
 

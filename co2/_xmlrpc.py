@@ -10,6 +10,7 @@ DOCTYPE is refused, which rules out entity expansion and external entities.
 from __future__ import annotations
 
 import math
+import re
 import xmlrpc.client
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,19 @@ class XMLRPCParseError(ValueError):
         super().__init__(message)
 
 
+# Characters XML 1.0 cannot carry at all, escaped or not.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _check_text(text: str) -> None:
+    found = _NOT_XML.search(text)
+    if found is not None:
+        raise ValueError(
+            f"string holds {found.group()!r} at {found.start()}, which XML cannot carry; "
+            "send it as bytes (base64) instead"
+        )
+
+
 class _Marshaller(xmlrpc.client.Marshaller):
     """The standard marshaller, plus ``i8`` and a refusal of NaN and infinity."""
 
@@ -63,6 +77,22 @@ class _Marshaller(xmlrpc.client.Marshaller):
         write(f"<value><double>{value!r}</double></value>\n")
 
     dispatch[float] = dump_double  # type: ignore[assignment]
+
+    def dump_unicode(self, value: str, write: Callable[[str], Any], escape: Any = None) -> None:
+        _check_text(value)
+        # A bare CR would reach the other side as LF: XML normalises line ends.
+        text = xmlrpc.client.escape(value).replace("\r", "&#13;")
+        write(f"<value><string>{text}</string></value>\n")
+
+    dispatch[str] = dump_unicode  # type: ignore[assignment]
+
+    def dump_struct(self, value: Any, write: Callable[[str], Any], escape: Any = None) -> None:
+        for key in value:
+            if isinstance(key, str):
+                _check_text(key)
+        super().dump_struct(value, write)
+
+    dispatch[dict] = dump_struct  # type: ignore[assignment]
 
 
 class _Unmarshaller(xmlrpc.client.Unmarshaller):

@@ -20,7 +20,7 @@ from twisted.logger import (
 )
 from twisted.python import usage
 
-from co2._config import Config, check_endpoint, load_config
+from co2._config import RESERVED_PACKAGES, Config, check_endpoint, load_config
 from co2._errors import ConfigError
 from satellites._loader import find_packages
 from satellites._service import SatelliteService, StrictLoadError
@@ -73,13 +73,18 @@ def list_plugins(config: Config, out: TextIO) -> None:
     found = find_packages(config.plugin_dir)
     enabled = set(config.plugin_list)
     out.write(f"plugin packages in {config.plugin_dir}:\n")
-    width = max((len(p.name) for p in found), default=0)
+    rows = []
     for package in found:
-        mark = "enabled " if package.name in enabled else "disabled"
-        out.write(f"  {package.name:<{width}}  {mark}  {package.description}\n")
-    missing = [name for name in config.plugin_list if name not in {p.name for p in found}]
-    for name in missing:
-        out.write(f"  {name:<{width}}  missing   (listed in plugin_list, not found)\n")
+        if package.name in RESERVED_PACKAGES:
+            mark = "reserved"
+        else:
+            mark = "enabled" if package.name in enabled else "disabled"
+        rows.append((package.name, mark, package.description))
+    names = {p.name for p in found}
+    rows += [(n, "missing", "(in plugin_list, not found)") for n in config.plugin_list if n not in names]
+    width = max((len(name) for name, _, _ in rows), default=0)
+    for name, mark, description in rows:
+        out.write(f"  {name:<{width}}  {mark:<8}  {description}\n")
 
 
 def service_for(options: Options, reactor: Any) -> SatelliteService:
@@ -98,12 +103,20 @@ def makeService(options: Options) -> SatelliteService:
         _log.warn("{warning}", warning=warning)
     service = service_for(options, reactor)
     service.started.addErrback(_stop_on_failure, reactor)
+    # twistd ends a signalled run by raising the signal again; a satellite
+    # that shut down cleanly exits 0 instead, as co2-satellite does.
+    reactor.addSystemEventTrigger("after", "shutdown", _forget_exit_signal, reactor)
     return service
+
+
+def _forget_exit_signal(reactor: Any) -> None:
+    if getattr(reactor, "_exitSignal", None) is not None:
+        reactor._exitSignal = None
 
 
 def _stop_on_failure(failure: Any, reactor: Any) -> None:
     _log.failure("satellite failed to start", failure)
-    reactor.stop()
+    reactor.callWhenRunning(reactor.stop)
 
 
 def run(service: SatelliteService, reactor: Any) -> int:

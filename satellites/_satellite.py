@@ -136,16 +136,16 @@ class Satellite:
         for plugin in plugins:
             started = self.timer()
             d = maybeDeferred(plugin.__exit__).addCallback(settle)
+            took = self.timer() - started
+            if took > bound:
+                _log.warn("{plugin}.__exit__ held the reactor for {took:.1f}s (bound {bound}s)",
+                          plugin=plugin, took=took, bound=bound)
             d.addTimeout(bound, self.reactor)
             try:
                 await d
             except Exception:
                 _log.failure("{plugin}.__exit__ failed or took over {bound}s",
                              plugin=plugin, bound=bound)
-            took = self.timer() - started
-            if took > bound:
-                _log.warn("{plugin}.__exit__ held the reactor for {took:.1f}s (bound {bound}s)",
-                          plugin=plugin, took=took, bound=bound)
         if self._loader is not None:
             self._loader.forget()
 

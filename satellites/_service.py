@@ -54,7 +54,8 @@ def url_of(address: object) -> str:
         return f"http://[{address.host}]:{address.port}/"
     if isinstance(address, IPv4Address):
         return f"http://{address.host}:{address.port}/"
-    return f"unix:{getattr(address, 'name', '')}"
+    name = getattr(address, "name", b"")
+    return f"unix:{name.decode(errors='replace') if isinstance(name, bytes) else name}"
 
 
 class SatelliteService(Service):

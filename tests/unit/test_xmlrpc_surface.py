@@ -412,3 +412,14 @@ def test_persistent_connection_answers_many_calls(api):
     from twisted.python.failure import Failure
 
     protocol.connectionLost(Failure(ConnectionDone()))
+
+
+def test_text_xml_cannot_carry_is_refused_not_garbled(make_node, plugin_dir):
+    """A result holding a NUL is a -32603 fault, never a broken response; a CR survives."""
+    write_package(plugin_dir, "ham", {"m": "def x_nul():\n    return 'a\\x00b'\n"
+                                           "def x_echo(v):\n    return v\n"})
+    node = make_node("ham")
+    with pytest.raises(Fault) as e:
+        node.call("ham.m.nul")
+    assert e.value.faultCode == faults.INTERNAL_ERROR and "XML cannot carry" in e.value.faultString
+    assert node.call("ham.m.echo", "a\rb\r\n") == "a\rb\r\n"
