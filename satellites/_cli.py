@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
 import sys
@@ -117,6 +118,15 @@ def _forget_exit_signal(reactor: Any) -> None:
 def _stop_on_failure(failure: Any, reactor: Any) -> None:
     _log.failure("satellite failed to start", failure)
     reactor.callWhenRunning(reactor.stop)
+    # twistd always exits 0 once its reactor stopped; make a failed start
+    # exit 1 after twistd has finished (pid file removed, logs flushed).
+    atexit.register(_exit_failed)
+
+
+def _exit_failed() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_FAILURE)
 
 
 def run(service: SatelliteService, reactor: Any) -> int:
