@@ -5,13 +5,17 @@ reactor, every result available synchronously.
 - :class:`TestReactor` — a ``Clock`` whose thread pool runs work inline.
 - :class:`MemoryXMLRPCClient` — drives an HTTP ``Site`` through an
   in-memory transport and decodes XML-RPC answers.
+- :func:`write_package` — writes a plugin package to a directory.
+- :func:`format_events` — captured log events as text.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -19,12 +23,48 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from co2._xmlrpc import dump_call, parse_response
 
-__all__ = ["HTTPResponse", "InlineThreadPool", "MemoryXMLRPCClient", "TestReactor"]
+__all__ = [
+    "HTTPResponse",
+    "InlineThreadPool",
+    "MemoryXMLRPCClient",
+    "TestReactor",
+    "format_events",
+    "write_package",
+]
+
+
+def write_package(
+    root: Path, name: str, modules: Mapping[str, str], init: str | None = None
+) -> Path:
+    """
+    Write a plugin package ``name`` under ``root``: one file per entry of
+    ``modules`` (module name to source, dedented) and an ``__init__.py``
+    (``init``, or a docstring and an ``__all__`` listing the modules).
+    """
+    package = Path(root) / name
+    package.mkdir(parents=True)
+    if init is None:
+        init = f'"""The {name} package."""\n__all__ = {list(modules)!r}\n'
+    (package / "__init__.py").write_text(textwrap.dedent(init))
+    for module, source in modules.items():
+        (package / f"{module}.py").write_text(textwrap.dedent(source))
+    return package
+
+
+def format_events(events: Iterable[dict[str, Any]]) -> str:
+    """Log events (as ``twisted.logger`` emits them) as text, tracebacks included."""
+    parts = []
+    for event in events:
+        parts.append(formatEvent(event))
+        if "log_failure" in event:
+            parts.append(event["log_failure"].getTraceback())
+    return "\n".join(parts)
 
 
 class InlineThreadPool:

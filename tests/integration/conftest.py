@@ -24,6 +24,8 @@ from typing import IO
 
 import pytest
 
+from co2.testing import write_package
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
 START_TIMEOUT = 15.0
@@ -230,14 +232,6 @@ def shipped_satellite() -> Iterator[Proc]:
 
 
 @pytest.fixture
-def plugin_dir(tmp_path: Path) -> Path:
-    """An empty plugin directory."""
-    path = tmp_path / "plugins"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def make_plugin(plugin_dir: Path) -> Callable[..., Path]:
     """
     ``make_plugin(name, description, module=source, ...)`` writes a plugin
@@ -246,14 +240,8 @@ def make_plugin(plugin_dir: Path) -> Callable[..., Path]:
     """
 
     def make(name: str, description: str = "", **modules: str) -> Path:
-        package = plugin_dir / name
-        package.mkdir()
-        (package / "__init__.py").write_text(
-            f'"""{description}"""\n\n__all__ = {sorted(modules)!r}\n'
-        )
-        for module, source in modules.items():
-            (package / f"{module}.py").write_text(textwrap.dedent(source))
-        return package
+        init = f'"""{description}"""\n\n__all__ = {sorted(modules)!r}\n'
+        return write_package(plugin_dir, name, modules, init=init)
 
     return make
 

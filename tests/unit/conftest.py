@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,32 +17,10 @@ from satellites import Satellite, XMLRPCResource, make_site
 HOST_ID = "1234@127.0.0.1:2004"
 
 
-def write_package(
-    root: Path, name: str, modules: dict[str, str], init: str | None = None
-) -> Path:
-    """Write a plugin package ``name`` with ``modules`` (name to source) under ``root``."""
-    package = root / name
-    package.mkdir(parents=True)
-    if init is None:
-        init = f'"""The {name} package."""\n__all__ = {list(modules)!r}\n'
-    (package / "__init__.py").write_text(textwrap.dedent(init))
-    for module, source in modules.items():
-        (package / f"{module}.py").write_text(textwrap.dedent(source))
-    return package
-
-
 @pytest.fixture
 def reactor() -> TestReactor:
     """A clock whose thread pool runs inline."""
     return TestReactor()
-
-
-@pytest.fixture
-def plugin_dir(tmp_path: Path) -> Path:
-    """An empty plugin directory."""
-    path = tmp_path / "plugins"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture
@@ -53,18 +30,6 @@ def logged() -> Iterator[list[dict[str, Any]]]:
     globalLogPublisher.addObserver(events.append)
     yield events
     globalLogPublisher.removeObserver(events.append)
-
-
-def text_of(events: list[dict[str, Any]]) -> str:
-    """All the log events as text, failures' tracebacks included."""
-    from twisted.logger import formatEvent
-
-    parts = []
-    for event in events:
-        parts.append(formatEvent(event))
-        if "log_failure" in event:
-            parts.append(event["log_failure"].getTraceback())
-    return "\n".join(parts)
 
 
 @dataclass

@@ -5,11 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
-from conftest import write_package
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
-from co2.testing import TestReactor
+from co2.testing import TestReactor, write_package
 from satellites import SatelliteService
 from satellites._cli import Options, list_plugins, service_for
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from xmlrpc.client import Fault
 
 import pytest
-from conftest import HOST_ID, text_of, write_package
 
 from co2 import faults
+from co2.testing import format_events as text_of
+from co2.testing import write_package
 
 RECORDER = """
 from co2 import Co2Plugin
@@ -72,7 +73,8 @@ def test_send_reaches_every_other_plugin_but_not_the_sender(two):
     two.reactor.advance(0)
     a, b = two.plugin("a.m.X_Recorder"), two.plugin("b.m.X_Recorder")
     assert a.got == []
-    assert b.got == [{"data": {"k": "v"}, "host_id": HOST_ID, "client_address": ["127.0.0.1", 2004]}]
+    host_id = two.satellite.host_id
+    assert b.got == [{"data": {"k": "v"}, "host_id": host_id, "client_address": ["127.0.0.1", 2004]}]
 
 
 def test_send_refuses_what_xmlrpc_cannot_carry(two):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime
 
-from conftest import write_package
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from co2._xmlrpc import dump_call, dump_response, parse_call, parse_response
+from co2.testing import write_package
 
 XML_TEXT = st.text(
     st.characters(

@@ -6,9 +6,9 @@ import datetime
 from xmlrpc.client import Fault
 
 import pytest
-from conftest import write_package
 
 from co2 import faults
+from co2.testing import write_package
 
 METHODS = '''
 from twisted.internet import defer, task
