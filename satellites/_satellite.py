@@ -64,6 +64,7 @@ class Satellite:
         self.plugins: list[Co2Plugin] = []
         self._loader: PluginLoader | None = None
         self._thread = threading.get_ident()
+        self._address_of: tuple[str, list[Any]] = ("", [])
         self.registry.add(Method.of("notify", self.notify, takes_caller=True))
         self.registry.add(Method.of("co2.get_method_names", self.get_method_names))
 
@@ -164,9 +165,15 @@ class Satellite:
         if threading.get_ident() != self._thread:
             self.reactor.callFromThread(self.send_from, plugin, data)
             return
-        host = parse_host_id(self.host_id)
         message = {"data": data, "host_id": self.host_id}
-        self.reactor.callLater(0, self.deliver, message, [host.host, host.port], plugin)
+        self.reactor.callLater(0, self.deliver, message, self._own_address(), plugin)
+
+    def _own_address(self) -> list[Any]:
+        # The previous hop of a message sent here is this satellite itself.
+        if self._address_of[0] != self.host_id:
+            host = parse_host_id(self.host_id)
+            self._address_of = (self.host_id, [host.host, host.port])
+        return list(self._address_of[1])
 
     def run_in_thread(
         self, function: Callable[..., Any], *args: Any, **kwargs: Any
