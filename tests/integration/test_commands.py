@@ -166,15 +166,24 @@ def test_strict_with_broken_plugin_exits_2(
     assert exits() == ["alpha"]
 
 
-def test_broken_plugin_is_logged_and_others_answer(
-    satellite, make_config, make_plugin, plugin_dir
-):
+@pytest.fixture
+def serve_packages(satellite, make_config, plugin_dir):
+    """Start a satellite loading ``plugin_dir``'s packages named, in order; wait until it serves."""
+
+    def serve(*names):
+        config = make_config(plugin_dir=str(plugin_dir), plugin_list=list(names))
+        proc = satellite("--config", config, "--listen", LOCAL)
+        proc.wait_serving()
+        return proc
+
+    return serve
+
+
+def test_broken_plugin_is_logged_and_others_answer(serve_packages, make_plugin):
     """Without --strict a broken plugin is logged with a traceback and the rest serve."""
     make_plugin("broken", "Does not compile.", bad=BROKEN_PLUGIN)
     make_plugin("good", "Answers ping.", ping=GOOD_PLUGIN)
-    config = make_config(plugin_dir=str(plugin_dir), plugin_list=["broken", "good"])
-    proc = satellite("--config", config, "--listen", LOCAL)
-    proc.wait_serving()
+    proc = serve_packages("broken", "good")
     with proc.proxy() as proxy:
         assert proxy.good.ping.ping() == "pong"
         names = proxy.co2.get_method_names()
@@ -215,13 +224,11 @@ def x_json_file() -> str:
 '''
 
 
-def test_plugin_package_named_json(satellite, make_config, make_plugin, plugin_dir):
+def test_plugin_package_named_json(serve_packages, make_plugin, plugin_dir):
     """A plugin package named json loads and answers, and the stdlib json still works in it."""
     make_plugin("json", "A plugin that shadows nothing.", dump=JSON_PLUGIN)
     make_plugin("good", "Answers ping.", ping=GOOD_PLUGIN)
-    config = make_config(plugin_dir=str(plugin_dir), plugin_list=["json", "good"])
-    proc = satellite("--config", config, "--listen", LOCAL)
-    proc.wait_serving()
+    proc = serve_packages("json", "good")
     with proc.proxy() as proxy:
         assert proxy.json.dump.dumps({"b": [1, "two"], "a": None}) == (
             '{"a": null, "b": [1, "two"]}'
