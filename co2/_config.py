@@ -71,6 +71,13 @@ class Config:
     log_level: str = "info"
     max_request_size: int = 1024 * 1024
     exit_timeout: float = 5.0
+    relay_plugins: tuple[str, ...] = ()
+    relay_plugin_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    outbox_limit: int = 100_000
+    outbox_bytes: int = 64 * 1024 * 1024
+    call_timeout: float = 30.0
+    max_hops: int = 16
+    seen_limit: int = 100_000
     path: str = ""
 
     @property
@@ -133,6 +140,19 @@ def _plugin_list(key: str, value: object) -> tuple[str, ...]:
         if name in seen:
             raise ValueError(f"{name!r} is listed twice")
         seen.add(name)
+    return tuple(value)
+
+
+def _relay_plugins(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"expected a list of module names, got {_type_name(value)}")
+    for name in value:
+        if not isinstance(name, str) or not all(
+            part.isidentifier() and not keyword.iskeyword(part) for part in name.split(".")
+        ):
+            raise ValueError(f"{name!r} is not a module name")
+    if len(set(value)) != len(value):
+        raise ValueError("a module is listed twice")
     return tuple(value)
 
 
@@ -211,6 +231,13 @@ def _checks(base: str) -> dict[str, Callable[[str, object], Any]]:
         "log_level": _log_level,
         "max_request_size": _positive(int),
         "exit_timeout": _positive((int, float)),
+        "relay_plugins": _relay_plugins,
+        "relay_plugin_config": _plugin_config,
+        "outbox_limit": _positive(int),
+        "outbox_bytes": _positive(int),
+        "call_timeout": _positive((int, float)),
+        "max_hops": _positive(int),
+        "seen_limit": _positive(int),
     }
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "dump_call",
     "dump_fault",
     "dump_response",
+    "dump_value",
     "parse_call",
     "parse_response",
 ]
@@ -118,6 +119,19 @@ def dump_response(value: Any) -> bytes:
     """
     body = _marshal((value,))
     return f"<?xml version='1.0'?>\n<methodResponse>\n{body}</methodResponse>\n".encode()
+
+
+_VALUE_START = "<params>\n<param>\n"
+_VALUE_END = "</param>\n</params>\n"
+
+
+def dump_value(value: Any) -> bytes:
+    """
+    Encode ``value`` as a bare ``<value>`` element, to be placed inside a
+    larger document; raises as :func:`dump_response` does.
+    """
+    body = _marshal((value,))
+    return body[len(_VALUE_START) : len(body) - len(_VALUE_END)].encode()
 
 
 def dump_fault(code: int, message: str) -> bytes:

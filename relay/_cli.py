@@ -1,17 +1,19 @@
-"""``co2-relay``: the standalone relay."""
+"""``co2-relay`` and ``twistd co2-relay``: the standalone relay."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from satellites._cli import RelayOptions, makeService
+
+__all__ = ["Options", "main", "makeService"]
+
+Options = RelayOptions
+
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Say that the standalone relay is not in this release, and exit 1."""
-    print(
-        "co2-relay: the standalone relay is not available in this release; "
-        "run co2-satellite (its plugins reach each other within the satellite)",
-        file=sys.stderr,
-    )
-    sys.exit(1)
+    """The ``co2-relay`` command."""
+    from satellites._cli import main as node_main
+
+    node_main(argv, RelayOptions)

@@ -1,5 +1,6 @@
 """
-``co2-satellite``: options, service, run — each a small step.
+``co2-satellite`` and ``co2-relay``: options, service, run — each a small
+step.
 """
 
 from __future__ import annotations
@@ -23,10 +24,20 @@ from twisted.python import usage
 
 from co2._config import RESERVED_PACKAGES, Config, check_endpoint, load_config
 from co2._errors import ConfigError
+from relay._plugins import RelayPluginError
+from relay._spool import SpoolError
 from satellites._loader import find_packages
 from satellites._service import SatelliteService, StrictLoadError
 
-__all__ = ["Options", "list_plugins", "main", "makeService", "run", "service_for"]
+__all__ = [
+    "Options",
+    "RelayOptions",
+    "list_plugins",
+    "main",
+    "makeService",
+    "run",
+    "service_for",
+]
 
 _log = Logger(namespace="co2.satellite")
 
@@ -52,6 +63,8 @@ class Options(usage.Options):
     ]
 
     config: Config
+    program = "co2-satellite"
+    role = "satellite"
 
     def postOptions(self) -> None:
         warnings: list[str] = []
@@ -67,6 +80,23 @@ class Options(usage.Options):
             raise usage.UsageError(str(e)) from None
         self.config = config
         self.warnings = warnings
+
+
+class RelayOptions(Options):
+    """The command line of ``co2-relay`` (and ``twistd co2-relay``)."""
+
+    synopsis = "[--config PATH] [--listen ENDPOINT]"
+    longdesc = (
+        "Run a standalone co2 relay: a hub that links satellites and other "
+        "relays and passes their messages and calls on; it loads no plugins."
+    )
+    optFlags: list[list[str | None]] = []
+    program = "co2-relay"
+    role = "relay"
+
+    def __getitem__(self, key: str) -> Any:
+        # The satellite's flags are always off for a relay.
+        return super().get(key, None)
 
 
 def list_plugins(config: Config, out: TextIO) -> None:
@@ -88,13 +118,32 @@ def list_plugins(config: Config, out: TextIO) -> None:
         out.write(f"  {name:<{width}}  {mark:<8}  {description}\n")
 
 
+class CannotStart(Exception):
+    """The node cannot be made; ``status`` is the exit status to use."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def service_for(options: Options, reactor: Any) -> SatelliteService:
-    """The satellite service ``options`` describe, on ``reactor``."""
-    return SatelliteService(options.config, reactor, strict=bool(options["strict"]))
+    """
+    The service ``options`` describe, on ``reactor``.  Raises
+    :class:`CannotStart`: status 2 for a relay plugin that cannot be
+    loaded (the config names it), 1 for a spool that cannot be opened.
+    """
+    try:
+        return SatelliteService(
+            options.config, reactor, strict=bool(options["strict"]), role=options.role
+        )
+    except RelayPluginError as e:
+        raise CannotStart(EXIT_USAGE, f"{options.config.path or '<config>'}: relay_plugins: {e}") from None
+    except SpoolError as e:
+        raise CannotStart(EXIT_FAILURE, str(e)) from None
 
 
 def makeService(options: Options) -> SatelliteService:
-    """The service for ``twistd co2-satellite``: a failed start stops the process."""
+    """The service for ``twistd co2-satellite`` and ``twistd co2-relay``: a failed start stops the process."""
     from twisted.internet import reactor
 
     if options["list-plugins"]:
@@ -102,7 +151,11 @@ def makeService(options: Options) -> SatelliteService:
         raise SystemExit(0)
     for warning in options.warnings:
         _log.warn("{warning}", warning=warning)
-    service = service_for(options, reactor)
+    try:
+        service = service_for(options, reactor)
+    except CannotStart as e:
+        print(f"{options.program}: {e}", file=sys.stderr)
+        raise SystemExit(e.status) from None
     service.started.addErrback(_stop_on_failure, reactor)
     # twistd ends a signalled run by raising the signal again; a satellite
     # that shut down cleanly exits 0 instead, as co2-satellite does.
@@ -116,7 +169,7 @@ def _forget_exit_signal(reactor: Any) -> None:
 
 
 def _stop_on_failure(failure: Any, reactor: Any) -> None:
-    _log.failure("satellite failed to start", failure)
+    _log.failure("failed to start", failure)
     reactor.callWhenRunning(reactor.stop)
     # twistd always exits 0 once its reactor stopped; make a failed start
     # exit 1 after twistd has finished (pid file removed, logs flushed).
@@ -135,7 +188,7 @@ def run(service: SatelliteService, reactor: Any) -> int:
 
     def failed(failure: Any) -> None:
         status[0] = EXIT_USAGE if failure.check(StrictLoadError) else EXIT_FAILURE
-        print(f"co2-satellite: {failure.getErrorMessage()}", file=sys.stderr)
+        print(f"co2-{service.role}: {failure.getErrorMessage()}", file=sys.stderr)
         reactor.stop()
 
     def stop() -> Any:
@@ -155,7 +208,7 @@ def _watchdog(seconds: float) -> None:
     """Make the process exit (status 1) if shutdown takes over ``seconds``."""
 
     def expire() -> None:
-        sys.stderr.write(f"co2-satellite: shutdown took over {seconds:.0f}s; exiting\n")
+        sys.stderr.write(f"co2: shutdown took over {seconds:.0f}s; exiting\n")
         sys.stderr.flush()
         os._exit(EXIT_FAILURE)
 
@@ -170,20 +223,26 @@ def _begin_logging(config: Config, out: TextIO) -> None:
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
-def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """The ``co2-satellite`` command."""
-    options = Options()
+def main(argv: Sequence[str] | None = None, options_class: type[Options] = Options) -> NoReturn:
+    """The ``co2-satellite`` command (``co2-relay`` with :class:`RelayOptions`)."""
+    options = options_class()
+    program = options.program
     try:
         options.parseOptions(list(sys.argv[1:] if argv is None else argv))
     except usage.UsageError as e:
-        print(f"co2-satellite: {e}", file=sys.stderr)
+        print(f"{program}: {e}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     for warning in options.warnings:
-        print(f"co2-satellite: warning: {warning}", file=sys.stderr)
+        print(f"{program}: warning: {warning}", file=sys.stderr)
     if options["list-plugins"]:
         list_plugins(options.config, sys.stdout)
         sys.exit(0)
     _begin_logging(options.config, sys.stdout)
     from twisted.internet import reactor
 
-    sys.exit(run(service_for(options, reactor), reactor))
+    try:
+        service = service_for(options, reactor)
+    except CannotStart as e:
+        print(f"{program}: {e}", file=sys.stderr)
+        sys.exit(e.status)
+    sys.exit(run(service, reactor))

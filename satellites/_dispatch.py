@@ -6,7 +6,7 @@ every node answers: introspection, multicall and capabilities.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Protocol
 from xmlrpc.client import Fault
 
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred
@@ -17,7 +17,7 @@ from co2 import faults
 from co2._xmlrpc import dump_response
 from satellites._registry import Method, MethodRegistry
 
-__all__ = ["CAPABILITIES", "Caller", "Dispatcher", "settle"]
+__all__ = ["CAPABILITIES", "Caller", "Dispatcher", "RemoteMethods", "settle"]
 
 Caller = tuple[str, int] | None
 """The ``(ip, port)`` a call came from; None for a local (UNIX socket) peer."""
@@ -44,6 +44,19 @@ CAPABILITIES = {
 _log = Logger(namespace="co2.xmlrpc")
 
 
+class RemoteMethods(Protocol):
+    """Methods hosted on other nodes (the relay's method directory)."""
+
+    def names(self) -> set[str]:
+        """Their names."""
+
+    def host_of(self, name: str) -> str | None:
+        """The host_id of the node a call to ``name`` would go to."""
+
+    def call(self, name: str, params: tuple[Any, ...]) -> Deferred[Any]:
+        """Call ``name``; fires with its result or fails with a ``Fault``."""
+
+
 def _shown(name: str) -> str:
     return repr(name if len(name) <= 100 else name[:100] + "...")
 
@@ -63,8 +76,13 @@ class Dispatcher:
     methods in it.
     """
 
-    def __init__(self, registry: MethodRegistry) -> None:
+    def __init__(
+        self,
+        registry: MethodRegistry,
+        remote: RemoteMethods | None = None,
+    ) -> None:
         self.registry = registry
+        self.remote = remote
         for method in (
             Method.of("system.listMethods", self.list_methods),
             Method.of("system.methodHelp", self.method_help),
@@ -84,6 +102,8 @@ class Dispatcher:
         -32603 for a failure of the server's own methods.
         """
         method = self.registry.get(name)
+        if method is None and self.remote is not None and name in self.remote.names():
+            return self.remote.call(name, params)
         if method is None:
             return fail(
                 Fault(faults.METHOD_NOT_FOUND, f"no method {_shown(name)} here")
@@ -113,12 +133,24 @@ class Dispatcher:
         assert failure.value is not None
         return Failure(Fault(code, faults.describe_exception(failure.value)))
 
+    def names(self) -> list[str]:
+        """The names of every method callable here (hosted here or elsewhere), sorted."""
+        names = set(self.registry.names())
+        if self.remote is not None:
+            names.update(self.remote.names())
+        return sorted(names)
+
     def list_methods(self) -> list[str]:
         """Return the names of every method callable here, sorted."""
-        return self.registry.names()
+        return self.names()
 
     def method_help(self, name: str) -> str:
         """Return the documentation of the method ``name``."""
+        if (
+            isinstance(name, str) and name not in self.registry
+            and self.remote is not None and name in self.remote.names()
+        ):
+            return f"{name} is hosted on {self.remote.host_of(name)}"
         method = self._method(name)
         return method.help
 
@@ -127,6 +159,11 @@ class Dispatcher:
         Return the signatures of the method ``name``: a list of
         ``[return type, parameter types...]``, or ``"undef"``.
         """
+        if (
+            isinstance(name, str) and name not in self.registry
+            and self.remote is not None and name in self.remote.names()
+        ):
+            return "undef"
         return self._method(name).signature
 
     def get_capabilities(self) -> dict[str, dict[str, Any]]:

@@ -147,6 +147,10 @@ class MethodRegistry:
         """Every registered name, sorted."""
         return sorted(self._methods)
 
+    def plugin_names(self) -> list[str]:
+        """The names of the methods plugins registered, sorted."""
+        return sorted(n for n, m in self._methods.items() if m.owner)
+
     def __contains__(self, name: object) -> bool:
         return name in self._methods
 

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 from xmlrpc.client import Fault
 
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
@@ -22,9 +23,11 @@ from twisted.python.failure import Failure
 from co2 import faults
 from co2._config import RESERVED_PACKAGES, Config
 from co2._errors import PluginError
-from co2._message import check_message, host_matches, parse_host_id
+from co2._message import HostId, check_message, host_matches, parse_host_id
 from co2._plugin import Co2Plugin
 from co2._xmlrpc import dump_response
+from relay._relay import Relay
+from relay._router import Router
 from satellites._dispatch import Caller, Dispatcher, settle
 from satellites._loader import LoadedPackage, PluginLoader
 from satellites._registry import DuplicateMethod, Method, MethodRegistry
@@ -55,10 +58,11 @@ class Satellite:
     ) -> None:
         self.config = config
         self.reactor = reactor
-        self.host_id = host_id
         self.timer = timer
         self.registry = MethodRegistry()
-        self.dispatcher = Dispatcher(self.registry)
+        self.relay = Relay(config, reactor, self.deliver, self.registry.plugin_names, self._call_here)
+        self.dispatcher = Dispatcher(self.registry, self.relay.directory)
+        self.host_id = host_id
         self.packages: list[LoadedPackage] = []
         self.failures: list[PluginError] = []
         self.plugins: list[Co2Plugin] = []
@@ -67,6 +71,23 @@ class Satellite:
         self._address_of: tuple[str, list[Any]] = ("", [])
         self.registry.add(Method.of("notify", self.notify, takes_caller=True))
         self.registry.add(Method.of("co2.get_method_names", self.get_method_names))
+
+    @property
+    def host_id(self) -> str:
+        """This satellite's ``host_id``: ``<random>@<ip>:<port>``."""
+        return self.relay.host_id
+
+    @host_id.setter
+    def host_id(self, value: str) -> None:
+        self.relay.host_id = value
+
+    @property
+    def router(self) -> Router:
+        """The router of the embedded relay."""
+        return self.relay.router
+
+    def _call_here(self, name: str, params: tuple[Any, ...]) -> Deferred[Any]:
+        return self.dispatcher.call(None, name, params)
 
     # Loading and unloading
 
@@ -166,7 +187,7 @@ class Satellite:
             self.reactor.callFromThread(self.send_from, plugin, data)
             return
         message = {"data": data, "host_id": self.host_id}
-        self.reactor.callLater(0, self.deliver, message, self._own_address(), plugin)
+        self.router.send(message, self._own_address(), plugin)
 
     def _own_address(self) -> list[Any]:
         # The previous hop of a message sent here is this satellite itself.
@@ -223,10 +244,13 @@ class Satellite:
     def notify(self, caller: Caller, message: dict[str, Any]) -> bool:
         """
         Accept a message (a struct with ``data`` and ``host_id``) for every
-        plugin here.  Answers at once; the plugins receive it afterwards.
+        plugin here and the rest of the network.  Answers at once; the
+        plugins receive it afterwards.  A message relayed by another co2
+        node also holds its ``id`` and remaining ``hops``.
         """
         try:
             check_message(message)
+            message_id, hops = _routing_of(message)
         except ValueError as e:
             raise Fault(faults.INVALID_PARAMS, f"notify: {e}") from None
         host_id = parse_host_id(message["host_id"])
@@ -240,9 +264,35 @@ class Satellite:
                 f"host_id names host {host_id.host}, but the request came from {caller[0]}",
             )
         client_address: list[Any] = list(caller) if caller is not None else ["", 0]
-        self.reactor.callLater(0, self.deliver, message, client_address)
+        message = {k: v for k, v in message.items() if k not in _ROUTING}
+        source = self._classic_peer(host_id) or f"notify from {client_address[0]}"
+        self.router.take(message_id or self.router.new_id(), min(hops, self.config.max_hops),
+                         message, source, client_address)
         return True
 
+    def _classic_peer(self, host_id: HostId) -> str | None:
+        # The classic link to the node that sent this, so it is not sent back.
+        for peer in self.config.peers:
+            parts = urlsplit(peer)
+            if parts.scheme in ("http", "https") and parts.port == host_id.port and (
+                parts.hostname == host_id.host or host_matches(host_id, parts.hostname or "")
+            ):
+                return peer
+        return None
+
     def get_method_names(self) -> list[str]:
-        """Return the names of every method callable here, sorted."""
-        return self.registry.names()
+        """Return the names of every method callable here, sorted: those of
+        this satellite and those hosted elsewhere in the network."""
+        return self.dispatcher.names()
+
+
+_ROUTING = ("id", "hops")
+
+
+def _routing_of(message: dict[str, Any]) -> tuple[str | None, int]:
+    message_id, hops = message.get("id"), message.get("hops", 2**31 - 1)
+    if message_id is not None and (not isinstance(message_id, str) or not message_id):
+        raise ValueError("id, when given, must be a non-empty string")
+    if not isinstance(hops, int) or isinstance(hops, bool) or hops < 0:
+        raise ValueError("hops, when given, must be an int >= 0")
+    return message_id, hops

@@ -1,10 +1,15 @@
 """
-The satellite as a Twisted service: listen, load the plugins, serve; on
-stop, stop listening and give every plugin its ``__exit__``.
+A node as a Twisted service: listen, load the plugins, link up with the
+peers, serve; on stop, stop listening, give every plugin its ``__exit__``
+and close the links.
+
+A satellite and a standalone relay are the same service; the relay loads
+no plugins.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from twisted.application.service import Service
@@ -18,6 +23,7 @@ from twisted.python.failure import Failure
 from co2._config import Config
 from co2._errors import Co2Error
 from co2._message import make_host_id
+from relay._relay import AMPListenError
 from satellites._resource import XMLRPCResource, make_site
 from satellites._satellite import Satellite
 
@@ -48,23 +54,34 @@ def advertised_address(address: object) -> tuple[str, int]:
     return "127.0.0.1", 0
 
 
-def url_of(address: object) -> str:
-    """The URL XML-RPC clients use for a listening address."""
+def url_of(address: object, scheme: str = "http") -> str:
+    """The URL clients use for a listening address."""
     if isinstance(address, IPv6Address):
-        return f"http://[{address.host}]:{address.port}/"
+        return f"{scheme}://[{address.host}]:{address.port}/"
     if isinstance(address, IPv4Address):
-        return f"http://{address.host}:{address.port}/"
+        return f"{scheme}://{address.host}:{address.port}/"
     name = getattr(address, "name", b"")
     return f"unix:{name.decode(errors='replace') if isinstance(name, bytes) else name}"
 
 
 class SatelliteService(Service):
     """
-    Runs one satellite.  ``started`` fires once it listens with its plugins
-    loaded, or fails with :class:`ListenError` or :class:`StrictLoadError`.
+    Runs one node: a satellite, or with ``role="relay"`` a standalone relay
+    (no plugins).  ``started`` fires once it listens with its plugins
+    loaded and its links started, or fails with :class:`ListenError` or
+    :class:`StrictLoadError`.
+
+    Raises ``SpoolError`` when the spool cannot be opened and
+    ``RelayPluginError`` when a relay plugin cannot be loaded.
     """
 
-    def __init__(self, config: Config, reactor: Any, strict: bool = False) -> None:
+    def __init__(
+        self, config: Config, reactor: Any, strict: bool = False, role: str = "satellite"
+    ) -> None:
+        self.role = role
+        if role == "relay" and config.plugin_list:
+            _log.warn("a relay loads no plugins: plugin_list is ignored")
+            config = dataclasses.replace(config, plugin_list=())
         self.config = config
         self.reactor = reactor
         self.strict = strict
@@ -92,9 +109,18 @@ class SatelliteService(Service):
         if failures and self.strict:
             names = ", ".join(f.package for f in failures)
             raise StrictLoadError(f"--strict: plugin package(s) failed to load: {names}")
+        relay = self.satellite.relay
+        try:
+            amp_port = yield relay.listen()
+        except AMPListenError as e:
+            raise ListenError(str(e)) from None
+        relay.startService()
+        if amp_port is not None:
+            _log.info("co2 {role} {host_id} listening for AMP links at {url}", role=self.role,
+                      host_id=self.satellite.host_id, url=url_of(amp_port.getHost(), "tcp"))
         _log.info(
-            "co2 satellite {host_id} serving XML-RPC at {url} with {count} plugin(s)",
-            host_id=self.satellite.host_id, url=url_of(self.port.getHost()),
+            "co2 {role} {host_id} serving XML-RPC at {url} with {count} plugin(s)",
+            role=self.role, host_id=self.satellite.host_id, url=url_of(self.port.getHost()),
             count=len(self.satellite.plugins),
         )
 
@@ -108,4 +134,6 @@ class SatelliteService(Service):
             except Exception:
                 _log.failure("stopping the XML-RPC listener", Failure())
         yield self.satellite.shutdown()
-        _log.info("co2 satellite stopped")
+        if self.satellite.relay.running:
+            yield self.satellite.relay.stopService()
+        _log.info("co2 {role} stopped", role=self.role)

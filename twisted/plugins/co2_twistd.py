@@ -1,4 +1,4 @@
-"""twistd plugins: ``twistd co2-satellite`` (and, once it exists, ``co2-relay``)."""
+"""twistd plugins: ``twistd co2-satellite`` and ``twistd co2-relay``."""
 
 from twisted.application.service import ServiceMaker
 
@@ -7,4 +7,11 @@ co2_satellite = ServiceMaker(
     "satellites._cli",
     "A co2 satellite: hosts plugin packages and serves their methods over XML-RPC.",
     "co2-satellite",
+)
+
+co2_relay = ServiceMaker(
+    "co2 relay",
+    "relay._cli",
+    "A standalone co2 relay: links satellites and relays, passing messages and calls on.",
+    "co2-relay",
 )

@@ -1,0 +1,198 @@
+"""
+Links to classic co2 nodes: messages are posted one at a time, in order,
+as XML-RPC ``notify`` calls to the peer's URL.
+
+The struct sent holds ``data``, ``host_id`` (this node's: the classic
+protocol names the server that sends the request) and, for peers that are
+co2 nodes too, the message's ``id`` and remaining ``hops``, so that a
+message coming back through a cycle is recognised.  A peer that answers is
+done with the message; one that answers with a fault refused it for good
+(it is logged and dropped); one that cannot be reached is tried again
+after a growing delay, the message kept.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+from xmlrpc.client import Fault
+
+from twisted.application.internet import backoffPolicy
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer
+from zope.interface import implementer
+
+from co2._message import HostId, parse_host_id
+from co2._xmlrpc import dump_call, parse_response
+from co2.protocol import BadBatch, decode_envelope
+from relay._outbox import Outbox
+from relay._router import Router
+
+__all__ = ["ClassicLink", "local_address_toward"]
+
+_log = Logger(namespace="co2.relay")
+
+
+def local_address_toward(host: str) -> str | None:
+    """
+    The address of this machine that a connection to ``host`` would come
+    from (as the peer would see it, barring NAT); None if unknown.  No
+    packet is sent.
+    """
+    try:
+        info = socket.getaddrinfo(host, 9, type=socket.SOCK_DGRAM)
+        family, _, _, _, address = info[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect(address)
+            return str(probe.getsockname()[0])
+    except OSError:
+        return None
+
+
+class ClassicLink(Service):
+    """
+    The link to the classic node at ``url``.  ``host_id`` gives this
+    node's ``host_id``; an unspecified host in it (a node listening on
+    every interface) is replaced by the address the peer sees.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        reactor: Any,
+        url: str,
+        host_id: Callable[[], str],
+        agent: Any = None,
+        retry: Callable[[int], float] | None = None,
+    ) -> None:
+        self.router = router
+        self.reactor = reactor
+        self.url = url
+        self.key = url
+        self.host_id = host_id
+        self.agent = agent
+        self.retry = retry or backoffPolicy(initialDelay=0.5, maxDelay=30.0)
+        self.outbox: Outbox = router.outbox(url)
+        self.refused = 0
+        self._busy = False
+        self._failures = 0
+        self._retry_call: IDelayedCall | None = None
+        self._host = urlsplit(url).hostname or ""
+        self._seen_from: str | None = None
+        self.setName(url)
+
+    def startService(self) -> None:
+        super().startService()
+        if self.agent is None:
+            self.agent = Agent(self.reactor, pool=HTTPConnectionPool(self.reactor))
+        self.router.attach(self.key, self)
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.router.detach(self.key, self)
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        self._retry_call = None
+
+    def wake(self) -> None:
+        """Send what the outbox holds, one message at a time."""
+        if not self._busy and self.running and self._retry_call is None:
+            self._busy = True
+            self.reactor.callLater(0, self._send_next)
+
+    def _own_host_id(self) -> str:
+        host_id = parse_host_id(self.host_id())
+        if host_id.host in ("127.0.0.1", "::1", "0.0.0.0", "::"):
+            if self._seen_from is None:
+                self._seen_from = local_address_toward(self._host) or host_id.host
+            host_id = HostId(host_id.nonce, self._seen_from, host_id.port)
+        return str(host_id)
+
+    @inlineCallbacks
+    def _send_next(self) -> Any:
+        try:
+            while self.running:
+                number, entries = self.outbox.take(1)
+                if not entries:
+                    return
+                (entry,) = entries
+                delivered = yield self._post(entry.body)
+                if not delivered:
+                    self.outbox.rewind()
+                    self._failures += 1
+                    delay = self.retry(self._failures)
+                    self._retry_call = self.reactor.callLater(delay, self._retried)
+                    return
+                self._failures = 0
+                self.router.acked(self.key, number)
+        finally:
+            self._busy = False
+
+    def _retried(self) -> None:
+        self._retry_call = None
+        self.wake()
+
+    @inlineCallbacks
+    def _post(self, body: bytes) -> Any:
+        """True when the peer is done with the message, False to try again."""
+        try:
+            envelope = decode_envelope(body)
+        except BadBatch as e:
+            _log.error("link {url}: dropped a message that cannot be decoded: {why}", url=self.url, why=e)
+            return True
+        struct = dict(envelope.message, host_id=self._own_host_id(), id=envelope.id, hops=envelope.hops)
+        struct.pop("client_address", None)
+        request = dump_call("notify", (struct,))
+        try:
+            response = yield self.agent.request(
+                b"POST", self.url.encode(), Headers({b"Content-Type": [b"text/xml"]}),
+                _Body(request),
+            )
+            answer = yield readBody(response)
+        except Exception as e:
+            _log.info("link {url} unreachable, will retry: {why}", url=self.url, why=e)
+            return False
+        if response.code != 200:
+            _log.warn("link {url} answered HTTP {code}, will retry", url=self.url, code=response.code)
+            return False
+        try:
+            parse_response(answer)
+        except Fault as fault:
+            self.refused += 1
+            _log.warn("link {url} refused message {id}: {code} {why}", url=self.url,
+                      id=envelope.id, code=fault.faultCode, why=fault.faultString)
+        except ValueError as e:
+            _log.warn("link {url} answered what is not XML-RPC ({why}); dropped message {id}",
+                      url=self.url, why=e, id=envelope.id)
+        return True
+
+
+@implementer(IBodyProducer)
+class _Body:
+    """A request body held in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.length = len(data)
+
+    def startProducing(self, consumer: Any) -> Deferred[None]:
+        consumer.write(self.data)
+        d: Deferred[None] = Deferred()
+        d.callback(None)
+        return d
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass

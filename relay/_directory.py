@@ -1,0 +1,276 @@
+"""
+The network-wide method directory: which node hosts which ``x_`` method,
+and the routing of calls to them.
+
+Each node announces the methods it hosts to its links; an announcement
+new to a node is passed on to its other links (up to ``max_hops`` away),
+so every node learns, for every other node, its methods and the links it
+can be reached by, with their distance.  A node announces again when its
+methods change, every ``interval`` seconds, and to each link that comes
+up; what is not announced again within three intervals is forgotten, and
+a node whose last link toward it went down is forgotten at once.
+
+A call for a method hosted elsewhere travels hop by hop toward the nearest
+node hosting it; every hop spends one of its ``hops``.  The answer comes
+back the same way: the result, the method's fault, or a fault saying the
+node could not be reached or did not answer in ``call_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from xmlrpc.client import Fault
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from co2 import faults
+from co2._xmlrpc import XMLRPCParseError, dump_call, dump_fault, dump_response, parse_call, parse_response
+
+__all__ = ["ANNOUNCE_INTERVAL", "Directory"]
+
+ANNOUNCE_INTERVAL = 60.0
+"""Seconds between a node's announcements of its own methods."""
+
+_log = Logger(namespace="co2.relay")
+
+
+class Link(Protocol):
+    """What the directory needs of a live link."""
+
+    key: str | None
+
+    def announce(
+        self, node: str, host_id: str, version: int, hops: int, ttl: float, methods: list[str]
+    ) -> None: ...
+    def send_call(self, node: str, hops: int, request: bytes) -> Deferred[bytes]: ...
+
+
+@dataclass
+class _Known:
+    """What is known of another node."""
+
+    host_id: str
+    version: int
+    methods: frozenset[str]
+    expires: float
+    routes: dict[str, int] = field(default_factory=dict)  # link key -> distance
+
+
+class Directory:
+    """
+    The directory of one node.  ``local_names`` gives the names of the
+    methods hosted here; ``call_local(name, params)`` calls one of them
+    and fires with its result or fails with a ``Fault``.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        node_id: str,
+        local_names: Callable[[], Iterable[str]],
+        call_local: Callable[[str, tuple[Any, ...]], Deferred[Any]],
+        *,
+        host_id: str = "",
+        max_hops: int = 16,
+        call_timeout: float = 30.0,
+        interval: float = ANNOUNCE_INTERVAL,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.reactor = reactor
+        self.node_id = node_id
+        self.host_id = host_id
+        self.local_names = local_names
+        self.call_local = call_local
+        self.max_hops = max_hops
+        self.call_timeout = call_timeout
+        self.interval = interval
+        self.wall = wall
+        self.links: dict[str, Link] = {}
+        self.known: dict[str, _Known] = {}
+        self.version = 0
+        self._methods: list[str] = []
+        self._refresher: LoopingCall | None = None
+
+    # Announcing
+
+    def start(self) -> None:
+        """Announce now and every ``interval`` seconds."""
+        self._refresher = LoopingCall(self.refresh)
+        self._refresher.clock = self.reactor
+        self._refresher.start(self.interval, now=True)
+
+    def stop(self) -> None:
+        """Stop announcing."""
+        if self._refresher is not None and self._refresher.running:
+            self._refresher.stop()
+
+    def refresh(self) -> None:
+        """Announce this node's methods (a new version) and forget what expired."""
+        self.version = max(self.version + 1, int(self.wall() * 1000))
+        self._methods = sorted(self.local_names())
+        now = self.reactor.seconds()
+        for node in [node for node, known in self.known.items() if known.expires <= now]:
+            del self.known[node]
+        for link in self.links.values():
+            self._announce_self(link)
+
+    def changed(self) -> None:
+        """This node's methods changed: announce them at once."""
+        self.refresh()
+
+    def _ttl(self) -> float:
+        return 3 * self.interval
+
+    def _announce_self(self, link: Link) -> None:
+        link.announce(self.node_id, self.host_id, self.version, 0, self._ttl(), self._methods)
+
+    def link_up(self, link: Link) -> None:
+        """A link came up: tell it everything known."""
+        assert link.key is not None
+        self.links[link.key] = link
+        self._announce_self(link)
+        now = self.reactor.seconds()
+        for node, known in self.known.items():
+            distance = min(known.routes.values())
+            if distance < self.max_hops and known.expires > now:
+                link.announce(node, known.host_id, known.version, distance,
+                              known.expires - now, sorted(known.methods))
+
+    def link_down(self, link: Link) -> None:
+        """A link went down: forget the routes by it, and nodes left without one."""
+        if link.key is None or self.links.get(link.key) is not link:
+            return
+        del self.links[link.key]
+        for node in list(self.known):
+            routes = self.known[node].routes
+            routes.pop(link.key, None)
+            if not routes:
+                del self.known[node]
+
+    def announced(
+        self, link: Link, node: str, host_id: str, version: int,
+        hops: int, ttl: float, methods: list[str],
+    ) -> None:
+        """
+        ``link`` says ``node`` hosts ``methods``; ``hops`` is how many
+        links the announcement crossed before this one.
+        """
+        if node == self.node_id or link.key is None or ttl <= 0:
+            return
+        distance = hops + 1
+        known = self.known.get(node)
+        expires = self.reactor.seconds() + min(ttl, self._ttl())
+        if known is not None and version < known.version:
+            return
+        if known is not None and version == known.version:
+            known.routes[link.key] = min(known.routes.get(link.key, distance), distance)
+            return
+        self.known[node] = _Known(host_id, version, frozenset(methods), expires, {link.key: distance})
+        if distance < self.max_hops:
+            for key, other in self.links.items():
+                if key != link.key:
+                    other.announce(node, host_id, version, distance, ttl, methods)
+
+    # Calls
+
+    def names(self) -> set[str]:
+        """The methods hosted on other nodes, reachable from here."""
+        return {name for known in self.known.values() for name in known.methods}
+
+    def host_of(self, name: str) -> str | None:
+        """The host_id of the nearest node hosting ``name``, or None."""
+        node = self._nearest(name)
+        return None if node is None else self.known[node].host_id
+
+    def _nearest(self, name: str) -> str | None:
+        hosting = [
+            (min(known.routes.values()), node)
+            for node, known in self.known.items()
+            if name in known.methods and known.routes
+        ]
+        return min(hosting)[1] if hosting else None
+
+    def call(self, name: str, params: tuple[Any, ...]) -> Deferred[Any]:
+        """
+        Call ``name``, hosted on another node.  Fires with the result, or
+        fails with a ``Fault``: the method's own, -32601 when no node hosts
+        it, -32001 when its node cannot be reached, -32002 after
+        ``call_timeout`` seconds without an answer.
+        """
+        node = self._nearest(name)
+        if node is None:
+            return _failed(faults.METHOD_NOT_FOUND, f"no method {name!r} in the network")
+        try:
+            request = dump_call(name, params)
+        except (TypeError, ValueError, OverflowError) as e:
+            return _failed(faults.INVALID_PARAMS, f"{name}: {e}")
+        d = self.route(node, self.max_hops, request)
+        d.addTimeout(self.call_timeout, self.reactor, onTimeoutCancel=self._timed_out(name))
+        return d.addCallback(parse_response)
+
+    def _timed_out(self, name: str) -> Callable[[object, float], bytes]:
+        def timed_out(result: object, timeout: float) -> bytes:
+            raise Fault(faults.CALL_TIMEOUT, f"{name}: no answer within {timeout:g}s")
+
+        return timed_out
+
+    def route(self, node: str, hops: int, request: bytes) -> Deferred[bytes]:
+        """
+        Carry ``request`` (an XML-RPC methodCall) to ``node``: call it here
+        if this is the node, else send it on by the nearest link.  Fires
+        with the methodResponse; never fails.
+        """
+        if node == self.node_id:
+            return self._here(request)
+        known = self.known.get(node)
+        routes = [(distance, key) for key, distance in (known.routes.items() if known else ())
+                  if key in self.links]
+        if not routes:
+            return succeed(dump_fault(faults.NODE_UNREACHABLE, f"node {node} cannot be reached"))
+        if hops <= 0:
+            return succeed(dump_fault(faults.NODE_UNREACHABLE, f"node {node} is beyond the hop limit"))
+        link = self.links[min(routes)[1]]
+        return link.send_call(node, hops - 1, request).addErrback(self._lost, node)
+
+    def _lost(self, failure: Failure, node: str) -> bytes:
+        return dump_fault(
+            faults.NODE_UNREACHABLE,
+            f"node {node} cannot be reached: {failure.getErrorMessage() or failure.type}",
+        )
+
+    def _here(self, request: bytes) -> Deferred[bytes]:
+        try:
+            name, params = parse_call(request)
+        except XMLRPCParseError as e:
+            return succeed(dump_fault(e.code, str(e)))
+        if name not in set(self.local_names()):
+            return succeed(dump_fault(faults.METHOD_NOT_FOUND, f"no method {name!r} here"))
+        d = maybeDeferred(self.call_local, name, params)
+        d.addCallback(_encoded, name)
+        return d.addErrback(_fault_of)
+
+
+def _failed(code: int, message: str) -> Deferred[Any]:
+    d: Deferred[Any] = Deferred()
+    d.errback(Fault(code, message))
+    return d
+
+
+def _encoded(result: Any, name: str) -> bytes:
+    try:
+        return dump_response(result)
+    except (TypeError, ValueError, OverflowError) as e:
+        return dump_fault(faults.INTERNAL_ERROR, f"{name} returned what XML-RPC cannot carry: {e}")
+
+
+def _fault_of(failure: Failure) -> bytes:
+    fault = failure.value
+    if isinstance(fault, Fault):
+        return dump_fault(fault.faultCode, fault.faultString)
+    return dump_fault(faults.INTERNAL_ERROR, faults.describe_exception(fault))  # type: ignore[arg-type]

@@ -1,0 +1,296 @@
+"""
+AMP links: one :class:`LinkProtocol` per connection, for links a node
+makes to its ``peers`` (kept up by a ``ClientService`` that reconnects
+with exponential backoff and jitter) and for links peers make to its
+``amp_listen`` endpoint.
+
+The protocol only translates: each command it answers is handed to the
+node's :class:`~relay._router.Router` or :class:`~relay._directory.Directory`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionClosed, ConnectionLost
+from twisted.internet.interfaces import IDelayedCall, IProtocol
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from co2 import protocol
+from co2.protocol import (
+    Announce,
+    BadBatch,
+    Call,
+    Deliver,
+    Hello,
+    IncompatibleVersion,
+    NotIntroduced,
+    SameNode,
+    decode_batch,
+    encode_batch,
+)
+from relay._directory import Directory
+from relay._outbox import Outbox
+from relay._router import Router
+
+__all__ = ["BATCH_BYTES", "WINDOW", "LinkProtocol", "LinkServerFactory", "Node", "peer_service"]
+
+BATCH_BYTES = 256 * 1024
+"""A Deliver batch holds messages up to this many bytes (at least one)."""
+
+WINDOW = 8
+"""Batches a link may have sent and not yet had acknowledged."""
+
+_log = Logger(namespace="co2.relay")
+
+_LOST = (ConnectionClosed, ConnectionLost)
+
+
+class Node(Protocol):
+    """What a link needs of the node it belongs to."""
+
+    node_id: str
+    host_id: str
+    reactor: Any
+    router: Router
+    directory: Directory
+    links: dict[str, LinkProtocol]
+
+
+def _address(transport: Any) -> list[Any]:
+    peer = transport.getPeer() if transport is not None else None
+    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
+    return [host, port] if isinstance(host, str) and isinstance(port, int) else ["", 0]
+
+
+class LinkProtocol(amp.AMP):
+    """
+    One AMP connection between two nodes.  Until :class:`Hello` has been
+    answered it accepts nothing else; then it drains its outbox in
+    batches, at most :data:`WINDOW` unacknowledged at a time.
+    """
+
+    def __init__(self, node: Node, key: str | None = None) -> None:
+        super().__init__()
+        self.node = node
+        self.key = key
+        self.introduced = False
+        self.peer_node = ""
+        self.peer_host_id = ""
+        self.peer_address: list[Any] = ["", 0]
+        self.outbox: Outbox | None = None
+        self._pump_call: IDelayedCall | None = None
+
+    @property
+    def name(self) -> str:
+        """How logs name this link."""
+        return self.key or f"link from {self.peer_address[0]}:{self.peer_address[1]}"
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.peer_address = _address(self.transport)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        super().connectionLost(reason)
+        if self._pump_call is not None:
+            self._pump_call.cancel()
+            self._pump_call = None
+        if self.introduced:
+            self.introduced = False
+            assert self.key is not None
+            self.node.router.detach(self.key, self)
+            if self.node.links.get(self.key) is self:
+                del self.node.links[self.key]
+            self.node.directory.link_down(self)
+            _log.info("link {key} down", key=self.key)
+
+    # Introduction
+
+    def say_hello(self) -> Deferred[None]:
+        """Introduce this node to the peer; fires once the link is up."""
+        d = self.callRemote(
+            Hello, node=self.node.node_id, host_id=self.node.host_id,
+            version=protocol.PROTOCOL_VERSION,
+        )
+        d.addCallback(lambda answer: self._introduce(self.key or "", answer["node"], answer["host_id"]))
+        return d
+
+    @Hello.responder
+    def hello(self, node: str, host_id: str, version: int) -> dict[str, Any]:
+        if version < 1:
+            raise IncompatibleVersion(f"this node speaks version {protocol.PROTOCOL_VERSION}")
+        if node == self.node.node_id:
+            raise SameNode("a node cannot link to itself")
+        self._introduce(f"node:{node}", node, host_id)
+        return {"node": self.node.node_id, "host_id": self.node.host_id,
+                "version": protocol.PROTOCOL_VERSION}
+
+    def _introduce(self, key: str, node: str, host_id: str) -> None:
+        self.key, self.peer_node, self.peer_host_id = key, node, host_id
+        old = self.node.links.get(key)
+        if old is not None and old is not self:
+            _log.info("link {key}: a new connection replaces the old one", key=key)
+            if old.transport is not None:
+                old.transport.loseConnection()
+            old.connectionLost(Failure(ConnectionError("replaced")))
+        self.node.links[key] = self
+        self.introduced = True
+        self.outbox = self.node.router.attach(key, self)
+        # Wait a turn: the answer to Hello must reach the peer first.
+        self.node.reactor.callLater(0, self._up)
+        _log.info("link {key} up: node {node} ({host_id}) at {ip}:{port}",
+                  key=key, node=node, host_id=host_id,
+                  ip=self.peer_address[0], port=self.peer_address[1])
+
+    def _up(self) -> None:
+        if self.introduced:
+            self.node.directory.link_up(self)
+
+    def _check(self) -> str:
+        if not self.introduced or self.key is None:
+            raise NotIntroduced("send Hello first")
+        return self.key
+
+    # Messages
+
+    @Deliver.responder
+    def deliver(self, batch: bytes) -> Deferred[dict[str, Any]]:
+        key = self._check()
+        envelopes = decode_batch(batch)
+        d = self.node.router.arrived(envelopes, key, self.peer_address)
+        return d.addCallback(lambda _: {})
+
+    def wake(self) -> None:
+        """Send what the outbox holds, once this reactor turn is over."""
+        if self._pump_call is None and self.introduced:
+            self._pump_call = self.node.reactor.callLater(0, self._pump)
+
+    def send_now(self) -> None:
+        """Send what the outbox holds without waiting for the turn to end."""
+        if self._pump_call is not None:
+            self._pump_call.cancel()
+        self._pump()
+
+    def _pump(self) -> None:
+        self._pump_call = None
+        outbox = self.outbox
+        while self.introduced and outbox is not None and outbox.in_flight < WINDOW:
+            number, entries = outbox.take(BATCH_BYTES)
+            if not entries:
+                break
+            d = self.callRemote(Deliver, batch=encode_batch(entry.body for entry in entries))
+            d.addCallbacks(self._acked, self._not_acked, (number,), None, (number,))
+
+    def _acked(self, answer: object, number: int) -> None:
+        assert self.key is not None
+        self.node.router.acked(self.key, number)
+        self.wake()
+
+    def _not_acked(self, failure: Failure, number: int) -> None:
+        if failure.check(BadBatch):
+            # Sending it again cannot help: the peer will refuse it again.
+            _log.error("link {key}: the peer refused a batch, dropped: {why}",
+                       key=self.key, why=failure.getErrorMessage())
+            self._acked(None, number)
+        elif not failure.check(amp.ProtocolSwitched, *_LOST):
+            _log.error("link {key}: delivery failed ({why}); reconnecting to send it again",
+                       key=self.key, why=failure.getErrorMessage())
+            if self.transport is not None:
+                self.transport.loseConnection()
+
+    # The method directory
+
+    def announce(
+        self, node: str, host_id: str, version: int, hops: int, ttl: float, methods: list[str]
+    ) -> None:
+        """Tell the peer which methods ``node`` hosts."""
+        self.callRemote(
+            Announce, node=node, host_id=host_id, version=version, hops=hops, ttl=ttl,
+            methods="\n".join(methods).encode(),
+        )
+
+    @Announce.responder
+    def announced(
+        self, node: str, host_id: str, version: int, hops: int, ttl: float, methods: bytes
+    ) -> dict[str, Any]:
+        self._check()
+        names = [name for name in methods.decode("utf-8", "replace").split("\n") if name]
+        self.node.directory.announced(self, node, host_id, version, hops, ttl, names)
+        return {}
+
+    def send_call(self, node: str, hops: int, request: bytes) -> Deferred[bytes]:
+        """Send a call on toward ``node``; fires with the methodResponse."""
+        d = self.callRemote(Call, node=node, hops=hops, request=request)
+        return d.addCallback(lambda answer: answer["response"])
+
+    @Call.responder
+    def call(self, node: str, hops: int, request: bytes) -> Deferred[dict[str, Any]]:
+        self._check()
+        d = self.node.directory.route(node, hops, request)
+        return d.addCallback(lambda response: {"response": response})
+
+
+class LinkServerFactory(Factory):
+    """Makes a :class:`LinkProtocol` for each connection to ``amp_listen``."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def buildProtocol(self, addr: Any) -> LinkProtocol:
+        return LinkProtocol(self.node)
+
+
+class _PeerFactory(Factory):
+    def __init__(self, node: Node, key: str) -> None:
+        self.node = node
+        self.key = key
+
+    def buildProtocol(self, addr: Any) -> LinkProtocol:
+        return LinkProtocol(self.node, self.key)
+
+
+def _prepare(proxy: IProtocol) -> Deferred[None]:
+    # ClientService hands over a proxy that passes attributes through.
+    link: LinkProtocol = proxy  # type: ignore[assignment]
+    d = link.say_hello()
+
+    def refused(failure: Failure) -> Failure:
+        _log.warn("link {key}: the peer refused Hello: {why}", key=link.key,
+                  why=failure.getErrorMessage())
+        if link.transport is not None:
+            link.transport.loseConnection()
+        return failure
+
+    return d.addErrback(refused)
+
+
+def peer_service(
+    node: Node,
+    peer: str,
+    initial_delay: float = 0.5,
+    max_delay: float = 30.0,
+) -> ClientService:
+    """
+    A service that keeps an AMP link to ``peer`` (a client endpoint
+    string) up, reconnecting with exponential backoff and jitter; the
+    delay starts again from ``initial_delay`` after each connection whose
+    Hello succeeded.
+    """
+    key = f"peer:{peer}"
+    node.router.outbox(key)
+    endpoint = endpoints.clientFromString(node.reactor, peer)
+    service = ClientService(
+        endpoint,
+        _PeerFactory(node, key),
+        retryPolicy=backoffPolicy(initialDelay=initial_delay, maxDelay=max_delay),
+        clock=node.reactor,
+        prepareConnection=_prepare,
+    )
+    service.setName(key)
+    return service

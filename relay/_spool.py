@@ -1,0 +1,246 @@
+"""
+The spool: what a node owes its peers, kept on disk across restarts.
+
+When the ``spool`` setting names a file, a node keeps in an SQLite database
+there the messages each link still owes its peer (not yet acknowledged), the
+ids of the messages it has already seen, and its own stable identity.  The
+database runs in WAL mode with ``synchronous=NORMAL``: once :meth:`Spool.commit`
+returns, a crash of the process (even ``kill -9``) loses nothing.
+
+Writes are grouped: every write method works inside an open transaction that
+:meth:`Spool.commit` ends, so a router commits once per reactor turn.  The
+spool is used from the reactor thread only.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from co2._errors import Co2Error
+
+__all__ = ["Spool", "SpoolError", "SpoolState"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE messages (seq INTEGER PRIMARY KEY, body BLOB NOT NULL)",
+    "CREATE TABLE owed (link TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (link, seq))",
+    "CREATE INDEX owed_seq ON owed (seq)",
+    "CREATE TABLE seen (n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE)",
+    # A body goes with the last link that owes it, whichever way that row is deleted.
+    "CREATE TRIGGER owed_gone AFTER DELETE ON owed"
+    " WHEN NOT EXISTS (SELECT 1 FROM owed WHERE seq = OLD.seq)"
+    " BEGIN DELETE FROM messages WHERE seq = OLD.seq; END",
+)
+
+
+class SpoolError(Co2Error):
+    """
+    The spool file cannot be opened, created or read.
+
+    ``str()`` names the path and the problem.
+    """
+
+
+@dataclass
+class SpoolState:
+    """Everything a node reads back from its spool when it starts."""
+
+    node_id: str
+    """This node's stable identity."""
+    seen: list[str] = field(default_factory=list)
+    """Message ids already seen, oldest first (at most ``seen_limit``)."""
+    owed: dict[str, list[tuple[int, bytes]]] = field(default_factory=dict)
+    """Link key -> ``(seq, body)`` pairs it still owes, by ascending ``seq``."""
+    next_seq: int = 1
+    """One more than the highest ``seq`` ever stored (1 for a new spool)."""
+
+
+class Spool:
+    """
+    The SQLite database at ``path`` holding what a node owes and has seen.
+
+    Opens the database, or creates it (and missing parent directories) with
+    a new random ``node_id``.  Raises :class:`SpoolError` when the path
+    cannot be used: a directory, a file that is not a co2 spool, a spool
+    written by a newer co2, or an OS error.  Any later database failure is
+    raised as :class:`SpoolError` too.
+    """
+
+    def __init__(self, path: str, seen_limit: int = 100_000) -> None:
+        self.path = path
+        self.seen_limit = seen_limit
+        self._closed = False
+        self._max_seq = 0
+        self._max_seq_dirty = False
+        self._seen_dirty = False
+        try:
+            parent = os.path.dirname(os.path.abspath(path))
+            os.makedirs(parent, exist_ok=True)
+        except OSError as e:
+            raise SpoolError(f"spool {path}: {e.strerror or e}") from e
+        with self._guard():
+            self._db = sqlite3.connect(path, isolation_level=None)
+        try:
+            with self._guard():
+                self._open()
+        except SpoolError:
+            self._db.close()
+            raise
+
+    def _open(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        if not self._tables():
+            self._create()
+        if "meta" not in self._tables():
+            raise SpoolError(f"spool {self.path}: the database is not a co2 spool")
+        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        version = meta.get("schema_version")
+        if version != str(SCHEMA_VERSION):
+            raise SpoolError(
+                f"spool {self.path}: schema version {version} is not {SCHEMA_VERSION}, the only one "
+                "this co2 understands; run the co2 that wrote it or choose a new spool path"
+            )
+        self._max_seq = int(meta.get("max_seq", "0"))
+
+    def _tables(self) -> set[str]:
+        """The names of the tables, indexes and triggers in the database."""
+        return {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+
+    def _create(self) -> None:
+        """Lay out a new spool, unless another opener did so first."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if not self._tables():
+                for statement in _SCHEMA:
+                    self._db.execute(statement)
+                self._db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [
+                        ("schema_version", str(SCHEMA_VERSION)),
+                        ("node_id", secrets.token_hex(8)),
+                        ("max_seq", "0"),
+                    ],
+                )
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Raise any database or OS failure as a :class:`SpoolError` naming the path."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as e:
+            raise SpoolError(f"spool {self.path}: {e}") from e
+
+    def _write(self) -> sqlite3.Connection:
+        """The connection, inside a transaction (begun now if none is open)."""
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN")
+        return self._db
+
+    def load(self) -> SpoolState:
+        """Read back the node's identity, the ids it has seen and what each link owes."""
+        with self._guard():
+            db = self._db
+            (node_id,) = db.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()
+            seen = [
+                row[0]
+                for row in db.execute(
+                    "SELECT id FROM (SELECT n, id FROM seen ORDER BY n DESC LIMIT ?) ORDER BY n",
+                    (self.seen_limit,),
+                )
+            ]
+            owed: dict[str, list[tuple[int, bytes]]] = {}
+            rows = db.execute(
+                "SELECT owed.link, owed.seq, messages.body FROM owed "
+                "JOIN messages ON messages.seq = owed.seq ORDER BY owed.link, owed.seq"
+            )
+            for link, seq, body in rows:
+                owed.setdefault(link, []).append((seq, bytes(body)))
+            (highest,) = db.execute("SELECT MAX(seq) FROM messages").fetchone()
+        return SpoolState(str(node_id), seen, owed, max(self._max_seq, highest or 0) + 1)
+
+    def add(self, seq: int, body: bytes, links: Iterable[str]) -> None:
+        """
+        Record that each of ``links`` owes the message ``seq``.
+
+        The body is stored once however many links owe it; with no links
+        nothing is stored.  Adding a ``seq`` already stored adds the links to
+        it and keeps the newest body.
+        """
+        rows = [(link, seq) for link in links]
+        if not rows:
+            return
+        with self._guard():
+            db = self._write()
+            db.execute(
+                "INSERT INTO messages (seq, body) VALUES (?, ?) "
+                "ON CONFLICT (seq) DO UPDATE SET body = excluded.body",
+                (seq, body),
+            )
+            db.executemany("INSERT OR IGNORE INTO owed (link, seq) VALUES (?, ?)", rows)
+        if seq > self._max_seq:
+            self._max_seq = seq
+            self._max_seq_dirty = True
+
+    def remove(self, link: str, seqs: Iterable[int]) -> None:
+        """Forget that ``link`` owes ``seqs``; a body no link owes any more goes too."""
+        rows = [(link, seq) for seq in seqs]
+        if rows:
+            with self._guard():
+                self._write().executemany("DELETE FROM owed WHERE link = ? AND seq = ?", rows)
+
+    def drop_link(self, link: str) -> None:
+        """Forget everything ``link`` owes; bodies no link owes any more go too."""
+        with self._guard():
+            self._write().execute("DELETE FROM owed WHERE link = ?", (link,))
+
+    def mark_seen(self, ids: Iterable[str]) -> None:
+        """
+        Record message ids as seen.
+
+        An id already recorded keeps its place.  Only the newest
+        ``seen_limit`` ids are kept; older ones are trimmed at the next commit.
+        """
+        rows = [(i,) for i in ids]
+        if rows:
+            with self._guard():
+                self._write().executemany("INSERT OR IGNORE INTO seen (id) VALUES (?)", rows)
+            self._seen_dirty = True
+
+    def commit(self) -> None:
+        """Make every write since the last commit durable; cheap when there is none."""
+        if self._closed or not self._db.in_transaction:
+            return
+        with self._guard():
+            if self._max_seq_dirty:
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'max_seq'", (str(self._max_seq),))
+            if self._seen_dirty:
+                # Ids only ever go in at the top and out at the bottom, so the
+                # rowids are contiguous and this keeps exactly the newest ones.
+                self._db.execute(
+                    "DELETE FROM seen WHERE n <= (SELECT MAX(n) FROM seen) - ?", (self.seen_limit,)
+                )
+            self._db.execute("COMMIT")
+        self._max_seq_dirty = self._seen_dirty = False
+
+    def close(self) -> None:
+        """Commit and close the database; closing again does nothing."""
+        if self._closed:
+            return
+        try:
+            self.commit()
+        finally:
+            self._closed = True
+            self._db.close()
