@@ -98,6 +98,9 @@ class LinkProtocol(amp.AMP):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         super().connectionLost(reason)
+        self._down()
+
+    def _down(self) -> None:
         if self._pump_call is not None:
             self._pump_call.cancel()
             self._pump_call = None
@@ -136,9 +139,9 @@ class LinkProtocol(amp.AMP):
         old = self.node.links.get(key)
         if old is not None and old is not self:
             _log.info("link {key}: a new connection replaces the old one", key=key)
+            old._down()
             if old.transport is not None:
                 old.transport.loseConnection()
-            old.connectionLost(Failure(ConnectionError("replaced")))
         self.node.links[key] = self
         self.introduced = True
         self.outbox = self.node.router.attach(key, self)
