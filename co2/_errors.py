@@ -5,6 +5,11 @@ The exceptions co2 raises, in one tree::
      +-- ConfigError            a config file that cannot be used (exit 2)
      +-- PluginError            a plugin package that cannot be loaded
      +-- NotAttachedError       a plugin used outside a satellite
+     +-- RelayPluginError       a relay plugin that cannot be loaded (relay)
+     +-- SpoolError             a spool file that cannot be used (relay)
+     +-- ListenError            an endpoint that cannot be bound (satellites)
+     +-- AMPListenError         the amp_listen endpoint cannot be bound (relay)
+     +-- StrictLoadError        --strict and a plugin package failed (satellites)
 
 Faults sent to XML-RPC clients are ``xmlrpc.client.Fault`` instances whose
 codes are listed in :mod:`co2.faults`.

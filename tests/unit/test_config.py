@@ -36,6 +36,32 @@ def test_shipped_config_is_valid():
     assert config.plugin_dir == os.path.join(root, "plugin")
 
 
+def test_relay_settings(tmp_path):
+    """The relay settings are read and checked."""
+    path = write(tmp_path, (
+        "relay_plugins = ['relay.shape', 'mine']\n"
+        "relay_plugin_config = {'relay.shape': {'accept': ['struct']}}\n"
+        "outbox_limit = 10\noutbox_bytes = 1000\ncall_timeout = 2.5\n"
+        "max_hops = 4\nseen_limit = 50\n"
+    ))
+    config = load_config(path)
+    assert config.relay_plugins == ("relay.shape", "mine")
+    assert config.relay_plugin_config == {"relay.shape": {"accept": ["struct"]}}
+    assert (config.outbox_limit, config.outbox_bytes, config.call_timeout) == (10, 1000, 2.5)
+    assert (config.max_hops, config.seen_limit) == (4, 50)
+
+
+def test_shipped_network_configs_are_valid():
+    """The three configs in network/ load, and the satellites dial the relay's AMP port."""
+    root = os.path.join(os.path.dirname(default_plugin_dir()), "network")
+    relay = load_config(os.path.join(root, "relay.py"))
+    port = relay.amp_listen.split(":")[1]
+    for name in ("alpha.py", "beta.py"):
+        config = load_config(os.path.join(root, name))
+        assert config.peers == (f"tcp:host=127.0.0.1:port={port}",)
+        assert config.spool.startswith(os.path.join(root, "var"))
+
+
 def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     """plugin_dir and spool are taken from the config file's directory."""
     (tmp_path / "plugs").mkdir()
@@ -86,6 +112,13 @@ BAD = {
     "log_level": ["'loud'", "1"],
     "max_request_size": ["0", "-1", "'big'", "True", "1.5"],
     "exit_timeout": ["0", "'x'"],
+    "relay_plugins": ["'relay.shape'", "['a-b']", "['a..b']", "[3]", "['a', 'a']", "['x.class']"],
+    "relay_plugin_config": ["[]", "{'a': 1}"],
+    "outbox_limit": ["0", "1.5"],
+    "outbox_bytes": ["-1", "'64M'"],
+    "call_timeout": ["0", "'30'"],
+    "max_hops": ["0", "True"],
+    "seen_limit": ["0", "None"],
 }
 
 

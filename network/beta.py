@@ -1,0 +1,7 @@
+# Satellite "beta" of the three-node network.
+# Start it with:  co2-satellite --config network/beta.py
+
+plugin_list = ["example", "ham"]
+listen = "tcp:2005:interface=127.0.0.1"
+peers = ["tcp:host=127.0.0.1:port=2011"]      # the relay's amp_listen
+spool = "var/beta.spool"
