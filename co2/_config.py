@@ -78,6 +78,7 @@ class Config:
     call_timeout: float = 30.0
     max_hops: int = 16
     seen_limit: int = 100_000
+    forget_after: float = 3600.0
     path: str = ""
 
     @property
@@ -238,6 +239,7 @@ def _checks(base: str) -> dict[str, Callable[[str, object], Any]]:
         "call_timeout": _positive((int, float)),
         "max_hops": _positive(int),
         "seen_limit": _positive(int),
+        "forget_after": _positive((int, float)),
     }
 
 

@@ -37,7 +37,7 @@ from co2.protocol import (
 )
 from relay._directory import Directory
 from relay._outbox import Outbox
-from relay._router import Router
+from relay._router import INBOUND, Router
 
 __all__ = ["BATCH_BYTES", "WINDOW", "LinkProtocol", "LinkServerFactory", "Node", "peer_service"]
 
@@ -130,7 +130,7 @@ class LinkProtocol(amp.AMP):
             raise IncompatibleVersion(f"this node speaks version {protocol.PROTOCOL_VERSION}")
         if node == self.node.node_id:
             raise SameNode("a node cannot link to itself")
-        self._introduce(f"node:{node}", node, host_id)
+        self._introduce(f"{INBOUND}{node}", node, host_id)
         return {"node": self.node.node_id, "host_id": self.node.host_id,
                 "version": protocol.PROTOCOL_VERSION}
 

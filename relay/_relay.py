@@ -65,6 +65,7 @@ class Relay(MultiService):
             max_hops=config.max_hops, seen_limit=config.seen_limit,
             outbox_limit=config.outbox_limit, outbox_bytes=config.outbox_bytes,
             spool=spool,
+            forget_after=config.forget_after,
             plugins=load_relay_plugins(config.relay_plugins, config.relay_plugin_config),
         )
         self.directory = Directory(

@@ -27,10 +27,13 @@ from relay._plugins import IRelayPlugin, apply_relay_plugins
 from relay._seen import SeenIds
 from relay._spool import Spool
 
-__all__ = ["LOCAL", "Deliver", "Router", "Sender"]
+__all__ = ["INBOUND", "LOCAL", "Deliver", "Router", "Sender"]
 
 LOCAL = "local"
 """The source of a message sent by a plugin of this node."""
+
+INBOUND = "node:"
+"""The prefix of the key of a link a peer made to this node (then its node id)."""
 
 _log = Logger(namespace="co2.relay")
 
@@ -65,6 +68,7 @@ class Router:
         outbox_bytes: int = 64 * 1024 * 1024,
         spool: Spool | None = None,
         plugins: Sequence[IRelayPlugin] = (),
+        forget_after: float = 3600.0,
     ) -> None:
         self.reactor = reactor
         self.deliver = deliver
@@ -73,8 +77,10 @@ class Router:
         self.outbox_bytes = outbox_bytes
         self.spool = spool
         self.plugins = list(plugins)
+        self.forget_after = forget_after
         self.outboxes: dict[str, Outbox] = {}
         self.senders: dict[str, Sender] = {}
+        self._expiries: dict[str, IDelayedCall] = {}
         self.counters = {"originated": 0, "received": 0, "duplicates": 0, "dropped": 0}
         self._boot = secrets.token_hex(8)
         self._counter = itertools.count(1)
@@ -91,6 +97,7 @@ class Router:
                 outbox = self.outbox(key)
                 for seq, body in owed:
                     outbox.put(Entry(seq, body))
+                self._expire_later(key)
         self.seen = SeenIds(seen_limit, seen)
 
     # Outboxes and the links that drain them
@@ -107,6 +114,9 @@ class Router:
     def attach(self, key: str, sender: Sender) -> Outbox:
         """``sender`` now carries link ``key``: it drains the returned outbox."""
         self.senders[key] = sender
+        expiry = self._expiries.pop(key, None)
+        if expiry is not None and expiry.active():
+            expiry.cancel()
         outbox = self.outbox(key)
         if len(outbox):
             sender.wake()
@@ -120,10 +130,28 @@ class Router:
         if self.senders.get(key) is sender:
             del self.senders[key]
             self.outboxes[key].rewind()
+            self._expire_later(key)
+
+    def _expire_later(self, key: str) -> None:
+        # A node that linked to this one may never come back (one restarted
+        # without a spool comes back as a new node): its outbox is kept for
+        # forget_after seconds only.  Links to configured peers are kept.
+        if key.startswith(INBOUND) and key not in self._expiries:
+            self._expiries[key] = self.reactor.callLater(self.forget_after, self._expire, key)
+
+    def _expire(self, key: str) -> None:
+        del self._expiries[key]
+        if key not in self.senders:
+            _log.info("link {key}: its node has been away for {seconds:g}s; forgetting it",
+                      key=key, seconds=self.forget_after)
+            self.forget(key)
 
     def forget(self, key: str) -> None:
         """Drop the link ``key`` and everything it owes."""
         self.senders.pop(key, None)
+        expiry = self._expiries.pop(key, None)
+        if expiry is not None and expiry.active():
+            expiry.cancel()
         outbox = self.outboxes.pop(key, None)
         if outbox is not None and len(outbox):
             _log.warn("link {key}: forgot {count} message(s) it owed", key=key, count=len(outbox))
@@ -245,5 +273,9 @@ class Router:
         if self._flush_call is not None:
             self._flush_call.cancel()
             self.flush()
+        for expiry in self._expiries.values():
+            if expiry.active():
+                expiry.cancel()
+        self._expiries.clear()
         if self.spool is not None:
             self.spool.close()

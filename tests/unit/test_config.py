@@ -119,6 +119,7 @@ BAD = {
     "call_timeout": ["0", "'30'"],
     "max_hops": ["0", "True"],
     "seen_limit": ["0", "None"],
+    "forget_after": ["0", "-5"],
 }
 
 
