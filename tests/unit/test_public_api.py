@@ -6,8 +6,12 @@ import importlib
 
 import pytest
 
+PACKAGES = [
+    "co2", "co2.faults", "co2.testing", "co2.protocol", "satellites", "relay", "relay.shape", "plugin",
+]
 
-@pytest.mark.parametrize("module", ["co2", "co2.faults", "co2.testing", "co2.protocol", "satellites", "relay", "relay.shape", "plugin"])
+
+@pytest.mark.parametrize("module", PACKAGES)
 def test_every_public_name_exists(module):
     """Each name in __all__ is defined."""
     mod = importlib.import_module(module)
