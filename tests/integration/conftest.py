@@ -1,6 +1,7 @@
 """
-Fixtures for the integration tests: real ``co2-satellite`` / ``twistd``
-processes, their output, and temporary plugin directories and configs.
+Fixtures for the integration tests: real ``co2-satellite``, ``co2-relay``
+and ``twistd`` processes, their output, and temporary plugin directories
+and configs.
 
 Every process started here is ended by a fixture finalizer (SIGTERM, a
 bounded wait, then SIGKILL), whether or not its test passed.
@@ -8,6 +9,7 @@ bounded wait, then SIGKILL), whether or not its test passed.
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
@@ -20,7 +22,7 @@ import xmlrpc.client
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -30,7 +32,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
 START_TIMEOUT = 15.0
 EXIT_TIMEOUT = 15.0
+CALL_TIMEOUT = 20.0
 SERVING = re.compile(r"serving XML-RPC at (http://127\.0\.0\.1:(\d+)/)")
+AMP_LISTENING = re.compile(r"listening for AMP links at tcp://127\.0\.0\.1:(\d+)/")
 
 
 def _default_sigint() -> None:
@@ -77,12 +81,26 @@ class _Stream:
         self._thread.join(timeout)
 
 
+class _TimeoutTransport(xmlrpc.client.Transport):
+    """An XML-RPC transport whose socket gives up after ``timeout`` seconds."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        connection = super().make_connection(host)
+        connection.timeout = self.timeout
+        return connection
+
+
 class Proc:
     """A started command, its output so far, and ways to stop it."""
 
     def __init__(self, args: Sequence[str], cwd: Path) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.args = [str(a) for a in args]
+        self.cwd = cwd
         self.popen = subprocess.Popen(
             self.args,
             cwd=cwd,
@@ -128,9 +146,23 @@ class Proc:
             pytest.fail(f"no output matching {pattern!r} within {timeout}s\n{self.describe()}")
         return match
 
-    def proxy(self) -> xmlrpc.client.ServerProxy:
+    def wait_amp(self, timeout: float = START_TIMEOUT) -> int:
+        """Wait for the ``listening for AMP links at`` line; return the port."""
+        match = self._stdout.wait_for(AMP_LISTENING, time.monotonic() + timeout)
+        if match is None:
+            pytest.fail(f"no 'listening for AMP links' line within {timeout}s\n{self.describe()}")
+        return int(match.group(1))
+
+    def count(self, pattern: str) -> int:
+        """How many times the regular expression ``pattern`` matches stdout so far."""
+        return len(re.findall(pattern, self.stdout))
+
+    def proxy(self, timeout: float = CALL_TIMEOUT) -> xmlrpc.client.ServerProxy:
+        """A client for this process; a call gives up after ``timeout`` seconds."""
         assert self.url, "wait_serving() first"
-        return xmlrpc.client.ServerProxy(self.url, allow_none=True)
+        return xmlrpc.client.ServerProxy(
+            self.url, transport=_TimeoutTransport(timeout), allow_none=True
+        )
 
     def wait(self, timeout: float = EXIT_TIMEOUT) -> int:
         """Wait for the process to exit on its own; its exit status."""
@@ -172,6 +204,10 @@ class ProcessStarter:
         self.started.append(proc)
         return proc
 
+    def restart(self, proc: Proc) -> Proc:
+        """Start ``proc``'s command again, in the same directory (a new process)."""
+        return self(*proc.args, cwd=proc.cwd)
+
     def end_all(self) -> None:
         for proc in self.started:
             proc.kill()
@@ -210,13 +246,32 @@ def satellite(start: ProcessStarter) -> Callable[..., Proc]:
 
 
 @pytest.fixture
-def twistd(start: ProcessStarter) -> Callable[..., Proc]:
-    """``twistd(*args)`` runs ``twistd -n --pidfile= co2-satellite *args``."""
+def relay(start: ProcessStarter) -> Callable[..., Proc]:
+    """``relay(*args)`` runs ``co2-relay *args`` from the repo root."""
 
     def run(*args: object, cwd: Path = REPO_ROOT) -> Proc:
-        return start(BIN_DIR / "twistd", "-n", "--pidfile=", "co2-satellite", *args, cwd=cwd)
+        return start(BIN_DIR / "co2-relay", *args, cwd=cwd)
 
     return run
+
+
+def _twistd(start: ProcessStarter, plugin: str) -> Callable[..., Proc]:
+    def run(*args: object, cwd: Path = REPO_ROOT) -> Proc:
+        return start(BIN_DIR / "twistd", "-n", "--pidfile=", plugin, *args, cwd=cwd)
+
+    return run
+
+
+@pytest.fixture
+def twistd(start: ProcessStarter) -> Callable[..., Proc]:
+    """``twistd(*args)`` runs ``twistd -n --pidfile= co2-satellite *args``."""
+    return _twistd(start, "co2-satellite")
+
+
+@pytest.fixture
+def twistd_relay(start: ProcessStarter) -> Callable[..., Proc]:
+    """``twistd_relay(*args)`` runs ``twistd -n --pidfile= co2-relay *args``."""
+    return _twistd(start, "co2-relay")
 
 
 @pytest.fixture(scope="module")
@@ -249,13 +304,14 @@ def make_plugin(plugin_dir: Path) -> Callable[..., Path]:
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., Path]:
     """
-    ``make_config(text="", **settings)`` writes ``config.py`` in ``tmp_path``:
-    ``text`` as it is, then ``name = repr(value)`` per setting.
+    ``make_config(text="", filename="config.py", **settings)`` writes
+    ``filename`` in ``tmp_path``: ``text`` as it is, then
+    ``name = repr(value)`` per setting.
     """
 
-    def make(text: str = "", **settings: object) -> Path:
+    def make(text: str = "", *, filename: str = "config.py", **settings: object) -> Path:
         lines = [textwrap.dedent(text)] + [f"{k} = {v!r}" for k, v in settings.items()]
-        path = tmp_path / "config.py"
+        path = tmp_path / filename
         path.write_text("\n".join(lines) + "\n")
         return path
 
