@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import urlsplit
 from xmlrpc.client import Fault
 
-from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IDelayedCall
@@ -32,6 +31,7 @@ from zope.interface import implementer
 from co2._message import HostId, parse_host_id
 from co2._xmlrpc import dump_call, parse_response
 from co2.protocol import BadBatch, decode_envelope
+from relay._links import retry_policy
 from relay._outbox import Outbox
 from relay._router import Router
 
@@ -78,7 +78,7 @@ class ClassicLink(Service):
         self.key = url
         self.host_id = host_id
         self.agent = agent
-        self.retry = retry or backoffPolicy(initialDelay=0.5, maxDelay=30.0)
+        self.retry = retry or retry_policy()
         self.outbox: Outbox = router.outbox(url)
         self.refused = 0
         self._busy = False

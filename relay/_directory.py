@@ -114,11 +114,16 @@ class Directory:
         """Announce this node's methods (a new version) and forget what expired."""
         self.version = max(self.version + 1, int(self.wall() * 1000))
         self._methods = sorted(self.local_names())
+        self._forget_expired()
+        for link in self.links.values():
+            self._announce_self(link)
+
+    def _forget_expired(self) -> None:
+        # Also done before each lookup: an entry goes when its ttl runs
+        # out, not at the next refresh.
         now = self.reactor.seconds()
         for node in [node for node, known in self.known.items() if known.expires <= now]:
             del self.known[node]
-        for link in self.links.values():
-            self._announce_self(link)
 
     def changed(self) -> None:
         """This node's methods changed: announce them at once."""
@@ -181,6 +186,7 @@ class Directory:
 
     def names(self) -> set[str]:
         """The methods hosted on other nodes, reachable from here."""
+        self._forget_expired()
         return {name for known in self.known.values() for name in known.methods}
 
     def host_of(self, name: str) -> str | None:
@@ -189,6 +195,7 @@ class Directory:
         return None if node is None else self.known[node].host_id
 
     def _nearest(self, name: str) -> str | None:
+        self._forget_expired()
         hosting = [
             (min(known.routes.values()), node)
             for node, known in self.known.items()
@@ -220,7 +227,9 @@ class Directory:
 
         return timed_out
 
-    def route(self, node: str, hops: int, request: bytes) -> Deferred[bytes]:
+    def route(
+        self, node: str, hops: int, request: bytes, timeout: float | None = None
+    ) -> Deferred[bytes]:
         """
         Carry ``request`` (an XML-RPC methodCall) to ``node``: call it here
         if this is the node, else send it on by the nearest link.  Fires
@@ -236,7 +245,17 @@ class Directory:
         if hops <= 0:
             return succeed(dump_fault(faults.NODE_UNREACHABLE, f"node {node} is beyond the hop limit"))
         link = self.links[min(routes)[1]]
-        return link.send_call(node, hops - 1, request).addErrback(self._lost, node)
+        d = link.send_call(node, hops - 1, request)
+        if timeout is not None:
+            # A hop on the way gives up with the caller, so nothing waits forever.
+            d.addTimeout(timeout, self.reactor, onTimeoutCancel=self._hop_timed_out(node))
+        return d.addErrback(self._lost, node)
+
+    def _hop_timed_out(self, node: str) -> Callable[[object, float], bytes]:
+        def timed_out(result: object, timeout: float) -> bytes:
+            return dump_fault(faults.CALL_TIMEOUT, f"node {node}: no answer within {timeout:g}s")
+
+        return timed_out
 
     def _lost(self, failure: Failure, node: str) -> bytes:
         return dump_fault(

@@ -10,6 +10,7 @@ node's :class:`~relay._router.Router` or :class:`~relay._directory.Directory`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.application.internet import ClientService, backoffPolicy
@@ -39,7 +40,9 @@ from relay._directory import Directory
 from relay._outbox import Outbox
 from relay._router import INBOUND, Router
 
-__all__ = ["BATCH_BYTES", "WINDOW", "LinkProtocol", "LinkServerFactory", "Node", "peer_service"]
+__all__ = [
+    "BATCH_BYTES", "WINDOW", "LinkProtocol", "LinkServerFactory", "Node", "peer_service", "retry_policy",
+]
 
 BATCH_BYTES = 256 * 1024
 """A Deliver batch holds messages up to this many bytes (at least one)."""
@@ -235,7 +238,8 @@ class LinkProtocol(amp.AMP):
     @Call.responder
     def call(self, node: str, hops: int, request: bytes) -> Deferred[dict[str, Any]]:
         self._check()
-        d = self.node.directory.route(node, hops, request)
+        directory = self.node.directory
+        d = directory.route(node, hops, request, timeout=directory.call_timeout)
         return d.addCallback(lambda response: {"response": response})
 
 
@@ -266,11 +270,27 @@ def _prepare(proxy: IProtocol) -> Deferred[None]:
     def refused(failure: Failure) -> Failure:
         _log.warn("link {key}: the peer refused Hello: {why}", key=link.key,
                   why=failure.getErrorMessage())
+        # ClientService counts this as a failed attempt.  It must not also
+        # hear that the connection closed: it has no transition for that
+        # and would raise NoTransition out of connectionLost.
+        if hasattr(proxy, "_lostNotification"):
+            proxy._lostNotification = lambda reason: None
         if link.transport is not None:
             link.transport.loseConnection()
         return failure
 
     return d.addErrback(refused)
+
+
+def retry_policy(initial_delay: float = 0.5, max_delay: float = 30.0) -> Callable[[int], float]:
+    """
+    The delay before the next attempt after ``failures`` in a row:
+    ``initial_delay`` after the first, 1.5 times more after each further
+    one, at most ``max_delay``, plus up to 1 s of random jitter.
+    """
+    backoff = backoffPolicy(initialDelay=initial_delay, maxDelay=max_delay)
+    # backoffPolicy(n) waits initialDelay * 1.5 ** n: n = 0 is the initial delay.
+    return lambda failures: backoff(failures - 1)
 
 
 def peer_service(
@@ -291,7 +311,7 @@ def peer_service(
     service = ClientService(
         endpoint,
         _PeerFactory(node, key),
-        retryPolicy=backoffPolicy(initialDelay=initial_delay, maxDelay=max_delay),
+        retryPolicy=retry_policy(initial_delay, max_delay),
         clock=node.reactor,
         prepareConnection=_prepare,
     )

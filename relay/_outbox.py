@@ -46,6 +46,7 @@ class Outbox:
         self._next_batch = 0
         self._count = 0
         self._bytes = 0
+        self._sent_bytes = 0
 
     def __len__(self) -> int:
         return self._count
@@ -67,11 +68,15 @@ class Outbox:
 
     def put(self, entry: Entry) -> bool:
         """
-        Queue ``entry`` after everything owed.  Returns False when it did
-        not fit even after dropping every waiting entry (it is dropped).
+        Queue ``entry`` after everything owed.  Returns False when it
+        cannot fit even beside the entries in flight alone: then it is
+        dropped, and nothing else is.
         """
+        # Dropping waiting entries helps only if the entry then fits.
+        room = (self._count - len(self._waiting) < self.limit
+                and self._sent_bytes + len(entry.body) <= self.limit_bytes)
         dropped: list[Entry] = []
-        while self._waiting and (
+        while room and self._waiting and (
             self._count >= self.limit or self._bytes + len(entry.body) > self.limit_bytes
         ):
             dropped.append(self._forget(self._waiting.popleft()))
@@ -109,6 +114,7 @@ class Outbox:
         number = self._next_batch
         self._next_batch += 1
         self._sent[number] = batch
+        self._sent_bytes += size
         return number, batch
 
     def acked(self, number: int) -> list[Entry]:
@@ -116,12 +122,14 @@ class Outbox:
         batch = self._sent.pop(number, [])
         for entry in batch:
             self._forget(entry)
+            self._sent_bytes -= len(entry.body)
         return batch
 
     def rewind(self) -> None:
         """The link went down: whatever was sent and not acknowledged waits again, in order."""
         resend = [entry for number in sorted(self._sent) for entry in self._sent[number]]
         self._sent.clear()
+        self._sent_bytes = 0
         self._waiting.extendleft(reversed(resend))
 
     def clear(self) -> list[Entry]:

@@ -173,7 +173,7 @@ class Router:
         self.counters["dropped"] += len(entries)
         _log.warn(
             "link {key}: outbox full ({limit} messages or {bytes} bytes); "
-            "dropped the oldest {count} waiting",
+            "dropped {count} message(s), the oldest waiting first",
             key=key, limit=self.outbox_limit, bytes=self.outbox_bytes, count=len(entries),
         )
         if self.spool is not None:
@@ -203,7 +203,8 @@ class Router:
         """
         for envelope in envelopes:
             self.counters["received"] += 1
-            self.take(envelope.id, envelope.hops, envelope.message, key, client_address)
+            hops = min(envelope.hops, self.max_hops)
+            self.take(envelope.id, hops, envelope.message, key, client_address)
         d: Deferred[None] = Deferred()
         self._acks.append(d)
         self._flush_soon()
