@@ -37,6 +37,7 @@ from co2._xmlrpc import dump_call, parse_response
 from relay._links import LinkProtocol, LinkServerFactory, Node, _PeerFactory, _prepare
 
 __all__ = [
+    "RECORDER",
     "HTTPResponse",
     "InlineThreadPool",
     "MemoryLink",
@@ -47,6 +48,27 @@ __all__ = [
     "format_events",
     "write_package",
 ]
+
+
+RECORDER = """
+from co2 import Co2Plugin
+
+class X_Recorder(Co2Plugin):
+    def __init__(self, var_dict):
+        Co2Plugin.__init__(self, var_dict)
+        self.got = []
+
+    def receive(self, data_dict):
+        self.got.append(data_dict)
+
+    def x_send(self, data):
+        self.send(data)
+        return True
+"""
+"""
+The source of a plugin module whose ``X_Recorder`` keeps every message it
+receives in ``got`` and sends ``data`` when ``x_send(data)`` is called.
+"""
 
 
 def write_package(

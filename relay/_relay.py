@@ -25,7 +25,7 @@ from relay._plugins import load_relay_plugins
 from relay._router import Deliver, Router
 from relay._spool import Spool
 
-__all__ = ["AMPListenError", "Relay"]
+__all__ = ["AMPListenError", "Relay", "stop_listening"]
 
 _log = Logger(namespace="co2.relay")
 
@@ -113,16 +113,22 @@ class Relay(MultiService):
         for link in list(self.links.values()):
             link.send_now()
         yield super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            try:
-                yield port.stopListening()
-            except Exception:
-                _log.failure("stopping the AMP listener", Failure())
+        port, self.port = self.port, None
+        yield stop_listening(port, "the AMP listener")
         for link in list(self.links.values()):
             if link.transport is not None:
                 link.transport.loseConnection()
         self.router.close()
+
+
+@inlineCallbacks
+def stop_listening(port: IListeningPort | None, what: str) -> Any:
+    """Stop ``port`` if there is one; a failure is logged, naming ``what``."""
+    if port is not None:
+        try:
+            yield port.stopListening()
+        except Exception:
+            _log.failure("stopping {what}", Failure(), what=what)
 
 
 def _no_local_calls(name: str, params: tuple[Any, ...]) -> Deferred[Any]:

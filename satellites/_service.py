@@ -18,12 +18,11 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from co2._config import Config
 from co2._errors import Co2Error
 from co2._message import make_host_id
-from relay._relay import AMPListenError
+from relay._relay import AMPListenError, stop_listening
 from satellites._resource import XMLRPCResource, make_site
 from satellites._satellite import Satellite
 
@@ -127,12 +126,8 @@ class SatelliteService(Service):
     @inlineCallbacks
     def stopService(self) -> Any:
         super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            try:
-                yield port.stopListening()
-            except Exception:
-                _log.failure("stopping the XML-RPC listener", Failure())
+        port, self.port = self.port, None
+        yield stop_listening(port, "the XML-RPC listener")
         yield self.satellite.shutdown()
         if self.satellite.relay.running:
             yield self.satellite.relay.stopService()

@@ -7,24 +7,8 @@ from xmlrpc.client import Fault
 import pytest
 
 from co2 import faults
+from co2.testing import RECORDER, write_package
 from co2.testing import format_events as text_of
-from co2.testing import write_package
-
-RECORDER = """
-from co2 import Co2Plugin
-
-class X_Recorder(Co2Plugin):
-    def __init__(self, var_dict):
-        Co2Plugin.__init__(self, var_dict)
-        self.got = []
-
-    def receive(self, data_dict):
-        self.got.append(data_dict)
-
-    def x_send(self, data):
-        self.send(data)
-        return True
-"""
 
 
 @pytest.fixture

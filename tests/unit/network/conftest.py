@@ -9,20 +9,8 @@ from typing import Any
 import pytest
 
 from co2 import Config
-from co2.testing import MemoryNetwork, TestReactor, write_package
+from co2.testing import RECORDER, MemoryNetwork, TestReactor, write_package
 from satellites import Satellite
-
-RECORDER = """
-from co2 import Co2Plugin
-
-class X_Recorder(Co2Plugin):
-    def __init__(self, var_dict):
-        Co2Plugin.__init__(self, var_dict)
-        self.got = []
-
-    def receive(self, data_dict):
-        self.got.append(data_dict)
-"""
 
 CALC = """
 from twisted.internet import defer

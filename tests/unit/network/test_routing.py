@@ -35,6 +35,16 @@ def topologies(draw: st.DrawFn) -> tuple[int, list[tuple[int, int]]]:
     return n, [(b, a) if flip else (a, b) for (a, b), flip in zip(pairs, flips, strict=True)]
 
 
+def recording_network(build: Any, n: int) -> tuple[TestReactor, MemoryNetwork, list[Any]]:
+    """``n`` satellites with a recording plugin each, added to a new in-memory network."""
+    reactor = TestReactor()
+    network = MemoryNetwork(reactor)
+    satellites = [build(reactor, i + 1, "rec") for i in range(n)]
+    for i, satellite in enumerate(satellites):
+        network.add(str(i), satellite)
+    return reactor, network, satellites
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     topology=topologies(),
@@ -43,12 +53,8 @@ def topologies(draw: st.DrawFn) -> tuple[int, list[tuple[int, int]]]:
 def test_every_message_reaches_every_other_plugin_exactly_once(build, stop, topology, sends):
     """On any connected topology each plugin's message reaches every other node once, never its sender."""
     n, links = topology
-    reactor = TestReactor()
-    network = MemoryNetwork(reactor)
-    satellites = [build(reactor, i + 1, "rec") for i in range(n)]
+    reactor, network, satellites = recording_network(build, n)
     try:
-        for i, satellite in enumerate(satellites):
-            network.add(str(i), satellite)
         made = {(a, b): network.link(str(a), str(b)) for a, b in links}
         sent: dict[str, int] = {}
         for k, (who, settle_now) in enumerate(sends):
@@ -196,12 +202,8 @@ events = st.lists(
 def test_cuts_and_reconnections_never_lose_or_repeat_a_message(build, stop, topology, steps):
     """Links cut, replaced and restored at any moment: once all are back, each message arrived once."""
     n, links = topology
-    reactor = TestReactor()
-    network = MemoryNetwork(reactor)
-    satellites = [build(reactor, i + 1, "rec") for i in range(n)]
+    reactor, network, satellites = recording_network(build, n)
     try:
-        for i, satellite in enumerate(satellites):
-            network.add(str(i), satellite)
         current = [network.link(str(a), str(b)) for a, b in links]
         sent: dict[str, int] = {}
         for k, (step, which) in enumerate(steps):
