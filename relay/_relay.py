@@ -57,7 +57,7 @@ class Relay(MultiService):
         self.config = config
         self.reactor = reactor
         spool = Spool(config.spool, config.seen_limit) if config.spool else None
-        self.node_id = spool.load().node_id if spool is not None else secrets.token_hex(8)
+        self.node_id = spool.node_id if spool is not None else secrets.token_hex(8)
         self._host_id = ""
         self.links: dict[str, LinkProtocol] = {}
         self.router = Router(

@@ -149,6 +149,13 @@ class Spool:
             self._db.execute("BEGIN")
         return self._db
 
+    @property
+    def node_id(self) -> str:
+        """This node's stable identity."""
+        with self._guard():
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()
+        return str(row[0])
+
     def load(self) -> SpoolState:
         """Read back the node's identity, the ids it has seen and what each link owes."""
         with self._guard():
