@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from xmlrpc.client import Fault
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -212,11 +212,11 @@ class Directory:
         """
         node = self._nearest(name)
         if node is None:
-            return _failed(faults.METHOD_NOT_FOUND, f"no method {name!r} in the network")
+            return fail(Fault(faults.METHOD_NOT_FOUND, f"no method {name!r} in the network"))
         try:
             request = dump_call(name, params)
         except (TypeError, ValueError, OverflowError) as e:
-            return _failed(faults.INVALID_PARAMS, f"{name}: {e}")
+            return fail(Fault(faults.INVALID_PARAMS, f"{name}: {e}"))
         d = self.route(node, self.max_hops, request)
         d.addTimeout(self.call_timeout, self.reactor, onTimeoutCancel=self._timed_out(name))
         return d.addCallback(parse_response)
@@ -273,12 +273,6 @@ class Directory:
         d = maybeDeferred(self.call_local, name, params)
         d.addCallback(_encoded, name)
         return d.addErrback(_fault_of)
-
-
-def _failed(code: int, message: str) -> Deferred[Any]:
-    d: Deferred[Any] = Deferred()
-    d.errback(Fault(code, message))
-    return d
 
 
 def _encoded(result: Any, name: str) -> bytes:

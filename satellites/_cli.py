@@ -94,10 +94,6 @@ class RelayOptions(Options):
     program = "co2-relay"
     role = "relay"
 
-    def __getitem__(self, key: str) -> Any:
-        # The satellite's flags are always off for a relay.
-        return super().get(key, None)
-
 
 def list_plugins(config: Config, out: TextIO) -> None:
     """Write the plugin packages of ``config.plugin_dir``, enabled ones marked."""
@@ -134,7 +130,7 @@ def service_for(options: Options, reactor: Any) -> SatelliteService:
     """
     try:
         return SatelliteService(
-            options.config, reactor, strict=bool(options["strict"]), role=options.role
+            options.config, reactor, strict=bool(options.get("strict")), role=options.role
         )
     except RelayPluginError as e:
         raise CannotStart(EXIT_USAGE, f"{options.config.path or '<config>'}: relay_plugins: {e}") from None
@@ -146,7 +142,7 @@ def makeService(options: Options) -> SatelliteService:
     """The service for ``twistd co2-satellite`` and ``twistd co2-relay``: a failed start stops the process."""
     from twisted.internet import reactor
 
-    if options["list-plugins"]:
+    if options.get("list-plugins"):
         list_plugins(options.config, sys.stdout)
         raise SystemExit(0)
     for warning in options.warnings:
@@ -234,7 +230,7 @@ def main(argv: Sequence[str] | None = None, options_class: type[Options] = Optio
         sys.exit(EXIT_USAGE)
     for warning in options.warnings:
         print(f"{program}: warning: {warning}", file=sys.stderr)
-    if options["list-plugins"]:
+    if options.get("list-plugins"):
         list_plugins(options.config, sys.stdout)
         sys.exit(0)
     _begin_logging(options.config, sys.stdout)

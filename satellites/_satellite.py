@@ -69,6 +69,11 @@ class Satellite:
         self._loader: PluginLoader | None = None
         self._thread = threading.get_ident()
         self._address_of: tuple[str, list[Any]] = ("", [])
+        self._classic_peers = [
+            (peer, parts.hostname or "", parts.port)
+            for peer, parts in ((peer, urlsplit(peer)) for peer in config.peers)
+            if parts.scheme in ("http", "https")
+        ]
         self.registry.add(Method.of("notify", self.notify, takes_caller=True))
         self.registry.add(Method.of("co2.get_method_names", self.get_method_names))
 
@@ -272,11 +277,8 @@ class Satellite:
 
     def _classic_peer(self, host_id: HostId) -> str | None:
         # The classic link to the node that sent this, so it is not sent back.
-        for peer in self.config.peers:
-            parts = urlsplit(peer)
-            if parts.scheme in ("http", "https") and parts.port == host_id.port and (
-                parts.hostname == host_id.host or host_matches(host_id, parts.hostname or "")
-            ):
+        for peer, host, port in self._classic_peers:
+            if port == host_id.port and (host == host_id.host or host_matches(host_id, host)):
                 return peer
         return None
 
