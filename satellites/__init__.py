@@ -4,6 +4,7 @@ delivers messages to them and serves XML-RPC for them.
 """
 
 from satellites._dispatch import Dispatcher
+from satellites._http import XMLRPCFactory, make_server
 from satellites._loader import LoadedPackage, PackageInfo, PluginLoader, find_packages
 from satellites._registry import Method, MethodRegistry
 from satellites._resource import XMLRPCResource, make_site
@@ -21,7 +22,9 @@ __all__ = [
     "Satellite",
     "SatelliteService",
     "StrictLoadError",
+    "XMLRPCFactory",
     "XMLRPCResource",
     "find_packages",
+    "make_server",
     "make_site",
 ]

@@ -9,15 +9,15 @@ import inspect
 from typing import Any, Protocol
 from xmlrpc.client import Fault
 
-from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from co2 import faults
-from co2._xmlrpc import dump_response
+from co2._xmlrpc import dump_value
 from satellites._registry import Method, MethodRegistry
 
-__all__ = ["CAPABILITIES", "Caller", "Dispatcher", "RemoteMethods", "settle"]
+__all__ = ["CAPABILITIES", "Caller", "Dispatcher", "Encoded", "RemoteMethods", "settle"]
 
 Caller = tuple[str, int] | None
 """The ``(ip, port)`` a call came from; None for a local (UNIX socket) peer."""
@@ -101,22 +101,43 @@ class Dispatcher:
         exception a plugin raised (a ``Fault`` it raised is kept as it is),
         -32603 for a failure of the server's own methods.
         """
+        try:
+            result = self.invoke(caller, name, params)
+        except Fault:
+            return fail()
+        return result if isinstance(result, Deferred) else succeed(result)
+
+    def invoke(self, caller: Caller, name: str, params: tuple[Any, ...]) -> Any:
+        """
+        Call ``name`` with ``params`` as :meth:`call` does, but return a
+        result that is ready as it is, and raise the ``Fault`` of a call
+        that fails at once; only a call that is not done yet gives a
+        Deferred.  This spares the common, synchronous call any Deferred.
+        """
         method = self.registry.get(name)
-        if method is None and self.remote is not None and name in self.remote.names():
-            return self.remote.call(name, params)
         if method is None:
-            return fail(
-                Fault(faults.METHOD_NOT_FOUND, f"no method {_shown(name)} here")
-            )
+            if self.remote is not None and name in self.remote.names():
+                return self.remote.call(name, params)
+            raise Fault(faults.METHOD_NOT_FOUND, f"no method {_shown(name)} here")
         try:
             method.check_params(params)
         except TypeError as e:
-            return fail(Fault(faults.INVALID_PARAMS, f"{name}: {e}"))
-        args = (caller, *params) if method.takes_caller else params
-        d = maybeDeferred(method.function, *args)
-        d.addCallback(settle)
-        d.addErrback(self._fault, method)
-        return d
+            raise Fault(faults.INVALID_PARAMS, f"{name}: {e}") from None
+        try:
+            if method.takes_caller:
+                result = method.function(caller, *params)
+            else:
+                result = method.function(*params)
+        except Fault:
+            raise
+        except Exception:
+            fault = self._fault(Failure(), method).value
+            assert isinstance(fault, Fault)
+            raise fault from None
+        result = settle(result)
+        if isinstance(result, Deferred):
+            result.addErrback(self._fault, method)
+        return result
 
     def _fault(self, failure: Failure, method: Method) -> Failure:
         if failure.check(Fault):
@@ -176,7 +197,7 @@ class Dispatcher:
             raise Fault(faults.INVALID_PARAMS, f"no method {_shown(str(name))} here")
         return method
 
-    def multicall(self, caller: Caller, calls: list[Any]) -> Deferred[list[Any]]:
+    def multicall(self, caller: Caller, calls: list[Any]) -> Encoded | Deferred[Encoded]:
         """
         Make many calls in one request: ``calls`` is an array of structs
         ``{methodName, params}``; the answer holds, in order, ``[result]``
@@ -184,41 +205,64 @@ class Dispatcher:
         """
         if not isinstance(calls, list):
             raise Fault(faults.INVALID_PARAMS, "system.multicall takes an array of calls")
-        return gatherResults([self._one_of_many(caller, call) for call in calls])
+        answers = [self._one_of_many(caller, call) for call in calls]
+        waiting = [(index, d) for index, d in enumerate(answers) if isinstance(d, Deferred)]
+        if not waiting:
+            return _array_response(answers)
 
-    def _one_of_many(self, caller: Caller, call: Any) -> Deferred[Any]:
+        def fill(results: list[bytes]) -> Encoded:
+            for (index, _), encoded in zip(waiting, results, strict=True):
+                answers[index] = encoded
+            return _array_response(answers)
+
+        return gatherResults([d for _, d in waiting]).addCallback(fill)
+
+    def _one_of_many(self, caller: Caller, call: Any) -> bytes | Deferred[bytes]:
+        # Each answer is encoded once, as soon as it is known.
         if not isinstance(call, dict):
-            d = fail(Fault(faults.INVALID_REQUEST, "each call must be a struct"))
-        else:
-            name, params = call.get("methodName"), call.get("params", [])
-            if not isinstance(name, str) or not isinstance(params, list):
-                d = fail(Fault(
-                    faults.INVALID_REQUEST,
-                    "each call needs a string methodName and an array params",
-                ))
-            elif name == "system.multicall":
-                d = fail(
-                    Fault(faults.INVALID_REQUEST, "system.multicall may not be nested")
-                )
-            else:
-                d = self.call(caller, name, tuple(params))
-                d.addCallback(_checked_result, name)
-        d.addCallbacks(lambda result: [result], _fault_struct)
-        return d
+            return _fault_value(Fault(faults.INVALID_REQUEST, "each call must be a struct"))
+        name, params = call.get("methodName"), call.get("params", [])
+        if not isinstance(name, str) or not isinstance(params, list):
+            return _fault_value(Fault(
+                faults.INVALID_REQUEST, "each call needs a string methodName and an array params",
+            ))
+        if name == "system.multicall":
+            return _fault_value(Fault(faults.INVALID_REQUEST, "system.multicall may not be nested"))
+        try:
+            result = self.invoke(caller, name, tuple(params))
+        except Fault as fault:
+            return _fault_value(fault)
+        if isinstance(result, Deferred):
+            return result.addCallbacks(_result_value, _failure_value, (name,))
+        return _result_value(result, name)
 
 
-def _checked_result(result: Any, name: str) -> Any:
+class Encoded(bytes):
+    """A whole ``methodResponse``, already encoded: sent as it is."""
+
+
+_ARRAY_START = b"<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><array><data>\n"
+_ARRAY_END = b"</data></array></value>\n</param>\n</params>\n</methodResponse>\n"
+
+
+def _array_response(values: list[Any]) -> Encoded:
+    return Encoded(_ARRAY_START + b"".join(values) + _ARRAY_END)
+
+
+def _result_value(result: Any, name: str) -> bytes:
     try:
-        dump_response(result)
+        return dump_value([result])
     except (TypeError, ValueError, OverflowError) as e:
-        raise Fault(
+        return _fault_value(Fault(
             faults.INTERNAL_ERROR, f"{name} returned what XML-RPC cannot carry: {e}"
-        ) from None
-    return result
+        ))
 
 
-def _fault_struct(failure: Failure) -> dict[str, Any]:
+def _failure_value(failure: Failure) -> bytes:
     failure.trap(Fault)
-    fault = failure.value
-    assert isinstance(fault, Fault)
-    return {"faultCode": fault.faultCode, "faultString": fault.faultString}
+    assert isinstance(failure.value, Fault)
+    return _fault_value(failure.value)
+
+
+def _fault_value(fault: Fault) -> bytes:
+    return dump_value({"faultCode": fault.faultCode, "faultString": fault.faultString})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import inspect
+import math
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ class Method:
     help: str = ""
     signature: list[list[str]] | str = "undef"
     binder: inspect.Signature | None = field(default=None, compare=False)
+    arity: tuple[int, float] | None = field(default=None, compare=False)
 
     @classmethod
     def of(
@@ -100,12 +102,36 @@ class Method:
             help=inspect.getdoc(function) or "",
             signature="undef" if takes_caller else signature_of(function),
             binder=binder,
+            arity=_arity(binder),
         )
 
     def check_params(self, params: tuple[Any, ...]) -> None:
         """Raise ``TypeError`` when ``params`` do not fit the method."""
+        if self.arity is not None and self.arity[0] <= len(params) <= self.arity[1]:
+            return
         if self.binder is not None:
             self.binder.bind(*params)
+
+
+def _arity(binder: inspect.Signature | None) -> tuple[int, float] | None:
+    # How many positional arguments fit, when that alone decides whether a
+    # call binds: then checking a call costs two comparisons, not a bind.
+    if binder is None:
+        return None
+    least, most = 0, 0.0
+    for parameter in binder.parameters.values():
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            most = math.inf
+        elif parameter.kind is parameter.VAR_KEYWORD:
+            continue
+        elif parameter.kind is parameter.KEYWORD_ONLY:
+            if parameter.default is parameter.empty:
+                return None
+        else:
+            most += 1
+            if parameter.default is parameter.empty:
+                least += 1
+    return least, most
 
 
 class DuplicateMethod(ValueError):

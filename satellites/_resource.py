@@ -12,6 +12,7 @@ from typing import Any
 from xmlrpc.client import Fault
 
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -20,9 +21,9 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from co2 import faults
 from co2._xmlrpc import DEFAULT_MAX_DEPTH, XMLRPCParseError, dump_fault, dump_response, parse_call
-from satellites._dispatch import Caller, Dispatcher
+from satellites._dispatch import Caller, Dispatcher, Encoded
 
-__all__ = ["XMLRPC_PATHS", "XMLRPCResource", "make_site"]
+__all__ = ["XMLRPC_PATHS", "Responder", "XMLRPCResource", "make_site", "refusal_413"]
 
 XMLRPC_PATHS = (b"/", b"/RPC2")
 """The paths XML-RPC calls may be posted to."""
@@ -38,15 +39,72 @@ def caller_of(request: Request) -> Caller:
     return None
 
 
+class Responder:
+    """
+    Turns the body of an XML-RPC request into the body of its response,
+    through a :class:`Dispatcher`.  Every HTTP front end of a node uses
+    this one piece.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+        self.dispatcher = dispatcher
+        self.max_depth = max_depth
+
+    def respond(self, body: bytes, caller: Caller) -> bytes | Deferred[bytes]:
+        """
+        The ``methodResponse`` to ``body`` from ``caller``: bytes when it
+        is ready at once, else a Deferred that fires with them (never
+        fails).  Every error becomes a fault.
+        """
+        try:
+            name, params = parse_call(body, self.max_depth)
+        except XMLRPCParseError as e:
+            return dump_fault(e.code, str(e))
+        try:
+            result = self.dispatcher.invoke(caller, name, params)
+        except Fault as fault:
+            return _fault_response(fault)
+        except Exception:
+            _log.failure("unexpected failure calling {name}", name=name)
+            return dump_fault(faults.INTERNAL_ERROR, "internal error")
+        if isinstance(result, Deferred):
+            return result.addCallbacks(_response, _failure_response, (name,))
+        return _response(result, name)
+
+
+def _response(result: Any, name: str) -> bytes:
+    if type(result) is Encoded:
+        return result
+    try:
+        return dump_response(result)
+    except (TypeError, ValueError, OverflowError) as e:
+        _log.error("{name} returned what XML-RPC cannot carry: {error}", name=name, error=e)
+        return dump_fault(faults.INTERNAL_ERROR, f"{name} returned what XML-RPC cannot carry: {e}")
+
+
+def _fault_response(fault: Fault) -> bytes:
+    try:
+        return dump_fault(int(fault.faultCode), str(fault.faultString))
+    except (TypeError, ValueError, OverflowError):
+        _log.error("a fault XML-RPC cannot carry: {fault!r}", fault=fault)
+        return dump_fault(faults.INTERNAL_ERROR, "internal error")
+
+
+def _failure_response(failure: Failure) -> bytes:
+    if isinstance(failure.value, Fault):
+        return _fault_response(failure.value)
+    _log.failure("unexpected failure", failure)
+    return dump_fault(faults.INTERNAL_ERROR, "internal error")
+
+
 class XMLRPCResource(Resource):
-    """Answers XML-RPC ``POST`` requests through a :class:`Dispatcher`."""
+    """Answers XML-RPC ``POST`` requests through a :class:`Responder`."""
 
     isLeaf = True
 
     def __init__(self, dispatcher: Dispatcher, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         super().__init__()
-        self.dispatcher = dispatcher
-        self.max_depth = max_depth
+        self.responder = Responder(dispatcher, max_depth)
 
     def render_GET(self, request: Request) -> bytes:
         request.setResponseCode(http.NOT_ALLOWED)
@@ -60,38 +118,14 @@ class XMLRPCResource(Resource):
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"No XML-RPC endpoint here: POST to / or /RPC2.\n"
         assert request.content is not None
-        body = request.content.read()
-        try:
-            name, params = parse_call(body, self.max_depth)
-        except XMLRPCParseError as e:
-            return self._answer(request, dump_fault(e.code, str(e)))
+        answer = self.responder.respond(request.content.read(), caller_of(request))
+        if not isinstance(answer, Deferred):
+            return self._answer(request, answer)
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
-        d = self.dispatcher.call(caller_of(request), name, params)
-        d.addCallback(self._encode, name)
-        d.addErrback(self._encode_fault)
-        d.addCallback(lambda payload: None if gone else self._finish(request, payload))
-        d.addErrback(lambda f: _log.failure("answering {name}", f, name=name))
+        answer.addCallback(lambda payload: None if gone else self._finish(request, payload))
+        answer.addErrback(lambda f: _log.failure("answering a request", f))
         return NOT_DONE_YET
-
-    def _encode(self, result: Any, name: str) -> bytes:
-        try:
-            return dump_response(result)
-        except (TypeError, ValueError, OverflowError) as e:
-            _log.error("{name} returned what XML-RPC cannot carry: {error}", name=name, error=e)
-            return dump_fault(
-                faults.INTERNAL_ERROR, f"{name} returned what XML-RPC cannot carry: {e}"
-            )
-
-    def _encode_fault(self, failure: Failure) -> bytes:
-        fault = failure.value
-        if isinstance(fault, Fault):
-            try:
-                return dump_fault(int(fault.faultCode), str(fault.faultString))
-            except (TypeError, ValueError, OverflowError):
-                pass
-        _log.failure("unexpected failure", failure)
-        return dump_fault(faults.INTERNAL_ERROR, "internal error")
 
     def _answer(self, request: Request, payload: bytes) -> bytes:
         request.setHeader(b"content-type", b"text/xml; charset=utf-8")
@@ -132,13 +166,18 @@ class LimitedRequest(Request):
     def _refuse(self) -> None:
         self._refused = True
         self.content = io.BytesIO()
-        text = b"Request body over %d bytes refused.\n" % self.max_size
         assert self.channel is not None and self.channel.transport is not None
-        self.channel.transport.write(
-            b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(text), text)
-        )
+        self.channel.transport.write(refusal_413(self.max_size))
         self.channel.loseConnection()
+
+
+def refusal_413(max_size: int) -> bytes:
+    """The whole response refusing a request body over ``max_size`` bytes."""
+    text = b"Request body over %d bytes refused.\n" % max_size
+    return (
+        b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(text), text)
+    )
 
 
 class Co2Site(Site):

@@ -23,7 +23,7 @@ from co2._config import Config
 from co2._errors import Co2Error
 from co2._message import make_host_id
 from relay._relay import AMPListenError, stop_listening
-from satellites._resource import XMLRPCResource, make_site
+from satellites._http import make_server
 from satellites._satellite import Satellite
 
 __all__ = ["ListenError", "SatelliteService", "StrictLoadError", "advertised_address"]
@@ -94,11 +94,10 @@ class SatelliteService(Service):
 
     @inlineCallbacks
     def _start(self) -> Any:
-        resource = XMLRPCResource(self.satellite.dispatcher)
-        site = make_site(resource, self.config.max_request_size, self.reactor)
+        server = make_server(self.satellite.dispatcher, self.config.max_request_size, self.reactor)
         endpoint = endpoints.serverFromString(self.reactor, self.config.listen)
         try:
-            self.port = yield endpoint.listen(site)
+            self.port = yield endpoint.listen(server)
         except Exception as e:
             raise ListenError(f"cannot listen on {self.config.listen!r}: {e}") from None
         assert self.port is not None

@@ -12,7 +12,7 @@ from twisted.logger import globalLogPublisher
 
 from co2 import Config
 from co2.testing import MemoryXMLRPCClient, TestReactor
-from satellites import Satellite, XMLRPCResource, make_site
+from satellites import Satellite, make_server
 
 HOST_ID = "1234@127.0.0.1:2004"
 
@@ -71,8 +71,8 @@ def make_node(reactor: TestReactor, plugin_dir: Path) -> Iterator[Callable[..., 
         )
         satellite = Satellite(config, reactor, host_id=HOST_ID)
         satellite.load_plugins()
-        site = make_site(XMLRPCResource(satellite.dispatcher), max_request_size, reactor)
-        node = Node(satellite, MemoryXMLRPCClient(site), reactor)
+        server = make_server(satellite.dispatcher, max_request_size, reactor)
+        node = Node(satellite, MemoryXMLRPCClient(server), reactor)
         nodes.append(node)
         return node
 

@@ -1,0 +1,310 @@
+"""
+The connections of a node's XML-RPC listener.
+
+Almost every request a node gets is the same: ``POST / HTTP/1.1`` (or
+``/RPC2``) with a ``Content-Length``, on a connection kept alive for the
+next one.  :class:`XMLRPCChannel` answers exactly those itself, with a
+parser that does no more than they need, and pipelined requests in order.
+The first request that is anything else (another method or path,
+HTTP/1.0, a chunked body, ``Expect``, a malformed head) is handed, with
+the rest of the connection, to a ``twisted.web`` channel of the node's
+``Site``, which answers it as any HTTP server would.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IProtocol
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http import datetimeToString
+from twisted.web.server import Site
+
+from satellites._dispatch import Caller, Dispatcher
+from satellites._resource import XMLRPC_PATHS, Responder, XMLRPCResource, make_site, refusal_413
+
+__all__ = ["MAX_HEAD", "MAX_PIPELINED", "XMLRPCChannel", "XMLRPCFactory", "make_server"]
+
+MAX_HEAD = 16 * 1024
+"""A request head longer than this is left to ``twisted.web`` (which refuses it)."""
+
+MAX_PIPELINED = 64
+"""Requests a connection may have unanswered before it is read no further."""
+
+_log = Logger(namespace="co2.xmlrpc")
+
+_END_OF_HEAD = b"\r\n\r\n"
+
+
+class _Answer:
+    """The place of one request's response in the connection's order."""
+
+    __slots__ = ("close", "response")
+
+    def __init__(self, close: bool, response: bytes | None = None) -> None:
+        self.close = close
+        self.response = response
+
+
+class XMLRPCChannel(Protocol):
+    """One connection to the XML-RPC listener."""
+
+    def __init__(self, server: XMLRPCFactory) -> None:
+        self.server = server
+        self._buffer = b""
+        self._answers: deque[_Answer] = deque()
+        self._handed: IProtocol | None = None
+        self._hand_over = False
+        self._closing = False
+        self._paused = False
+        self._caller: Caller = None
+        self._last = 0.0
+        self._idle: IDelayedCall | None = None
+
+    # Connection events
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        peer = self.transport.getPeer()
+        if isinstance(peer, (IPv4Address, IPv6Address)):
+            self._caller = (peer.host, peer.port)
+        self._io().registerProducer(self, True)
+        self._last = self.server.reactor.seconds()
+        timeout = self.server.timeout
+        if timeout is not None:
+            self._idle = self.server.reactor.callLater(timeout, self._check_idle)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._handed is not None:
+            self._handed.dataReceived(data)
+            return
+        self._last = self.server.reactor.seconds()
+        self._buffer += data
+        self._serve()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        self._answers.clear()
+        if self._handed is not None:
+            self._handed.connectionLost(reason)
+
+    # Flow control: the transport tells its producer when its buffer is full.
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self._io().pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        if len(self._answers) < MAX_PIPELINED:
+            self._io().resumeProducing()
+
+    def stopProducing(self) -> None:
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def _io(self) -> Any:
+        # The transport as the stream it is: a consumer and a producer too.
+        return self.transport
+
+    def _check_idle(self) -> None:
+        timeout = self.server.timeout
+        assert timeout is not None
+        left = self._last + timeout - self.server.reactor.seconds()
+        if left > 0:
+            self._idle = self.server.reactor.callLater(left, self._check_idle)
+            return
+        self._idle = None
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    # Requests
+
+    def _serve(self) -> None:
+        # Answer every complete request in the buffer, in order.
+        while not (self._hand_over or self._closing):
+            end = self._buffer.find(_END_OF_HEAD)
+            if end < 0:
+                if len(self._buffer) > MAX_HEAD:
+                    self._hand_over = True
+                break
+            head = _parse_head(self._buffer[:end])
+            if head is None:
+                self._hand_over = True
+                break
+            length, close = head
+            if length > self.server.max_request_size:
+                self._refuse_too_large()
+                break
+            start = end + 4
+            if len(self._buffer) - start < length:
+                break
+            body = self._buffer[start : start + length]
+            self._buffer = self._buffer[start + length :]
+            self._answer(body, close)
+        if len(self._answers) >= MAX_PIPELINED and self.transport is not None:
+            self._io().pauseProducing()
+        if self._hand_over and not self._answers:
+            self._hand_to_site()
+
+    def _answer(self, body: bytes, close: bool) -> None:
+        answer = _Answer(close)
+        self._answers.append(answer)
+        if close:
+            self._closing = True
+        response = self.server.responder.respond(body, self._caller)
+        if isinstance(response, Deferred):
+            response.addCallback(self._ready, answer)
+            response.addErrback(lambda f: _log.failure("answering a request", f))
+        else:
+            self._ready(response, answer)
+
+    def _ready(self, body: bytes, answer: _Answer) -> None:
+        answer.response = (
+            b"HTTP/1.1 200 OK\r\n"
+            b"Content-Type: text/xml; charset=utf-8\r\n"
+            b"Content-Length: %d\r\n%s%s\r\n%s"
+            % (
+                len(body),
+                self.server.date_header(),
+                b"Connection: close\r\n" if answer.close else b"",
+                body,
+            )
+        )
+        self._flush()
+
+    def _flush(self) -> None:
+        # Write the responses that are ready, in the order of their requests.
+        transport = self.transport
+        if transport is None:
+            return
+        answers = self._answers
+        while answers and answers[0].response is not None:
+            answer = answers.popleft()
+            assert answer.response is not None
+            transport.write(answer.response)
+            if answer.close:
+                answers.clear()
+                transport.loseConnection()
+                return
+        if not answers:
+            if self._hand_over:
+                self._hand_to_site()
+            elif not self._paused:
+                self._io().resumeProducing()
+
+    def _refuse_too_large(self) -> None:
+        # The body is never read: the refusal follows the earlier answers,
+        # then the connection closes.
+        self._closing = True
+        self._buffer = b""
+        self._answers.append(_Answer(True, refusal_413(self.server.max_request_size)))
+        self._flush()
+
+    def _hand_to_site(self) -> None:
+        # From here on the connection belongs to a twisted.web channel.
+        transport = self._io()
+        if transport is None or self._handed is not None:
+            return
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        transport.unregisterProducer()
+        channel = self.server.site.buildProtocol(transport.getPeer())
+        assert channel is not None
+        self._handed = channel
+        channel.makeConnection(transport)
+        if self._paused:
+            transport.pauseProducing()
+        else:
+            transport.resumeProducing()
+        buffered, self._buffer = self._buffer, b""
+        if buffered:
+            channel.dataReceived(buffered)
+
+
+class XMLRPCFactory(Factory):
+    """
+    Makes an :class:`XMLRPCChannel` for each connection; ``site`` serves
+    what the channels hand over, and sets the idle timeout.
+    """
+
+    def __init__(self, responder: Responder, site: Site, max_request_size: int, reactor: Any) -> None:
+        self.responder = responder
+        self.site = site
+        self.max_request_size = max_request_size
+        self.reactor = reactor
+        self._second = -1
+        self._date = b""
+
+    def buildProtocol(self, addr: Any) -> XMLRPCChannel:
+        channel = XMLRPCChannel(self)
+        channel.factory = self
+        return channel
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds a connection may stay idle (the site's ``timeOut``)."""
+        timeout: float | None = self.site.timeOut
+        return timeout
+
+    def date_header(self) -> bytes:
+        """The ``Date`` header line for now; formatted once a second."""
+        second = int(self.reactor.seconds())
+        if second != self._second:
+            self._second = second
+            self._date = b"Date: " + datetimeToString(second) + b"\r\n"
+        return self._date
+
+
+def _parse_head(head: bytes) -> tuple[int, bool] | None:
+    """
+    The body length and whether to close after answering, for the head of
+    an XML-RPC ``POST`` this channel answers itself; None for any other.
+    """
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or parts[0] != b"POST" or parts[2] != b"HTTP/1.1":
+        return None
+    if parts[1] not in XMLRPC_PATHS:
+        return None
+    length = -1
+    close = False
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name[-1:] in b" \t" or line[:1] in b" \t":
+            return None
+        name = name.lower()
+        if name == b"content-length":
+            value = value.strip()
+            if length >= 0 or not value.isdigit() or len(value) > 18:
+                return None
+            length = int(value)
+        elif name == b"transfer-encoding" or name == b"expect":
+            return None
+        elif name == b"connection":
+            tokens = [token.strip().lower() for token in value.split(b",")]
+            close = b"close" in tokens
+    if length < 0:
+        return None
+    return length, close
+
+
+def make_server(dispatcher: Dispatcher, max_request_size: int, reactor: Any = None) -> XMLRPCFactory:
+    """
+    The factory a node's XML-RPC listener listens with: calls go to
+    ``dispatcher``; bodies over ``max_request_size`` are refused with
+    ``413``; ``reactor`` gives time (the global one when None).
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    resource = XMLRPCResource(dispatcher)
+    site = make_site(resource, max_request_size, reactor)
+    return XMLRPCFactory(resource.responder, site, max_request_size, reactor)

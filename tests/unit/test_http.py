@@ -1,0 +1,277 @@
+"""The XML-RPC listener's connections: keep-alive, pipelining, limits and hand-over to twisted.web."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+from co2._xmlrpc import dump_call, parse_response
+from satellites import Dispatcher, Method, MethodRegistry, make_server
+from satellites._http import MAX_HEAD, MAX_PIPELINED, XMLRPCChannel
+
+PEER = IPv4Address("TCP", "10.1.2.3", 40404)
+
+
+class Connection:
+    """One connection to a listener, driven through memory."""
+
+    def __init__(self, factory: Any) -> None:
+        self.transport = StringTransport(peerAddress=PEER)
+        self.protocol = factory.buildProtocol(PEER)
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+    def responses(self) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+        """Every complete response written so far (status, headers, body), consumed."""
+        raw = self.transport.value()
+        self.transport.clear()
+        found = []
+        while raw:
+            head, _, rest = raw.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            status = int(lines[0].split(b" ")[1])
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                headers[name.strip().lower()] = value.strip()
+            if status == 100:
+                raw = rest
+                continue
+            length = int(headers.get(b"content-length", len(rest)))
+            found.append((status, headers, rest[:length]))
+            raw = rest[length:]
+        return found
+
+
+def post(body: bytes, path: bytes = b"/RPC2", extra: bytes = b"") -> bytes:
+    return (
+        b"POST %s HTTP/1.1\r\nHost: co2.test\r\nContent-Type: text/xml\r\n"
+        b"Content-Length: %d\r\n%s\r\n%s" % (path, len(body), extra, body)
+    )
+
+
+def call(method: str, *params: Any, extra: bytes = b"") -> bytes:
+    return post(dump_call(method, params), extra=extra)
+
+
+@pytest.fixture
+def pending() -> list[Deferred[Any]]:
+    return []
+
+
+@pytest.fixture
+def reactor() -> MemoryReactorClock:
+    return MemoryReactorClock()
+
+
+@pytest.fixture
+def factory(reactor: MemoryReactorClock, pending: list[Deferred[Any]]) -> Any:
+    registry = MethodRegistry()
+    callers: list[Any] = []
+
+    def later() -> Deferred[str]:
+        d: Deferred[str] = Deferred()
+        pending.append(d)
+        return d
+
+    def caller(who: Any) -> list[Any]:
+        callers.append(who)
+        return list(who)
+
+    registry.add(Method.of("add", lambda x, y: x + y))
+    registry.add(Method.of("later", later))
+    registry.add(Method.of("caller", caller, takes_caller=True))
+    return make_server(Dispatcher(registry), 4096, reactor)
+
+
+def values(connection: Connection) -> list[Any]:
+    return [parse_response(body) for status, _, body in connection.responses() if status == 200]
+
+
+def test_keep_alive_answers_request_after_request(factory: Any) -> None:
+    """One connection carries many calls, each answered with a Content-Length and kept open."""
+    connection = Connection(factory)
+    connection.send(call("add", 1, 2))
+    ((status, headers, body),) = connection.responses()
+    assert status == 200 and headers[b"content-type"] == b"text/xml; charset=utf-8"
+    assert int(headers[b"content-length"]) == len(body) and b"date" in headers
+    assert parse_response(body) == 3
+    connection.send(call("add", 5, 6))
+    assert values(connection) == [11]
+    assert not connection.transport.disconnecting
+
+
+def test_pipelined_requests_are_answered_in_order(factory: Any) -> None:
+    """Several requests in one read are all answered, in order."""
+    connection = Connection(factory)
+    connection.send(b"".join(call("add", n, 1) for n in range(5)))
+    assert values(connection) == [1, 2, 3, 4, 5]
+
+
+def test_a_request_may_arrive_a_byte_at_a_time(factory: Any) -> None:
+    """A head and body split into single bytes are put back together."""
+    connection = Connection(factory)
+    for byte in call("add", 20, 22):
+        connection.send(bytes([byte]))
+    assert values(connection) == [42]
+
+
+def test_a_later_answer_holds_back_the_ones_after_it(factory: Any, pending: list[Deferred[Any]]) -> None:
+    """An answer that is ready waits for the slower answers to requests before it."""
+    connection = Connection(factory)
+    connection.send(call("later") + call("add", 1, 1))
+    assert connection.responses() == []
+    pending[0].callback("done")
+    assert values(connection) == ["done", 2]
+
+
+def test_the_caller_is_the_connection_peer(factory: Any) -> None:
+    """Methods that take the caller get the connection's peer address."""
+    connection = Connection(factory)
+    connection.send(call("caller"))
+    assert values(connection) == [["10.1.2.3", 40404]]
+
+
+def test_connection_close_is_honoured(factory: Any) -> None:
+    """A request saying Connection: close gets its answer, then the connection closes."""
+    connection = Connection(factory)
+    connection.send(call("add", 1, 2, extra=b"Connection: close\r\n") + call("add", 3, 4))
+    ((_, headers, body),) = connection.responses()
+    assert headers[b"connection"] == b"close" and parse_response(body) == 3
+    assert connection.transport.disconnecting
+
+
+def test_a_body_over_the_limit_is_refused_unread(factory: Any) -> None:
+    """A Content-Length over the limit gets 413 after the earlier answers, then the connection closes."""
+    connection = Connection(factory)
+    connection.send(call("add", 1, 1) + b"POST /RPC2 HTTP/1.1\r\nContent-Length: 5000\r\n\r\n")
+    (first, refused) = connection.responses()
+    assert parse_response(first[2]) == 2
+    assert refused[0] == 413 and b"over 4096 bytes" in refused[2]
+    assert connection.transport.disconnecting
+
+
+def test_the_refusal_waits_for_slower_answers(factory: Any, pending: list[Deferred[Any]]) -> None:
+    """A 413 is not written before the answer to an earlier, slower request."""
+    connection = Connection(factory)
+    connection.send(call("later") + b"POST / HTTP/1.1\r\nContent-Length: 99999\r\n\r\n")
+    assert connection.responses() == []
+    pending[0].callback("first")
+    statuses = [status for status, _, _ in connection.responses()]
+    assert statuses == [200, 413]
+
+
+def test_a_get_is_answered_by_twisted_web(factory: Any) -> None:
+    """A GET goes to the site, which says only POST is allowed."""
+    connection = Connection(factory)
+    connection.send(b"GET / HTTP/1.1\r\nHost: co2.test\r\n\r\n")
+    ((status, headers, _),) = connection.responses()
+    assert status == 405 and headers[b"allow"] == b"POST"
+
+
+def test_another_path_is_not_found(factory: Any) -> None:
+    """A POST to a path that is not an XML-RPC endpoint gets 404."""
+    connection = Connection(factory)
+    connection.send(post(dump_call("add", (1, 2)), path=b"/other"))
+    ((status, _, body),) = connection.responses()
+    assert status == 404 and b"No XML-RPC endpoint" in body
+
+
+@pytest.mark.parametrize("head", [
+    b"POST /RPC2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n",
+    b"POST /RPC2 HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s",
+    b"POST /RPC2 HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n%s",
+    b"POST /RPC2?x=1 HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s",
+], ids=["chunked", "http-1.0", "expect", "query"])
+def test_other_request_forms_are_answered_by_twisted_web(factory: Any, head: bytes) -> None:
+    """Chunked bodies, HTTP/1.0, Expect and query strings still get their XML-RPC answer."""
+    body = dump_call("add", (2, 3))
+    connection = Connection(factory)
+    connection.send(head % (len(body), body))
+    ((status, _, answer),) = connection.responses()
+    assert status == 200 and parse_response(answer) == 5
+    assert connection.protocol._handed is not None
+
+
+@pytest.mark.parametrize("head", [
+    b"POST /RPC2 HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /RPC2 HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+    b"POST /RPC2 HTTP/1.1\r\nContent-Length: five\r\n\r\n",
+    b"POST /RPC2 HTTP/1.1\r\nno colon here\r\nContent-Length: 0\r\n\r\n",
+    b"POST  /RPC2 HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+], ids=["two-lengths", "negative", "not-a-number", "no-colon", "double-space"])
+def test_malformed_heads_get_a_client_error(factory: Any, head: bytes) -> None:
+    """A head the fast path does not take is left to twisted.web, which refuses it with a 4xx."""
+    connection = Connection(factory)
+    connection.send(head)
+    responses = connection.responses()
+    assert responses and 400 <= responses[0][0] < 500
+
+
+def test_a_head_that_never_ends_is_refused(factory: Any) -> None:
+    """A head longer than MAX_HEAD with no end is refused, not buffered for ever."""
+    connection = Connection(factory)
+    connection.send(b"POST /RPC2 HTTP/1.1\r\n" + b"X-Long: " + b"a" * (MAX_HEAD + 10))
+    assert connection.transport.disconnecting or connection.responses()[0][0] >= 400
+
+
+def test_requests_after_a_hand_over_go_to_twisted_web_in_order(factory: Any) -> None:
+    """A fast answer, then a GET, then a POST: three answers in request order."""
+    connection = Connection(factory)
+    connection.send(call("add", 1, 1) + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + call("add", 2, 2))
+    statuses = [(status, body) for status, _, body in connection.responses()]
+    assert [status for status, _ in statuses] == [200, 405, 200]
+    assert parse_response(statuses[2][1]) == 4
+
+
+def test_the_hand_over_waits_for_slower_answers(factory: Any, pending: list[Deferred[Any]]) -> None:
+    """A GET after a slow call is answered only after the slow call."""
+    connection = Connection(factory)
+    connection.send(call("later") + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert connection.responses() == []
+    pending[0].callback("slow")
+    assert [status for status, _, _ in connection.responses()] == [200, 405]
+
+
+def test_too_many_unanswered_requests_stop_reading(factory: Any, pending: list[Deferred[Any]]) -> None:
+    """Past MAX_PIPELINED unanswered requests the connection is read no further until they are answered."""
+    connection = Connection(factory)
+    connection.send(b"".join(call("later") for _ in range(MAX_PIPELINED)))
+    assert connection.transport.producerState == "paused"
+    for d in pending:
+        d.callback(1)
+    assert connection.transport.producerState == "producing"
+    assert len(connection.responses()) == MAX_PIPELINED
+
+
+def test_an_idle_connection_is_closed(factory: Any, reactor: MemoryReactorClock) -> None:
+    """A connection idle for the site's timeout is closed; activity puts that off."""
+    connection = Connection(factory)
+    timeout = factory.timeout
+    reactor.advance(timeout - 1)
+    connection.send(call("add", 1, 1))
+    reactor.advance(2)
+    assert not connection.transport.disconnecting
+    reactor.advance(timeout)
+    assert connection.transport.disconnecting
+
+
+def test_an_answer_for_a_closed_connection_is_dropped(factory: Any, pending: list[Deferred[Any]]) -> None:
+    """A slow answer that arrives after the client left is dropped quietly."""
+    connection = Connection(factory)
+    connection.send(call("later"))
+    connection.protocol.connectionLost(None)
+    connection.protocol.transport = None
+    pending[0].callback("late")
+    assert connection.transport.value() == b""
+
+
+def test_the_channel_is_an_xmlrpc_channel(factory: Any) -> None:
+    """The listener's factory makes XMLRPCChannel connections."""
+    assert isinstance(factory.buildProtocol(PEER), XMLRPCChannel)
