@@ -1,0 +1,114 @@
+"""
+co2 nodes on loopback: configs written to the work directory, relays and
+satellites started from them on ephemeral ports, and links checked end to
+end with probe messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .procs import AMP_LISTENING, BIN_DIR, SERVING, BenchError, Proc, Processes, call
+
+EPHEMERAL = "tcp:port=0:interface=127.0.0.1"
+# Links may owe more than the defaults while a blast is in flight: the suite
+# measures speed, so nothing may be dropped for lack of room.
+ROOMY_LINKS = {"outbox_limit": 10_000_000, "outbox_bytes": 4 << 30}
+
+_tokens = itertools.count()
+
+
+@dataclass
+class Node:
+    """A started co2 node: its process, XML-RPC URL and AMP port (0 when it has none)."""
+
+    proc: Proc
+    url: str
+    amp_port: int = 0
+    ready_after: float = 0.0  # seconds from spawn to the "serving XML-RPC" line
+
+    def call(self, method: str, *args: Any, timeout: float = 60.0) -> Any:
+        return call(self.url, method, *args, timeout=timeout)
+
+    @property
+    def peer(self) -> str:
+        """The client endpoint string other nodes put in ``peers`` to link to this one."""
+        return f"tcp:host=127.0.0.1:port={self.amp_port}"
+
+
+def write_config(work: Path, name: str, **settings: object) -> Path:
+    """Write ``<work>/<name>.py`` with one ``key = repr(value)`` line per setting."""
+    path = work / f"{name}.py"
+    path.write_text("".join(f"{key} = {value!r}\n" for key, value in settings.items()))
+    return path
+
+
+def started(proc: Proc, amp: bool = False) -> Node:
+    """Wait until the node ``proc`` serves XML-RPC (and listens for AMP links when ``amp``)."""
+    arrived, match = proc.wait_line(SERVING)
+    node = Node(proc, match.group(1), ready_after=arrived - proc.spawned)
+    if amp:
+        node.amp_port = int(proc.wait_line(AMP_LISTENING)[1].group(1))
+    return node
+
+
+def start_relay(procs: Processes, name: str = "relay", **settings: object) -> Node:
+    """Start ``co2-relay`` listening for XML-RPC and AMP on ephemeral ports."""
+    config = write_config(procs.cwd, name, listen=EPHEMERAL, amp_listen=EPHEMERAL, **ROOMY_LINKS, **settings)
+    return started(procs.start(name, BIN_DIR / "co2-relay", "--config", config, watch_log=True), amp=True)
+
+
+def spawn_satellite(
+    procs: Processes,
+    name: str,
+    plugin_dir: Path,
+    plugin_list: list[str],
+    peers: list[str] | None = None,
+    **settings: object,
+) -> Proc:
+    """Spawn ``co2-satellite`` serving XML-RPC on an ephemeral port, linked to ``peers``; do not wait."""
+    if peers:
+        settings = {"peers": peers, **ROOMY_LINKS, **settings}
+    config = write_config(
+        procs.cwd, name, listen=EPHEMERAL, plugin_dir=str(plugin_dir), plugin_list=plugin_list, **settings
+    )
+    return procs.start(name, BIN_DIR / "co2-satellite", "--config", config, watch_log=True)
+
+
+def start_satellite(
+    procs: Processes,
+    name: str,
+    plugin_dir: Path,
+    plugin_list: list[str],
+    peers: list[str] | None = None,
+    **settings: object,
+) -> Node:
+    """Start ``co2-satellite`` (see :func:`spawn_satellite`) and wait until it serves."""
+    proc = spawn_satellite(procs, name, plugin_dir, plugin_list, peers, **settings)
+    return started(proc, amp="amp_listen" in settings)
+
+
+def wait_linked(sender: Node, receivers: list[Node], timeout: float = 30.0) -> None:
+    """
+    Send a probe from ``sender``'s ``flow`` plugin every second until every
+    receiver's ``flow`` has got one, then clear what the receivers counted.
+    """
+    deadline = time.monotonic() + timeout
+    waiting = list(receivers)
+    while waiting:
+        if time.monotonic() > deadline:
+            names = ", ".join(node.proc.name for node in waiting)
+            raise BenchError(
+                f"links not up within {timeout:g}s: no probe from {sender.proc.name} reached {names}"
+            )
+        sender.call("flow.flow.probe", str(next(_tokens)))
+        resend = time.monotonic() + 1.0
+        while waiting and time.monotonic() < resend:
+            waiting = [node for node in waiting if not node.call("flow.flow.probes")]
+            time.sleep(0.05)
+    for node in receivers:
+        node.call("flow.flow.reset")

@@ -1,0 +1,251 @@
+"""
+Processes the suite starts, their output, and how they are ended.
+
+Every process is started in its own session, with its standard output and
+error read by daemon threads, and registered with a :class:`Processes`
+group; leaving the group's ``with`` block ends them all (SIGTERM, a bounded
+wait, then SIGKILL), whatever happened inside it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import xmlrpc.client
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+BIN_DIR = Path(sys.executable).parent
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+SERVING = re.compile(r"serving XML-RPC at (http://127\.0\.0\.1:(\d+)/)")
+AMP_LISTENING = re.compile(r"listening for AMP links at tcp://127\.0\.0\.1:(\d+)/")
+
+ERROR_LINE = re.compile(r"#(error|critical)\]|Traceback|Unhandled")
+# What the processes ended so far logged at error level, or how they exited
+# when that was not the clean exit SIGTERM asks for: reported with the run.
+PROBLEMS: list[str] = []
+
+
+class BenchError(Exception):
+    """Something the suite needed did not happen: the run fails."""
+
+
+def _default_sigint() -> None:
+    # A shell running the suite in the background hands SIG_IGN for SIGINT
+    # down to its children, and Twisted then leaves SIGINT alone; undo that.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Stream:
+    """The lines a pipe has produced so far, each with its arrival time."""
+
+    def __init__(self, pipe: IO[str] | None) -> None:
+        assert pipe is not None
+        self._pipe = pipe
+        self._lines: list[tuple[float, str]] = []
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in iter(self._pipe.readline, ""):
+            arrived = time.monotonic()
+            with self._changed:
+                self._lines.append((arrived, line))
+                self._changed.notify_all()
+        self._pipe.close()
+
+    @property
+    def text(self) -> str:
+        with self._changed:
+            return "".join(line for _, line in self._lines)
+
+    def find(self, pattern: re.Pattern[str]) -> tuple[float, re.Match[str]] | None:
+        """The arrival time and match of the first line so far matching ``pattern``."""
+        with self._changed:
+            lines = list(self._lines)
+        for arrived, line in lines:
+            match = pattern.search(line)
+            if match:
+                return arrived, match
+        return None
+
+    def wait(self, timeout: float) -> None:
+        """Wait at most ``timeout`` seconds for another line (or the end of the pipe)."""
+        with self._changed:
+            if self._thread.is_alive():
+                self._changed.wait(timeout)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+
+class Proc:
+    """A started command: its pid, output so far, and the time it was spawned."""
+
+    def __init__(self, name: str, args: Sequence[object], cwd: Path, watch_log: bool = False) -> None:
+        self.name = name
+        self.watch_log = watch_log  # report error lines of its log (co2 nodes)
+        self.args = [str(a) for a in args]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.spawned = time.monotonic()
+        self.popen = subprocess.Popen(
+            self.args,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            preexec_fn=_default_sigint,
+        )
+        self.stdout = Stream(self.popen.stdout)
+        self.stderr = Stream(self.popen.stderr)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def describe(self, tail: int = 40) -> str:
+        """The command, its status and the end of its output, for error messages."""
+        out = self.stdout.text.splitlines()[-tail:]
+        err = self.stderr.text.splitlines()[-tail:]
+        return (
+            f"{self.name}: {' '.join(self.args)} (exit status {self.popen.poll()})\n"
+            + "--- stdout (end) ---\n"
+            + "\n".join(out)
+            + "\n--- stderr (end) ---\n"
+            + "\n".join(err)
+        )
+
+    def wait_line(
+        self, pattern: re.Pattern[str], timeout: float = START_TIMEOUT
+    ) -> tuple[float, re.Match[str]]:
+        """Wait for a line of stdout or stderr matching ``pattern``; its arrival time and match."""
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = self.popen.poll() is not None
+            if exited:  # let the readers take the last lines
+                self.stdout.join(2)
+                self.stderr.join(2)
+            for stream in (self.stdout, self.stderr):
+                found = stream.find(pattern)
+                if found:
+                    return found
+            if exited or time.monotonic() >= deadline:
+                raise BenchError(
+                    f"no line matching {pattern.pattern!r} within {timeout:g}s\n{self.describe()}"
+                )
+            self.stdout.wait(0.05)
+
+    def end(self) -> int | None:
+        """End the process however it takes: SIGTERM, a bounded wait, then SIGKILL; note any trouble."""
+        exited_before = self.popen.poll() is not None
+        if not exited_before:
+            self.popen.terminate()
+            try:
+                self.popen.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(STOP_TIMEOUT)
+                PROBLEMS.append(f"{self.name}: still running {STOP_TIMEOUT:g}s after SIGTERM; killed")
+        self.stdout.join(2)
+        self.stderr.join(2)
+        self._note_problems(exited_before)
+        return self.popen.returncode
+
+    def _note_problems(self, exited_before: bool) -> None:
+        status = self.popen.returncode
+        if exited_before:
+            PROBLEMS.append(f"{self.name}: exited on its own with status {status}")
+        elif status not in (0, -signal.SIGTERM, -signal.SIGKILL):
+            PROBLEMS.append(f"{self.name}: exit status {status} after SIGTERM")
+        output = (self.stdout.text + self.stderr.text).splitlines()
+        errors = [line for line in output if ERROR_LINE.search(line)] if self.watch_log else []
+        if errors:
+            shown = "\n    ".join(errors[:3])
+            PROBLEMS.append(f"{self.name}: {len(errors)} error line(s) in its log, first:\n    {shown}")
+
+
+class Processes:
+    """A group of started processes, all ended when its ``with`` block is left."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.started: list[Proc] = []
+
+    def start(self, name: str, *args: object, watch_log: bool = False) -> Proc:
+        """Start a command; ``watch_log``: report the error lines of its log when it ends."""
+        proc = Proc(name, args, self.cwd, watch_log)
+        self.started.append(proc)
+        return proc
+
+    def end_all(self) -> None:
+        """End every process, last started first; an interrupt does not stop the others from ending."""
+        pending: BaseException | None = None
+        for proc in reversed(self.started):
+            try:
+                proc.end()
+            except BaseException as e:  # keep ending the rest, then re-raise
+                pending = pending or e
+        self.started.clear()
+        if pending is not None:
+            raise pending
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None and exc_type is not KeyboardInterrupt:
+            for proc in self.started:  # what each process said last, to tell why it failed
+                PROBLEMS.append(f"(when a figure failed) {proc.describe(tail=15)}")
+        self.end_all()
+
+
+class _TimeoutTransport(xmlrpc.client.Transport):
+    """An XML-RPC transport whose socket gives up after ``timeout`` seconds."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        connection = super().make_connection(host)
+        connection.timeout = self.timeout
+        return connection
+
+
+def proxy(url: str, timeout: float = 30.0) -> xmlrpc.client.ServerProxy:
+    """An XML-RPC client for ``url`` whose calls give up after ``timeout`` seconds."""
+    return xmlrpc.client.ServerProxy(url, transport=_TimeoutTransport(timeout), allow_none=True)
+
+
+def call(url: str, method: str, *args: Any, timeout: float = 30.0) -> Any:
+    """Call ``method`` at ``url`` once, on a fresh connection."""
+    with proxy(url, timeout) as server:
+        return getattr(server, method)(*args)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of ``pid`` so far (fields 14 and 15 of /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # fields from the 3rd (state) on
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` (VmRSS of /proc/PID/status), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmRSS for process {pid}")
