@@ -118,3 +118,17 @@ def test_test_reactor_runs_thread_work_inline():
     reactor.getThreadPool().callInThreadWithCallback(lambda ok, r: results.append((ok, r)),
                                                      lambda: 5)
     assert results == [(True, 5)]
+
+
+def test_start_up_objects_are_left_out_of_later_collections():
+    """Once a node has started, what start-up made is frozen out of garbage collection."""
+    import gc
+
+    from satellites._cli import _freeze_heap
+
+    gc.unfreeze()
+    try:
+        _freeze_heap()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
