@@ -6,6 +6,7 @@ every node answers: introspection, multicall and capabilities.
 from __future__ import annotations
 
 import inspect
+import types
 from typing import Any, Protocol
 from xmlrpc.client import Fault
 
@@ -59,6 +60,9 @@ class RemoteMethods(Protocol):
 
 def _shown(name: str) -> str:
     return repr(name if len(name) <= 100 else name[:100] + "...")
+
+
+_WAITABLE = (Deferred, types.CoroutineType)
 
 
 def settle(result: Any) -> Any:
@@ -119,10 +123,12 @@ class Dispatcher:
             if self.remote is not None and name in self.remote.names():
                 return self.remote.call(name, params)
             raise Fault(faults.METHOD_NOT_FOUND, f"no method {_shown(name)} here")
-        try:
-            method.check_params(params)
-        except TypeError as e:
-            raise Fault(faults.INVALID_PARAMS, f"{name}: {e}") from None
+        arity = method.arity
+        if arity is None or not arity[0] <= len(params) <= arity[1]:
+            try:
+                method.check_params(params)
+            except TypeError as e:
+                raise Fault(faults.INVALID_PARAMS, f"{name}: {e}") from None
         try:
             if method.takes_caller:
                 result = method.function(caller, *params)
@@ -134,8 +140,8 @@ class Dispatcher:
             fault = self._fault(Failure(), method).value
             assert isinstance(fault, Fault)
             raise fault from None
-        result = settle(result)
-        if isinstance(result, Deferred):
+        if isinstance(result, _WAITABLE):
+            result = settle(result)
             result.addErrback(self._fault, method)
         return result
 
