@@ -11,21 +11,21 @@ any other command.  Then either side may send:
 - :class:`Call` — a method call routed toward the node that hosts it.
 
 Values larger than AMP's 65,535-byte limit are carried by
-:class:`Chunked`; structured values travel as XML-RPC documents, so any
-value XML-RPC can carry crosses a link unchanged.  ``docs/protocol.md``
-describes the same protocol for someone writing a compatible node.
+:class:`Chunked`.  Messages travel in msgpack (:mod:`co2._values`), which
+carries every value XML-RPC can; routed calls travel as XML-RPC documents.
+``docs/protocol.md`` describes the same protocol for someone writing a
+compatible node.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 from twisted.protocols import amp
 
-from co2._message import check_message
-from co2._xmlrpc import dump_value, parse_response
+from co2._message import read_message
+from co2._values import array_header, pack, unpack
 
 __all__ = [
     "MAX_CHUNK",
@@ -46,11 +46,18 @@ __all__ = [
     "encode_envelope",
 ]
 
-PROTOCOL_VERSION = 1
-"""The version of the protocol this module describes."""
+PROTOCOL_VERSION = 2
+"""The version of the protocol this module describes, the only one it speaks."""
 
 MAX_CHUNK = 0xFFFF
 """The largest value one AMP key may carry."""
+
+
+def _chunks(name: bytes, value: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The keys and values of a :class:`Chunked` argument ``name`` holding ``value``."""
+    yield name, value[:MAX_CHUNK]
+    for index, start in enumerate(range(MAX_CHUNK, len(value), MAX_CHUNK), 1):
+        yield name + b".%d" % index, value[start : start + MAX_CHUNK]
 
 
 class Chunked(amp.Argument):
@@ -63,9 +70,7 @@ class Chunked(amp.Argument):
         value = objects[name.decode("ascii")]
         if not isinstance(value, bytes):
             raise TypeError(f"{name!r} must be bytes, not {type(value).__name__}")
-        strings[name] = value[:MAX_CHUNK]
-        for index, start in enumerate(range(MAX_CHUNK, len(value), MAX_CHUNK), 1):
-            strings[name + b".%d" % index] = value[start : start + MAX_CHUNK]
+        strings.update(_chunks(name, value))
 
     def fromBox(self, name: bytes, strings: Any, objects: Any, proto: Any) -> None:
         parts = [strings.pop(name)]
@@ -77,7 +82,7 @@ class Chunked(amp.Argument):
 
 
 class IncompatibleVersion(Exception):
-    """The two nodes share no protocol version."""
+    """The two nodes do not speak the same protocol version."""
 
 
 class SameNode(Exception):
@@ -89,7 +94,7 @@ class NotIntroduced(Exception):
 
 
 class BadBatch(ValueError):
-    """A Deliver batch that is not an array of envelopes."""
+    """A Deliver batch that is not an array of well-formed envelopes."""
 
 
 _LINK_ERRORS: dict[type[Exception], bytes] = {NotIntroduced: b"HELLO_FIRST"}
@@ -119,9 +124,9 @@ class Hello(amp.Command):
 
 class Deliver(amp.Command):
     """
-    A batch of messages: ``batch`` is an XML-RPC ``methodResponse`` whose
-    value is an array of envelope structs (see :func:`encode_envelope`).
-    The empty answer acknowledges every message of the batch.
+    A batch of messages: ``batch`` is a msgpack array of envelopes (see
+    :func:`encode_batch`).  The empty answer acknowledges every message of
+    the batch.
     """
 
     arguments = [(b"batch", Chunked())]
@@ -166,61 +171,78 @@ class Call(amp.Command):
     errors = dict(_LINK_ERRORS)
 
 
-@dataclass(frozen=True)
-class Envelope:
+class Envelope(NamedTuple):
     """One message as it travels between nodes."""
 
     id: str
+    """The message id."""
     hops: int
-    message: dict[str, Any]
+    """How many more links the message may cross after this one."""
+    message: bytes
+    """The message, encoded by :func:`co2._message.encode_message`."""
 
 
-_BATCH_START = b"<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><array><data>\n"
-_BATCH_END = b"</data></array></value>\n</param>\n</params>\n</methodResponse>\n"
-
-
-def encode_envelope(message_id: str, hops: int, message: dict[str, Any]) -> bytes:
+def encode_envelope(message_id: str, hops: int, message: bytes) -> bytes:
     """
-    Encode one envelope: the struct ``{id, hops, message}`` as an XML-RPC
-    ``<value>``.  Raises ``TypeError``/``ValueError``/``OverflowError``
-    for a message XML-RPC cannot carry.
+    Encode one envelope: the msgpack array ``[id, hops, message]``, where
+    ``message`` is an encoded message, carried as bin.
     """
-    return dump_value({"id": message_id, "hops": hops, "message": message})
+    return pack((message_id, hops, message))
 
 
-def encode_batch(envelopes: Iterable[bytes]) -> bytes:
-    """Join encoded envelopes into the ``batch`` of a :class:`Deliver`."""
-    return _BATCH_START + b"".join(envelopes) + _BATCH_END
+def encode_batch(envelopes: Sequence[bytes]) -> bytes:
+    """
+    Join encoded envelopes into the ``batch`` of a :class:`Deliver`: each
+    is one msgpack value, so the batch is an array header and them.
+    """
+    return b"".join((array_header(len(envelopes)), *envelopes))
 
 
-def _envelope(value: object) -> Envelope:
-    if not isinstance(value, dict):
-        raise BadBatch("an envelope must be a struct")
-    message_id, hops, message = value.get("id"), value.get("hops"), value.get("message")
-    if not isinstance(message_id, str) or not message_id:
-        raise BadBatch("an envelope needs a non-empty string id")
-    if not isinstance(hops, int) or isinstance(hops, bool) or hops < 0:
-        raise BadBatch(f"envelope {message_id!r}: hops must be an int >= 0")
+def decode_batch(batch: bytes) -> Sequence[tuple[str, int, bytes]]:
+    """
+    The envelopes of a :class:`Deliver` batch, each ``(id, hops,
+    message)``, every message checked by :func:`co2._message.read_message`.
+    Raises :class:`BadBatch` naming the first thing wrong.
+    """
     try:
-        check_message(message)
+        envelopes = unpack(batch, use_list=False)
     except ValueError as e:
-        raise BadBatch(f"envelope {message_id!r}: {e}") from None
-    assert isinstance(message, dict)
-    return Envelope(message_id, hops, message)
+        raise BadBatch(f"the batch is not one msgpack value: {e}") from None
+    if type(envelopes) is not tuple:
+        raise BadBatch(f"the batch must be an array of envelopes, not {_kind(envelopes)}")
+    for envelope in envelopes:
+        if type(envelope) is not tuple or len(envelope) != 3:
+            raise _bad_envelope(envelope)
+        message_id, hops, message = envelope
+        if type(message_id) is not str or type(hops) is not int or type(message) is not bytes:
+            raise _bad_envelope(envelope)
+        if not message_id or hops < 0:
+            raise _bad_envelope(envelope)
+        try:
+            read_message(message)
+        except (TypeError, ValueError) as e:
+            raise BadBatch(f"envelope {message_id!r}: {e}") from None
+    return envelopes
 
 
-def decode_batch(batch: bytes) -> list[Envelope]:
-    """The envelopes of a :class:`Deliver` batch; raises :class:`BadBatch`."""
-    try:
-        values = parse_response(batch)
-    except Exception as e:
-        raise BadBatch(f"not an XML-RPC response: {e}") from None
-    if not isinstance(values, list):
-        raise BadBatch("the batch must be an array")
-    return [_envelope(value) for value in values]
+def _kind(value: object) -> str:
+    return "an array" if type(value) is tuple else type(value).__name__
+
+
+def _bad_envelope(envelope: object) -> BadBatch:
+    """What is wrong with an envelope that is not ``[id, hops, message]``."""
+    if type(envelope) is not tuple or len(envelope) != 3:
+        return BadBatch(f"an envelope must be an array of 3 items, not {_kind(envelope)}"
+                        + (f" of {len(envelope)}" if type(envelope) is tuple else ""))
+    message_id, hops, message = envelope
+    if type(message_id) is not str or not message_id:
+        return BadBatch(f"an envelope's id must be a non-empty string, not {message_id!r}")
+    if type(hops) is not int or hops < 0:
+        return BadBatch(f"envelope {message_id!r}: hops must be an int >= 0, not {hops!r}")
+    return BadBatch(f"envelope {message_id!r}: the message must be bin, not {_kind(message)}")
 
 
 def decode_envelope(body: bytes) -> Envelope:
-    """One envelope encoded by :func:`encode_envelope`; raises :class:`BadBatch`."""
+    """One envelope encoded by :func:`encode_envelope`, checked; raises :class:`BadBatch`."""
     (envelope,) = decode_batch(encode_batch([body]))
-    return envelope
+    return Envelope(*envelope)

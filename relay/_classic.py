@@ -28,7 +28,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
-from co2._message import HostId, parse_host_id
+from co2._message import HostId, decode_message, parse_host_id
 from co2._xmlrpc import dump_call, parse_response
 from co2.protocol import BadBatch, decode_envelope
 from relay._links import retry_policy
@@ -107,6 +107,10 @@ class ClassicLink(Service):
             self._busy = True
             self.reactor.callLater(0, self._send_next)
 
+    def send_now(self) -> None:
+        """Start sending what the outbox holds (each post waits for the one before)."""
+        self.wake()
+
     def _own_host_id(self) -> str:
         host_id = parse_host_id(self.host_id())
         if host_id.host in ("127.0.0.1", "::1", "0.0.0.0", "::"):
@@ -147,7 +151,8 @@ class ClassicLink(Service):
         except BadBatch as e:
             _log.error("link {url}: dropped a message that cannot be decoded: {why}", url=self.url, why=e)
             return True
-        struct = dict(envelope.message, host_id=self._own_host_id(), id=envelope.id, hops=envelope.hops)
+        message = decode_message(envelope.message)
+        struct = dict(message, host_id=self._own_host_id(), id=envelope.id, hops=envelope.hops)
         struct.pop("client_address", None)
         request = dump_call("notify", (struct,))
         try:

@@ -54,7 +54,6 @@ _log = Logger(namespace="co2.relay")
 
 _LOST = (ConnectionClosed, ConnectionLost)
 
-
 class Node(Protocol):
     """What a link needs of the node it belongs to."""
 
@@ -98,6 +97,11 @@ class LinkProtocol(amp.AMP):
     def connectionMade(self) -> None:
         super().connectionMade()
         self.peer_address = _address(self.transport)
+        # A batch is written whole, once per turn: waiting for the peer's
+        # ACK of the previous one (Nagle) would only add latency.
+        no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if no_delay is not None:
+            no_delay(True)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         super().connectionLost(reason)
@@ -119,18 +123,31 @@ class LinkProtocol(amp.AMP):
     # Introduction
 
     def say_hello(self) -> Deferred[None]:
-        """Introduce this node to the peer; fires once the link is up."""
+        """
+        Introduce this node to the peer; fires once the link is up, fails
+        with :class:`IncompatibleVersion` when the peer answers with
+        another protocol version.
+        """
         d = self.callRemote(
             Hello, node=self.node.node_id, host_id=self.node.host_id,
             version=protocol.PROTOCOL_VERSION,
         )
-        d.addCallback(lambda answer: self._introduce(self.key or "", answer["node"], answer["host_id"]))
-        return d
+        return d.addCallback(self._answered)
+
+    def _answered(self, answer: dict[str, Any]) -> None:
+        if answer["version"] != protocol.PROTOCOL_VERSION:
+            raise IncompatibleVersion(
+                f"the peer answered with protocol version {answer['version']}; "
+                f"this node speaks version {protocol.PROTOCOL_VERSION} only"
+            )
+        self._introduce(self.key or "", answer["node"], answer["host_id"])
 
     @Hello.responder
     def hello(self, node: str, host_id: str, version: int) -> dict[str, Any]:
-        if version < 1:
-            raise IncompatibleVersion(f"this node speaks version {protocol.PROTOCOL_VERSION}")
+        if version != protocol.PROTOCOL_VERSION:
+            raise IncompatibleVersion(
+                f"this node speaks protocol version {protocol.PROTOCOL_VERSION} only, not {version}"
+            )
         if node == self.node.node_id:
             raise SameNode("a node cannot link to itself")
         self._introduce(f"{INBOUND}{node}", node, host_id)
@@ -190,13 +207,14 @@ class LinkProtocol(amp.AMP):
             number, entries = outbox.take(BATCH_BYTES)
             if not entries:
                 break
-            d = self.callRemote(Deliver, batch=encode_batch(entry.body for entry in entries))
-            d.addCallbacks(self._acked, self._not_acked, (number,), None, (number,))
+            d = self.callRemote(Deliver, batch=encode_batch([entry.body for entry in entries]))
+            d.addCallbacks(self._acked, self._not_acked, callbackArgs=(number,), errbackArgs=(number,))
 
     def _acked(self, answer: object, number: int) -> None:
         assert self.key is not None
         self.node.router.acked(self.key, number)
-        self.wake()
+        if self.outbox is not None and self.outbox.waiting:
+            self.wake()
 
     def _not_acked(self, failure: Failure, number: int) -> None:
         if failure.check(BadBatch):
@@ -268,7 +286,7 @@ def _prepare(proxy: IProtocol) -> Deferred[None]:
     d = link.say_hello()
 
     def refused(failure: Failure) -> Failure:
-        _log.warn("link {key}: the peer refused Hello: {why}", key=link.key,
+        _log.warn("link {key}: Hello failed: {why}", key=link.key,
                   why=failure.getErrorMessage())
         # ClientService counts this as a failed attempt.  It must not also
         # hear that the connection closed: it has no transition for that

@@ -40,14 +40,16 @@ class IRelayPlugin(Interface):
         Look at one message new to this node, before it is delivered to local
         plugins or forwarded.
 
-        ``message`` is a dict holding at least ``data`` and ``host_id``; its
-        nested values are shared with the node and must not be changed in
-        place.  ``source`` names where it came from: ``'local'`` (sent by a
+        ``message`` is a dict holding at least ``data`` and ``host_id``, of
+        this plugin's own; its nested values are shared with the other
+        relay plugins and must not be changed in place (such a change is
+        not passed on).  ``source`` names where it came from: ``'local'`` (sent by a
         plugin of this node) or the name of the link it arrived on (such as
         ``'tcp:host=127.0.0.1:port=2005'`` or ``'notify from 127.0.0.1'``).
 
         Return the message to pass on (``message`` itself, changed or not, or
-        a new dict holding ``data`` and ``host_id``), or ``None`` to drop it.
+        a new dict holding ``data`` and ``host_id``, all XML-RPC values), or
+        ``None`` to drop it.
         """
 
 

@@ -108,8 +108,10 @@ class Relay(MultiService):
     @inlineCallbacks
     def stopService(self) -> Any:
         self.directory.stop()
-        # Whatever the last turn queued is written before the links close.
+        # Whatever the last turn queued, and the answers to what it took, are
+        # written before the links close.
         self.router.flush()
+        self.router.acknowledge()
         for link in list(self.links.values()):
             link.send_now()
         yield super().stopService()

@@ -3,11 +3,18 @@ The routing engine: gives each message an id and a hop limit, floods it to
 every outbox but the one of the link it came by, drops what it has seen
 before, and hands what is new to the node's own plugins.
 
+Messages travel through the router encoded (a message body is the bytes
+of :func:`co2._message.encode_message`): it decodes one only for relay
+plugins, and encodes the envelope once per hop, whatever the number of
+links it goes to.
+
 Each reactor turn ends with one *flush*: the spool (when there is one)
-commits what the turn changed, then the links that brought messages are
-acknowledged and the local plugins receive them.  So a message is
-acknowledged only once this node is responsible for it, and a node never
-hands its plugins a message it could later take for new.
+commits what the turn changed, the links that have messages waiting send
+them, and the local plugins receive what arrived.  The links that brought
+it are acknowledged at the start of the next turn, once what was forwarded
+is on its way.  So a message is acknowledged only once this node is
+responsible for it, and a node never hands its plugins a message it could
+later take for new.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
-from co2.protocol import Envelope, encode_envelope
+from co2._message import check_message, decode_message, encode_message
+from co2._values import check_members
+from co2.protocol import encode_envelope
 from relay._outbox import Entry, Outbox
 from relay._plugins import IRelayPlugin, apply_relay_plugins
 from relay._seen import SeenIds
@@ -37,24 +46,30 @@ INBOUND = "node:"
 
 _log = Logger(namespace="co2.relay")
 
-Deliver = Callable[[dict[str, Any], list[Any], Any], None]
-"""Hands a message to local plugins: ``(message, client_address, sender)``."""
+Local = tuple[bytes, list[Any], Any]
+"""A message for local plugins: ``(message body, client_address, sender)``."""
+
+Deliver = Callable[[list[Local]], None]
+"""Hands the messages of one turn, in order, to the local plugins."""
 
 
 class Sender(Protocol):
     """A live link: it sends what its outbox holds when woken."""
 
     def wake(self) -> None:
-        """Something was queued: send it soon (within this reactor turn)."""
+        """Something waits to be sent: send it soon (at the end of this reactor turn)."""
+
+    def send_now(self) -> None:
+        """Send what waits now (the router calls this as the turn ends)."""
 
 
 class Router:
     """
     Routes messages for one node.
 
-    ``deliver`` hands a message to the node's plugins (a relay passes a
-    function that does nothing); ``spool``, when given, keeps what is owed
-    and what was seen across restarts.
+    ``deliver`` hands each turn's messages to the node's plugins (a relay
+    passes a function that does nothing); ``spool``, when given, keeps what
+    is owed and what was seen across restarts.
     """
 
     def __init__(
@@ -85,9 +100,18 @@ class Router:
         self._boot = secrets.token_hex(8)
         self._counter = itertools.count(1)
         self._seq = itertools.count(1)
+        # Answers to batches: taken this turn, and flushed but not yet sent.
         self._acks: list[Deferred[None]] = []
-        self._local: list[tuple[dict[str, Any], list[Any], Any]] = []
+        self._acks_due: list[Deferred[None]] = []
+        self._local: list[Local] = []
         self._flush_call: IDelayedCall | None = None
+        self._ack_call: IDelayedCall | None = None
+        # The outboxes a message from each source goes to, kept until the
+        # set of outboxes changes.
+        self._targets: dict[str, list[tuple[str, Outbox]]] = {}
+        # Spool writes of this turn, made at once before the commit.
+        self._spool_seen: list[str] = []
+        self._spool_added: list[tuple[int, bytes, list[str]]] = []
         seen: Iterable[str] = ()
         if spool is not None:
             state = spool.load()
@@ -109,6 +133,7 @@ class Router:
             outbox = self.outboxes[key] = Outbox(
                 self.outbox_limit, self.outbox_bytes, lambda entries: self._dropped(key, entries)
             )
+            self._targets.clear()
         return outbox
 
     def attach(self, key: str, sender: Sender) -> Outbox:
@@ -153,9 +178,11 @@ class Router:
         if expiry is not None and expiry.active():
             expiry.cancel()
         outbox = self.outboxes.pop(key, None)
+        self._targets.clear()
         if outbox is not None and len(outbox):
             _log.warn("link {key}: forgot {count} message(s) it owed", key=key, count=len(outbox))
         if self.spool is not None:
+            self._write_spool()
             self.spool.drop_link(key)
             self._flush_soon()
 
@@ -166,6 +193,7 @@ class Router:
             return
         entries = outbox.acked(number)
         if self.spool is not None and entries:
+            self._write_spool()
             self.spool.remove(key, [entry.seq for entry in entries])
             self._flush_soon()
 
@@ -177,6 +205,7 @@ class Router:
             key=key, limit=self.outbox_limit, bytes=self.outbox_bytes, count=len(entries),
         )
         if self.spool is not None:
+            self._write_spool()
             self.spool.remove(key, [entry.seq for entry in entries])
 
     # Messages
@@ -185,26 +214,30 @@ class Router:
         """An id no other message has: this process's random part and a counter."""
         return f"{self._boot}.{next(self._counter)}"
 
-    def send(self, message: dict[str, Any], client_address: list[Any], sender: Any = None) -> str:
+    def send(self, message: bytes, client_address: list[Any], sender: Any = None) -> str:
         """
         Route a message that starts here (from ``sender``, a local plugin,
-        or None for one accepted by classic ``notify``).  Returns its id.
+        or None for one accepted by classic ``notify``).  ``message`` is
+        its encoding.  Returns its id.
         """
         message_id = self.new_id()
         self.counters["originated"] += 1
         self.take(message_id, self.max_hops, message, LOCAL, client_address, sender=sender)
         return message_id
 
-    def arrived(self, envelopes: Iterable[Envelope], key: str, client_address: list[Any]) -> Deferred[None]:
+    def arrived(
+        self, envelopes: Sequence[tuple[str, int, bytes]], key: str, client_address: list[Any]
+    ) -> Deferred[None]:
         """
-        Route messages that came by link ``key`` from ``client_address``.
-        Fires once this node is responsible for them: then the link may
-        acknowledge them.
+        Route messages that came by link ``key`` from ``client_address``:
+        ``(id, hops, message)`` each, as :func:`co2.protocol.decode_batch`
+        gives them.  Fires once this node is responsible for them: then
+        the link may acknowledge them.
         """
-        for envelope in envelopes:
-            self.counters["received"] += 1
-            hops = min(envelope.hops, self.max_hops)
-            self.take(envelope.id, hops, envelope.message, key, client_address)
+        self.counters["received"] += len(envelopes)
+        take, max_hops = self.take, self.max_hops
+        for message_id, hops, message in envelopes:
+            take(message_id, hops if hops < max_hops else max_hops, message, key, client_address)
         d: Deferred[None] = Deferred()
         self._acks.append(d)
         self._flush_soon()
@@ -214,42 +247,76 @@ class Router:
         self,
         message_id: str,
         hops: int,
-        message: dict[str, Any],
+        message: bytes,
         source: str,
         client_address: list[Any],
         sender: Any = None,
     ) -> bool:
         """
-        Route one message unless it was seen before; False for a duplicate.
-        ``source`` is the key of the link it came by, or :data:`LOCAL`.
+        Route one encoded message unless it was seen before; False for a
+        duplicate.  ``source`` is the key of the link it came by, or
+        :data:`LOCAL`.
         """
         if not self.seen.add(message_id):
             self.counters["duplicates"] += 1
             return False
-        if self.spool is not None:
-            self.spool.mark_seen((message_id,))
-        passed = apply_relay_plugins(self.plugins, message, source) if self.plugins else message
-        if passed is None:
-            self._flush_soon()
-            return True
-        if hops > 0:
-            self._forward(message_id, hops - 1, passed, source)
-        self._local.append((passed, client_address, sender))
         self._flush_soon()
+        if self.spool is not None:
+            self._spool_seen.append(message_id)
+        if self.plugins:
+            inspected = self._inspect(message, source)
+            if inspected is None:
+                return True
+            message = inspected
+        if hops > 0:
+            self._forward(message_id, hops - 1, message, source)
+        self._local.append((message, client_address, sender))
         return True
 
-    def _forward(self, message_id: str, hops: int, message: dict[str, Any], source: str) -> None:
-        keys = [key for key in self.outboxes if key != source]
-        if not keys:
+    def _inspect(self, body: bytes, source: str) -> bytes | None:
+        """The message after the relay plugins: ``body`` when they left it as it was."""
+        message = decode_message(body)
+        passed = apply_relay_plugins(self.plugins, message, source)
+        if passed is None:
+            return None
+        if _same(passed, message):
+            return body
+        try:
+            check_members(check_message(passed))
+        except (TypeError, ValueError) as e:
+            _log.error(
+                "relay plugins made of a message from {source} one co2 cannot carry ({why}); "
+                "passing the message on as it was", source=source, why=e,
+            )
+            return body
+        return encode_message(passed)
+
+    def _forward(self, message_id: str, hops: int, message: bytes, source: str) -> None:
+        targets = self._targets.get(source)
+        if targets is None:
+            targets = self._targets[source] = [
+                (key, outbox) for key, outbox in self.outboxes.items() if key != source
+            ]
+        if not targets:
             return
         entry = Entry(next(self._seq), encode_envelope(message_id, hops, message))
-        kept = [key for key in keys if self.outboxes[key].put(entry)]
-        if self.spool is not None and kept:
-            self.spool.add(entry.seq, entry.body, kept)
-        for key in kept:
-            sender = self.senders.get(key)
-            if sender is not None:
-                sender.wake()
+        if self.spool is None:
+            for _, outbox in targets:
+                outbox.put(entry)
+            return
+        kept = [key for key, outbox in targets if outbox.put(entry)]
+        if kept:
+            self._spool_added.append((entry.seq, entry.body, kept))
+
+    def _write_spool(self) -> None:
+        """Write what this turn added to the spool, so that later changes apply to it."""
+        assert self.spool is not None
+        if self._spool_seen:
+            self.spool.mark_seen(self._spool_seen)
+            self._spool_seen = []
+        if self._spool_added:
+            self.spool.add_many(self._spool_added)
+            self._spool_added = []
 
     # The end of each turn
 
@@ -258,25 +325,55 @@ class Router:
             self._flush_call = self.reactor.callLater(0, self.flush)
 
     def flush(self) -> None:
-        """Commit the spool, then acknowledge and deliver what arrived."""
+        """
+        Commit the spool, send what waits and hand what arrived to the
+        plugins; acknowledge it at the start of the next turn.
+        """
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()  # called before the end of the turn
         self._flush_call = None
         if self.spool is not None:
+            self._write_spool()
             self.spool.commit()
-        acks, self._acks = self._acks, []
+        outboxes = self.outboxes
+        for key, sender in list(self.senders.items()):
+            if outboxes[key].waiting:
+                sender.send_now()
         local, self._local = self._local, []
+        if local:
+            self.deliver(local)
+        if self._acks:
+            self._acks_due += self._acks
+            self._acks = []
+            if self._ack_call is None:
+                # The answers wait for the next turn, so that what this one
+                # forwarded goes out first: they are on no message's path.
+                self._ack_call = self.reactor.callLater(0, self.acknowledge)
+
+    def acknowledge(self) -> None:
+        """Let the links answer the batches of every message flushed so far."""
+        if self._ack_call is not None and self._ack_call.active():
+            self._ack_call.cancel()  # called before the next turn
+        self._ack_call = None
+        acks, self._acks_due = self._acks_due, []
         for d in acks:
             d.callback(None)
-        for message, client_address, sender in local:
-            self.deliver(message, client_address, sender)
 
     def close(self) -> None:
-        """Flush what is pending and close the spool."""
+        """Flush and acknowledge what is pending and close the spool."""
         if self._flush_call is not None:
-            self._flush_call.cancel()
             self.flush()
+        self.acknowledge()
         for expiry in self._expiries.values():
             if expiry.active():
                 expiry.cancel()
         self._expiries.clear()
         if self.spool is not None:
             self.spool.close()
+
+
+def _same(passed: dict[str, Any], message: dict[str, Any]) -> bool:
+    """Whether relay plugins passed on ``message`` as it was (each plugin gets a copy)."""
+    return passed is message or (
+        passed.keys() == message.keys() and all(passed[key] is message[key] for key in passed)
+    )

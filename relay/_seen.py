@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 
 __all__ = ["SeenIds"]
@@ -10,13 +11,14 @@ __all__ = ["SeenIds"]
 class SeenIds:
     """
     A set of message ids that remembers the newest ``limit`` of them; each
-    check-and-add is O(1).  A dict keeps insertion order, so the oldest id
-    is the first key.
+    check-and-add is O(1).  A queue beside the set keeps the order in which
+    ids were first seen, so the oldest is forgotten first.
     """
 
     def __init__(self, limit: int, ids: Iterable[str] = ()) -> None:
         self.limit = limit
-        self._ids: dict[str, None] = {}
+        self._ids: set[str] = set()
+        self._order: deque[str] = deque()
         for message_id in ids:
             self.add(message_id)
 
@@ -28,9 +30,12 @@ class SeenIds:
 
     def add(self, message_id: str) -> bool:
         """Remember ``message_id``; False when it was already known."""
-        if message_id in self._ids:
+        ids = self._ids
+        if message_id in ids:
             return False
-        self._ids[message_id] = None
-        if len(self._ids) > self.limit:
-            del self._ids[next(iter(self._ids))]
+        ids.add(message_id)
+        order = self._order
+        order.append(message_id)
+        if len(order) > self.limit:
+            ids.remove(order.popleft())
         return True

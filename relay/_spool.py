@@ -10,6 +10,10 @@ returns, a crash of the process (even ``kill -9``) loses nothing.
 Writes are grouped: every write method works inside an open transaction that
 :meth:`Spool.commit` ends, so a router commits once per reactor turn.  The
 spool is used from the reactor thread only.
+
+A message body is stored as its link sends it: an envelope encoded by
+:func:`co2.protocol.encode_envelope`.  A spool of the older layout (schema
+version 1, whose bodies were XML-RPC) is rewritten when it is opened.
 """
 
 from __future__ import annotations
@@ -22,10 +26,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from co2._errors import Co2Error
+from relay._spool_v1 import upgrade_bodies
 
 __all__ = ["Spool", "SpoolError", "SpoolState"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""The layout written now: a message body is a protocol-2 envelope (msgpack)."""
+
+_UPGRADABLE = "1"
+"""The older layout that is rewritten in place when opened (see ``relay/_spool_v1.py``)."""
 
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -101,14 +110,36 @@ class Spool:
             self._create()
         if "meta" not in self._tables():
             raise SpoolError(f"spool {self.path}: the database is not a co2 spool")
-        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        meta = self._meta()
+        if meta.get("schema_version") == _UPGRADABLE:
+            self._upgrade()
+            meta = self._meta()
         version = meta.get("schema_version")
         if version != str(SCHEMA_VERSION):
             raise SpoolError(
-                f"spool {self.path}: schema version {version} is not {SCHEMA_VERSION}, the only one "
-                "this co2 understands; run the co2 that wrote it or choose a new spool path"
+                f"spool {self.path}: schema version {version} is not one this co2 understands "
+                f"({_UPGRADABLE} or {SCHEMA_VERSION}); run the co2 that wrote it or choose a new "
+                "spool path"
             )
         self._max_seq = int(meta.get("max_seq", "0"))
+
+    def _meta(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
+    def _upgrade(self) -> None:
+        """Rewrite a spool of the older layout, unless another opener did so first."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._meta().get("schema_version") == _UPGRADABLE:
+                upgrade_bodies(self._db, self.path)
+                self._db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+                )
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def _tables(self) -> set[str]:
         """The names of the tables, indexes and triggers in the database."""
@@ -186,19 +217,30 @@ class Spool:
         nothing is stored.  Adding a ``seq`` already stored adds the links to
         it and keeps the newest body.
         """
-        rows = [(link, seq) for link in links]
-        if not rows:
+        self.add_many([(seq, body, links)])
+
+    def add_many(self, messages: Iterable[tuple[int, bytes, Iterable[str]]]) -> None:
+        """:meth:`add` each ``(seq, body, links)`` of ``messages``, in order."""
+        bodies: list[tuple[int, bytes]] = []
+        owed: list[tuple[str, int]] = []
+        for seq, body, links in messages:
+            rows = [(link, seq) for link in links]
+            if rows:
+                bodies.append((seq, body))
+                owed += rows
+        if not bodies:
             return
         with self._guard():
             db = self._write()
-            db.execute(
+            db.executemany(
                 "INSERT INTO messages (seq, body) VALUES (?, ?) "
                 "ON CONFLICT (seq) DO UPDATE SET body = excluded.body",
-                (seq, body),
+                bodies,
             )
-            db.executemany("INSERT OR IGNORE INTO owed (link, seq) VALUES (?, ?)", rows)
-        if seq > self._max_seq:
-            self._max_seq = seq
+            db.executemany("INSERT OR IGNORE INTO owed (link, seq) VALUES (?, ?)", owed)
+        highest = max(seq for seq, _ in bodies)
+        if highest > self._max_seq:
+            self._max_seq = highest
             self._max_seq_dirty = True
 
     def remove(self, link: str, seqs: Iterable[int]) -> None:

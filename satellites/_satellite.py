@@ -5,7 +5,6 @@ delivery of messages to them.
 
 from __future__ import annotations
 
-import copy
 import os
 import threading
 import time
@@ -23,11 +22,18 @@ from twisted.python.failure import Failure
 from co2 import faults
 from co2._config import RESERVED_PACKAGES, Config
 from co2._errors import PluginError
-from co2._message import HostId, check_message, host_matches, parse_host_id
+from co2._message import (
+    HostId,
+    check_message,
+    decode_message,
+    encode_message,
+    host_matches,
+    parse_host_id,
+)
 from co2._plugin import Co2Plugin
-from co2._xmlrpc import dump_response
+from co2._values import check_members, check_value
 from relay._relay import Relay
-from relay._router import Router
+from relay._router import Local, Router
 from satellites._dispatch import Caller, Dispatcher, settle
 from satellites._loader import LoadedPackage, PluginLoader
 from satellites._registry import DuplicateMethod, Method, MethodRegistry
@@ -182,16 +188,20 @@ class Satellite:
         """
         Send ``{'data': data, 'host_id': ...}`` from ``plugin`` to every
         other plugin.  Raises ``TypeError`` at once when ``data`` is not an
-        XML-RPC value.  Safe to call from a worker thread.
+        XML-RPC value.  Safe to call from a worker thread; what is sent is
+        ``data`` as it was at the call.
         """
         try:
-            dump_response(data)
-        except (TypeError, ValueError, OverflowError) as e:
+            check_value(data)
+        except (TypeError, ValueError) as e:
             raise TypeError(f"{plugin} cannot send {type(data).__name__}: {e}") from None
+        message = encode_message({"data": data, "host_id": self.host_id})
         if threading.get_ident() != self._thread:
-            self.reactor.callFromThread(self.send_from, plugin, data)
-            return
-        message = {"data": data, "host_id": self.host_id}
+            self.reactor.callFromThread(self._send, plugin, message)
+        else:
+            self._send(plugin, message)
+
+    def _send(self, plugin: Co2Plugin, message: bytes) -> None:
         self.router.send(message, self._own_address(), plugin)
 
     def _own_address(self) -> list[Any]:
@@ -199,7 +209,7 @@ class Satellite:
         if self._address_of[0] != self.host_id:
             host = parse_host_id(self.host_id)
             self._address_of = (self.host_id, [host.host, host.port])
-        return list(self._address_of[1])
+        return self._address_of[1]
 
     def run_in_thread(
         self, function: Callable[..., Any], *args: Any, **kwargs: Any
@@ -210,18 +220,20 @@ class Satellite:
 
     # Delivery
 
-    def deliver(
-        self, message: dict[str, Any], client_address: list[Any], sender: Co2Plugin | None = None
-    ) -> None:
+    def deliver(self, messages: list[Local]) -> None:
         """
-        Give each plugin but ``sender`` its own copy of ``message``, with
-        ``client_address`` set.  A plugin's failure is logged under its
-        name and touches no other plugin.
+        Hand over a turn's messages, in order: each ``(message, client_address,
+        sender)``, ``message`` encoded.  Each plugin but ``sender`` gets its
+        own copy (decoded for it alone), with ``client_address`` set.  A
+        plugin's failure is logged under its name and touches no other
+        plugin.
         """
-        message = dict(message, client_address=client_address)
-        for plugin in list(self.plugins):
-            if plugin is not sender:
-                self._deliver_to(plugin, copy.deepcopy(message))
+        for body, client_address, sender in messages:
+            for plugin in self.plugins:
+                if plugin is not sender:
+                    message = decode_message(body)
+                    message["client_address"] = list(client_address)
+                    self._deliver_to(plugin, message)
 
     def _deliver_to(self, plugin: Co2Plugin, message: dict[str, Any]) -> None:
         started = self.timer()
@@ -256,7 +268,8 @@ class Satellite:
         try:
             check_message(message)
             message_id, hops = _routing_of(message)
-        except ValueError as e:
+            check_members(message)
+        except (TypeError, ValueError) as e:
             raise Fault(faults.INVALID_PARAMS, f"notify: {e}") from None
         host_id = parse_host_id(message["host_id"])
         if caller is not None and not host_matches(host_id, caller[0]):
@@ -269,10 +282,10 @@ class Satellite:
                 f"host_id names host {host_id.host}, but the request came from {caller[0]}",
             )
         client_address: list[Any] = list(caller) if caller is not None else ["", 0]
-        message = {k: v for k, v in message.items() if k not in _ROUTING}
+        body = encode_message({k: v for k, v in message.items() if k not in _ROUTING})
         source = self._classic_peer(host_id) or f"notify from {client_address[0]}"
         self.router.take(message_id or self.router.new_id(), min(hops, self.config.max_hops),
-                         message, source, client_address)
+                         body, source, client_address)
         return True
 
     def _classic_peer(self, host_id: HostId) -> str | None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
 from xmlrpc.client import Fault
 
 import pytest
 
 from co2 import faults
+from co2._xmlrpc import parse_response
 from co2.testing import RECORDER, write_package
 from co2.testing import format_events as text_of
 
@@ -61,13 +64,61 @@ def test_send_reaches_every_other_plugin_but_not_the_sender(two):
     assert b.got == [{"data": {"k": "v"}, "host_id": host_id, "client_address": ["127.0.0.1", 2004]}]
 
 
-def test_send_refuses_what_xmlrpc_cannot_carry(two):
-    """Sending a value XML-RPC cannot carry raises TypeError in the plugin at once."""
+def itself() -> list[object]:
+    """A list that holds itself."""
+    value: list[object] = []
+    value.append(value)
+    return value
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (object(), "cannot send object: XML-RPC cannot carry object objects"),
+        (2**70, "does not fit in 64 bits"),
+        (-(2**63) - 1, "does not fit in 64 bits"),
+        (float("nan"), "no double for nan"),
+        ([float("inf")], "no double for inf"),
+        ("bell\x07", "which XML-RPC cannot carry"),
+        ({"k": {1: "v"}}, "struct keys must be strings, not int"),
+        ({1, 2}, "cannot carry set objects"),
+        (itself(), "holds itself"),
+    ],
+)
+def test_send_refuses_what_xmlrpc_cannot_carry(two, data, says):
+    """Sending a value XML-RPC cannot carry raises TypeError in the plugin at once; nothing is sent."""
     a = two.plugin("a.m.X_Recorder")
-    with pytest.raises(TypeError, match="cannot send object"):
-        a.send(object())
-    with pytest.raises(TypeError):
-        a.send(2**70)
+    with pytest.raises(TypeError, match=re.escape(says)):
+        a.send(data)
+    two.reactor.advance(0)
+    assert two.plugin("b.m.X_Recorder").got == []
+    assert two.satellite.router.counters["originated"] == 0
+
+
+def test_what_is_sent_is_the_data_at_the_call(two):
+    """Changing the data after send() changes nothing of what the other plugins receive."""
+    data = {"items": [1, 2]}
+    two.plugin("a.m.X_Recorder").send(data)
+    data["items"].append(3)
+    two.reactor.advance(0)
+    assert two.plugin("b.m.X_Recorder").got[0]["data"] == {"items": [1, 2]}
+
+
+@pytest.mark.parametrize("value", [b"<double>nan</double>", b"<double>-inf</double>",
+                                   b"<i8>18446744073709551615</i8>"])
+def test_notify_refuses_data_co2_cannot_carry(two, value):
+    """notify with a NaN, an infinity or an int beyond 64 bits is invalid params, not passed on."""
+    body = (b"<?xml version='1.0'?><methodCall><methodName>notify</methodName><params><param><value>"
+            b"<struct><member><name>data</name><value>" + value + b"</value></member>"
+            b"<member><name>host_id</name><value><string>1@127.0.0.1:1</string></value></member>"
+            b"</struct></value></param></params></methodCall>")
+    results: list[Any] = []
+    two.client.post(body).addCallback(lambda response: parse_response(response.body)).addErrback(
+        results.append)
+    two.reactor.advance(0)
+    assert results and results[0].check(Fault)
+    assert results[0].value.faultCode == faults.INVALID_PARAMS
+    assert two.plugin("a.m.X_Recorder").got == []
 
 
 def test_each_plugin_gets_its_own_copy(make_node, plugin_dir):
@@ -84,6 +135,18 @@ class X_M(Co2Plugin):
     node.call("notify", {"data": [1], "host_id": "1@127.0.0.1:1"})
     node.reactor.advance(0)
     assert node.plugin("b.m.X_Recorder").got[0]["data"] == [1]
+    assert node.plugin("b.m.X_Recorder").got[0]["host_id"] == "1@127.0.0.1:1"
+
+
+def test_plugins_get_copies_that_share_nothing(two):
+    """Each plugin's message, data and client_address are objects of its own."""
+    two.call("notify", {"data": {"nested": [1]}, "host_id": "1@127.0.0.1:1"})
+    two.reactor.advance(0)
+    (first,), (second,) = two.plugin("a.m.X_Recorder").got, two.plugin("b.m.X_Recorder").got
+    assert first == second
+    assert first is not second
+    assert first["data"] is not second["data"] and first["data"]["nested"] is not second["data"]["nested"]
+    assert first["client_address"] is not second["client_address"]
 
 
 FAILING = """

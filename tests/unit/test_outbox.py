@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import relay._outbox
 from co2.testing import TestReactor
 from co2.testing import format_events as text_of
 from relay import Entry, Outbox, Router, SeenIds
@@ -120,25 +123,35 @@ def test_rewind_puts_unacknowledged_batches_back_first_in_order():
     assert first != third
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     limit=st.integers(1, 6),
     limit_bytes=st.integers(1, 80),
     steps=st.lists(st.one_of(st.integers(0, 30), st.sampled_from(["take", "ack", "rewind"])),
                    max_size=40),
+    compact_after=st.sampled_from([0, 1, 3, 4096]),
 )
-def test_an_outbox_keeps_its_bounds_and_order(limit, limit_bytes, steps):
-    """Whatever happens, an outbox stays within its limits, counts every drop, and keeps order."""
+def test_an_outbox_keeps_its_bounds_and_order(limit, limit_bytes, steps, compact_after):
+    """Whatever happens, an outbox stays within its limits, counts every drop and byte, and keeps order."""
+    with mock.patch.object(relay._outbox, "_COMPACT_AFTER", compact_after):
+        check_bounds_and_order(limit, limit_bytes, steps)
+
+
+def check_bounds_and_order(limit: int, limit_bytes: int, steps: list[int | str]) -> None:
+    """Run ``steps`` on an outbox, checking it against a model of what it owes."""
     dropped: list[Entry] = []
     outbox = Outbox(limit, limit_bytes, dropped.extend)
     sent: list[int] = []
     acked: list[int] = []
+    owed: dict[int, int] = {}  # seq -> size
     seq = 0
     for step in steps:
         if isinstance(step, int):
             seq += 1
             before = (outbox.in_flight, outbox.waiting, len(dropped))
-            if not outbox.put(Entry(seq, b"y" * step)):
+            if outbox.put(Entry(seq, b"y" * step)):
+                owed[seq] = step
+            else:
                 assert (outbox.in_flight, outbox.waiting, len(dropped)) == (
                     before[0], before[1], before[2] + 1)  # only the new entry went
             assert outbox.in_flight == before[0]
@@ -146,12 +159,18 @@ def test_an_outbox_keeps_its_bounds_and_order(limit, limit_bytes, steps):
             number, batch = outbox.take(20)
             if batch:
                 sent.append(number)
+                assert len(batch) == 1 or sum(len(e.body) for e in batch) <= 20
         elif step == "ack" and sent:
-            acked += seqs(outbox.acked(sent.pop(0)))
+            for entry in outbox.acked(sent.pop(0)):
+                acked.append(entry.seq)
+                del owed[entry.seq]
         elif step == "rewind":
             outbox.rewind()
             sent.clear()
+        for entry in dropped:
+            owed.pop(entry.seq, None)
         assert len(outbox) <= limit and outbox.size <= limit_bytes
+        assert (len(outbox), outbox.size) == (len(owed), sum(owed.values()))
     assert outbox.dropped == len(dropped)
     rest = drain(outbox) if not sent else []
     if not sent:
@@ -159,6 +178,26 @@ def test_an_outbox_keeps_its_bounds_and_order(limit, limit_bytes, steps):
         assert sorted(set(kept)) == sorted(kept)  # nothing twice
         assert set(kept) | set(seqs(dropped)) == set(range(1, seq + 1))
         assert rest == sorted(rest)
+
+
+def test_a_long_queue_drains_in_order_in_batches_of_the_right_size():
+    """Thousands of entries of varied sizes leave in order, each batch as full as max_bytes allows."""
+    outbox = Outbox(100_000, 1 << 30)
+    sizes = [(seq * 37) % 200 for seq in range(10_000)]
+    for seq, size in enumerate(sizes):
+        outbox.put(entry(seq, size))
+    taken: list[int] = []
+    while outbox.waiting:
+        number, batch = outbox.take(1000)
+        size = sum(len(e.body) for e in batch)
+        assert size <= 1000 and (not outbox.waiting or size + sizes[len(taken) + len(batch)] > 1000)
+        taken += seqs(batch)
+        outbox.acked(number)
+        if len(taken) % 7 == 0:
+            outbox.put(entry(len(sizes), 5))
+            sizes.append(5)
+    assert taken == list(range(len(sizes)))
+    assert len(outbox) == 0 and outbox.size == 0
 
 
 def test_router_counts_and_logs_drops(logged):

@@ -1,15 +1,19 @@
-"""co2.protocol: the Chunked argument and the Deliver batch encoding."""
+"""co2.protocol: the Chunked argument and the Deliver batch encoding (version 2, msgpack)."""
 
 from __future__ import annotations
 
-import datetime
+import functools
+import re
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import xmlrpc_values
 from twisted.protocols import amp
 
-from co2._xmlrpc import dump_fault, dump_response
+from co2._message import decode_message, encode_message
+from co2._values import DATETIME_EXT
 from co2.protocol import (
     MAX_CHUNK,
     BadBatch,
@@ -62,75 +66,139 @@ def test_chunked_refuses_what_is_not_bytes():
         Blob.makeArguments({"before": 1, "blob": "text", "after": ""}, None)
 
 
-def xml_text(min_size: int = 0, max_size: int = 20) -> st.SearchStrategy[str]:
-    """Strings XML can carry."""
-    return st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Cn")),
-                   min_size=min_size, max_size=max_size)
+HOST_ID = "1@10.0.0.1:2004"
 
 
-xmlrpc_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.binary(max_size=20)
-    | xml_text()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.datetimes(min_value=datetime.datetime(1000, 1, 1)).map(lambda d: d.replace(microsecond=0)),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(xml_text(max_size=8), inner, max_size=4),
-    max_leaves=12,
-)
+def message(data: object = 1, **extra: object) -> bytes:
+    """An encoded message holding ``data``."""
+    return encode_message({"data": data, "host_id": HOST_ID, **extra})
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(xml_text(1, 12), st.integers(0, 99), xmlrpc_values), max_size=5))
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=12), st.integers(0, 2**63), xmlrpc_values),
+                max_size=20))
 def test_a_batch_of_envelopes_round_trips(envelopes):
-    """Envelopes encoded into a batch decode to the same ids, hops and messages."""
-    encoded = [encode_envelope(i, hops, {"data": data, "host_id": "1@10.0.0.1:2004"})
-               for i, hops, data in envelopes]
+    """Envelopes encoded into a batch decode to the same ids, hops and message bytes."""
+    encoded = [encode_envelope(i, hops, message(data)) for i, hops, data in envelopes]
     decoded = decode_batch(encode_batch(encoded))
-    assert decoded == [Envelope(i, hops, {"data": data, "host_id": "1@10.0.0.1:2004"})
-                       for i, hops, data in envelopes]
-    for body, envelope in zip(encoded, decoded, strict=True):
+    assert decoded == tuple(Envelope(i, hops, message(data)) for i, hops, data in envelopes)
+    for body, envelope, (_, _, data) in zip(encoded, decoded, envelopes, strict=True):
         assert decode_envelope(body) == envelope
+        assert decode_message(envelope[2])["data"] == data
 
 
-def envelope(**fields: object) -> bytes:
-    """A batch holding one struct with ``fields`` over a valid envelope's."""
-    value = {"id": "x.1", "hops": 3, "message": {"data": 1, "host_id": "1@10.0.0.1:2004"}}
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 65535, 65536])
+def test_batch_array_headers_use_the_smallest_form(count):
+    """The batch header is a fixarray, array 16 or array 32 as msgpack requires, and decodes."""
+    body = encode_envelope("x.1", 0, message())
+    batch = encode_batch([body] * count)
+    form = 0x90 if count < 16 else 0xDC if count < 65536 else 0xDD
+    assert batch[0] & (0xF0 if form == 0x90 else 0xFF) == form
+    assert len(decode_batch(batch)) == count
+
+
+def test_an_envelope_is_three_items_the_message_in_bin():
+    """The envelope's bytes are exactly the msgpack array [id, hops, bin message]."""
+    body = message("hi")
+    assert encode_envelope("ab", 5, body) == b"\x93\xa2ab\x05\xc4" + bytes([len(body)]) + body
+    assert body == b"\x82\xa4data\xa2hi\xa7host_id\xaf" + HOST_ID.encode()
+
+
+def raw(value: object) -> bytes:
+    """``value`` packed by msgpack as it is, bin for bytes."""
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def batch_of(*envelopes: object) -> bytes:
+    """A batch of envelopes given as msgpack values."""
+    return raw(list(envelopes))
+
+
+def bad_message(**fields: object) -> bytes:
+    """A message map of ``fields`` over a valid message's, None leaving a field out."""
+    value: dict[object, object] = {"data": 1, "host_id": HOST_ID}
     value.update(fields)
-    return dump_response([{k: v for k, v in value.items() if v is not None}])
+    return raw({k: v for k, v in value.items() if v is not None})
 
 
-@pytest.mark.parametrize(
-    "batch",
-    [
-        b"",
-        b"garbage",
-        b"<?xml version='1.0'?><methodResponse><params><param><value>",
-        b"<!DOCTYPE x [<!ENTITY a 'b'>]><methodResponse/>",
-        dump_response(42),
-        dump_response({"id": "x"}),
-        dump_fault(1, "no"),
-        dump_response([1]),
-        dump_response([["x.1", 3, {}]]),
-        envelope(id=None),
-        envelope(id=""),
-        envelope(id=7),
-        envelope(hops=None),
-        envelope(hops=-1),
-        envelope(hops=True),
-        envelope(hops="3"),
-        envelope(message=None),
-        envelope(message="text"),
-        envelope(message={"data": 1}),
-        envelope(message={"host_id": "1@10.0.0.1:2004"}),
-        envelope(message={"data": 1, "host_id": "nonsense"}),
-    ],
-)
+MALFORMED = {
+    "empty": b"",
+    "garbage": b"garbage",
+    "truncated": encode_batch([encode_envelope("x.1", 3, message())])[:-1],
+    "extra bytes": encode_batch([]) + b"\x00",
+    "an xml-rpc batch": b"<?xml version='1.0'?><methodResponse><params><param><value><array><data>"
+                        b"</data></array></value></param></params></methodResponse>",
+    "not an array": raw({"id": "x"}),
+    "an int": raw(42),
+    "envelope not an array": batch_of(1),
+    "envelope a map": batch_of({"id": "x.1", "hops": 3, "message": message()}),
+    "envelope of 2": batch_of(["x.1", 3]),
+    "envelope of 4": batch_of(["x.1", 3, message(), 0]),
+    "id missing": batch_of([None, 3, message()]),
+    "id empty": batch_of(["", 3, message()]),
+    "id an int": batch_of([7, 3, message()]),
+    "id bin": batch_of([b"x.1", 3, message()]),
+    "hops negative": batch_of(["x.1", -1, message()]),
+    "hops true": batch_of(["x.1", True, message()]),
+    "hops a string": batch_of(["x.1", "3", message()]),
+    "hops a float": batch_of(["x.1", 3.0, message()]),
+    "message a map": batch_of(["x.1", 3, {"data": 1, "host_id": HOST_ID}]),
+    "message a string": batch_of(["x.1", 3, "text"]),
+    "message garbage": batch_of(["x.1", 3, b"\xc1"]),
+    "message with extra bytes": batch_of(["x.1", 3, message() + b"\x00"]),
+    "message an array": batch_of(["x.1", 3, raw([1, HOST_ID])]),
+    "data missing": batch_of(["x.1", 3, bad_message(data=None)]),
+    "host_id missing": batch_of(["x.1", 3, bad_message(host_id=None)]),
+    "host_id malformed": batch_of(["x.1", 3, bad_message(host_id="nonsense")]),
+    "host_id bin": batch_of(["x.1", 3, bad_message(host_id=HOST_ID.encode())]),
+    "unknown ext type": batch_of(["x.1", 3, bad_message(data=msgpack.ExtType(9, b"x"))]),
+    "msgpack timestamp": batch_of(["x.1", 3, bad_message(data=msgpack.Timestamp(0))]),
+    "short datetime ext": batch_of(["x.1", 3, bad_message(data=msgpack.ExtType(DATETIME_EXT, b"\x07"))]),
+    "impossible datetime": batch_of(["x.1", 3, bad_message(
+        data=msgpack.ExtType(DATETIME_EXT, b"\x07\xe8\x0d\x01\x00\x00\x00"))]),
+    "int key": batch_of(["x.1", 3, bad_message(data={1: "one"})]),
+    "bin key": batch_of(["x.1", 3, bad_message(data={b"k": "v"})]),
+    "nested bin key": batch_of(["x.1", 3, bad_message(data=[{"a": {b"k": 1}}])]),
+    "bin key in the message": batch_of(["x.1", 3, raw({"data": 1, "host_id": HOST_ID, b"extra": 1})]),
+    "uint64 beyond int64": batch_of(["x.1", 3, bad_message(data=2**63)]),
+    "nan": batch_of(["x.1", 3, bad_message(data=float("nan"))]),
+    "infinity": batch_of(["x.1", 3, bad_message(data=[float("-inf")])]),
+    "control character": batch_of(["x.1", 3, bad_message(data="a\x00b")]),
+    "too deep": batch_of(["x.1", 3, bad_message(data=functools.reduce(lambda v, _: [v], range(70), 1))]),
+    "second envelope bad": batch_of(["x.1", 3, message()], ["x.2", 3, bad_message(data=None)]),
+}
+
+
+@pytest.mark.parametrize("batch", MALFORMED.values(), ids=MALFORMED.keys())
 def test_decode_batch_refuses_what_is_not_a_batch_of_envelopes(batch):
-    """Garbage, a non-array, a fault or a bad envelope is BadBatch (a ValueError), nothing else."""
-    with pytest.raises(BadBatch):
+    """Garbage, a wrong shape or a message that is not a message of XML-RPC values is BadBatch."""
+    with pytest.raises(BadBatch) as caught:
         decode_batch(batch)
     assert issubclass(BadBatch, ValueError)
+    assert str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_bad_batch_names_the_envelope_and_the_problem():
+    """The refusal says which envelope and what is wrong with it."""
+    with pytest.raises(BadBatch, match=re.escape("envelope 'x.2': a message must hold data")):
+        decode_batch(MALFORMED["second envelope bad"])
+    with pytest.raises(BadBatch, match="msgpack ext type 9 is not one co2 knows"):
+        decode_batch(MALFORMED["unknown ext type"])
+    with pytest.raises(BadBatch, match="struct keys must be strings, not bytes"):
+        decode_batch(MALFORMED["bin key"])
+    with pytest.raises(BadBatch, match="message must be bin, not dict"):
+        decode_batch(MALFORMED["message a map"])
 
 
 def test_an_empty_batch_is_valid():
-    """A batch of no envelopes decodes to an empty list."""
-    assert decode_batch(encode_batch([])) == []
+    """A batch of no envelopes decodes to no envelopes."""
+    assert list(decode_batch(encode_batch([]))) == []
+
+
+def test_extra_message_keys_are_kept():
+    """A message may hold keys besides data and host_id; they are checked and kept."""
+    body = message("d", extra={"k": [1, 2]})
+    (envelope,) = decode_batch(encode_batch([encode_envelope("x.1", 0, body)]))
+    assert decode_message(envelope[2]) == {"data": "d", "host_id": HOST_ID, "extra": {"k": [1, 2]}}
+
+

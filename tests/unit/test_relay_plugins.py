@@ -16,6 +16,10 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from co2 import Co2Error
+from co2._message import decode_message, encode_message
+from co2.protocol import decode_envelope
+from co2.testing import TestReactor
+from relay import Router
 from relay._plugins import IRelayPlugin, RelayPluginError, apply_relay_plugins, load_relay_plugins
 from relay.shape import TYPE_NAMES, ShapeFilter, relay_plugin, type_name
 
@@ -386,3 +390,44 @@ def test_passes_iff_the_type_is_accepted(named, accept):
     result = plugin.inspect(message(value), "local")
     assert (result is not None) == (name in accept)
     assert (plugin.passed, plugin.dropped) == ((1, 0) if name in accept else (0, 1))
+
+
+# Relay plugins in the router, which carries messages encoded
+
+def routed(*plugins: Step, data: object = "d") -> tuple[Router, bytes, list[bytes]]:
+    """Send a message through a router with ``plugins``: the router, the body sent, the bodies forwarded."""
+    reactor = TestReactor()
+    router = Router(reactor, lambda turn: None, plugins=plugins)
+    router.outbox("peer:x")
+    body = encode_message(message(data))
+    router.send(body, ["127.0.0.1", 2004])
+    reactor.advance(0)
+    _, entries = router.outboxes["peer:x"].take(1 << 20)
+    return router, body, [decode_envelope(entry.body).message for entry in entries]
+
+
+def test_a_message_the_plugins_pass_unchanged_is_not_encoded_again():
+    """When every plugin passes the message as it was, the very bytes that came in go on."""
+    _, body, (forwarded,) = routed(Step("keep", keep), Step("copy", lambda m: dict(m)))
+    assert forwarded == body
+
+
+def test_a_changed_message_is_encoded_again():
+    """A plugin's change reaches the next hop."""
+    _, _, (forwarded,) = routed(Step("stamp", lambda m: {**m, "data": [m["data"], "stamped"]}))
+    assert decode_message(forwarded) == message(["d", "stamped"])
+
+
+def test_a_dropped_message_goes_nowhere():
+    """A message a plugin drops is neither forwarded nor delivered."""
+    router, _, forwarded = routed(Step("drop", lambda m: None))
+    assert forwarded == [] and router.counters["originated"] == 1
+
+
+@pytest.mark.parametrize("bad", [{1, 2}, float("nan"), {1: "x"}])
+def test_a_change_co2_cannot_carry_is_logged_and_ignored(logged, bad):
+    """A plugin that makes data XML-RPC cannot carry is logged; the message goes on as it was."""
+    _, body, (forwarded,) = routed(Step("odd", lambda m: {**m, "data": bad}))
+    assert forwarded == body
+    text = "\n".join(formatEvent(e) for e in logged if e.get("log_namespace") == "co2.relay")
+    assert "one co2 cannot carry" in text and "passing the message on as it was" in text

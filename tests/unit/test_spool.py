@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import select
@@ -17,6 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from co2._message import decode_message
+from co2.protocol import decode_envelope
+from co2.testing import format_events
 from relay._spool import Spool, SpoolError, SpoolState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,8 +248,63 @@ def test_error_for_an_unknown_schema_version(tmp_path):
     db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     db.commit()
     db.close()
-    with pytest.raises(SpoolError, match="schema version 99 is not 1"):
+    with pytest.raises(SpoolError, match=re.escape(
+            f"spool {path}: schema version 99 is not one this co2 understands (1 or 2)")):
         Spool(str(path))
+
+
+V1_BODY = (
+    "<value><struct>"
+    "<member><name>id</name><value><string>{id}</string></value></member>"
+    "<member><name>hops</name><value><int>{hops}</int></value></member>"
+    "<member><name>message</name><value><struct>"
+    "<member><name>data</name><value>{data}</value></member>"
+    "<member><name>host_id</name><value><string>1@10.0.0.1:2004</string></value></member>"
+    "</struct></value></member>"
+    "</struct></value>\n"
+)
+
+
+def write_v1_spool(path: Path, bodies: dict[int, bytes], owed: list[tuple[str, int]]) -> None:
+    """Write a spool as schema version 1 laid it out: XML-RPC envelope bodies."""
+    Spool(str(path)).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.executemany("INSERT INTO messages (seq, body) VALUES (?, ?)", bodies.items())
+    db.executemany("INSERT INTO owed (link, seq) VALUES (?, ?)", owed)
+    db.execute("INSERT INTO seen (id) VALUES ('old.1')")
+    db.commit()
+    db.close()
+
+
+def test_a_schema_1_spool_is_rewritten_in_the_new_format(tmp_path, logged):
+    """Opening a spool of schema 1 converts its XML-RPC bodies to msgpack envelopes; unreadable ones go."""
+    path = tmp_path / "spool.db"
+    bodies = {
+        1: V1_BODY.format(id="a.1", hops=3, data="<string>hello</string>").encode(),
+        2: V1_BODY.format(id="a.2", hops=0, data="<array><data><value><i8>8589934592</i8></value>"
+                          "<value><dateTime.iso8601>20240102T03:04:05</dateTime.iso8601></value>"
+                          "</data></array>").encode(),
+        3: b"<value><string>not an envelope</string></value>\n",
+    }
+    write_v1_spool(path, bodies, [("peer:x", 1), ("peer:x", 2), ("node:y", 2), ("node:y", 3)])
+    state = reopen(path)
+    assert state.seen == ["old.1"]
+    assert set(state.owed) == {"peer:x", "node:y"}
+    envelopes = {seq: decode_envelope(body) for seq, body in state.owed["peer:x"]}
+    assert [(e.id, e.hops) for e in envelopes.values()] == [("a.1", 3), ("a.2", 0)]
+    assert decode_message(envelopes[1].message) == {"data": "hello", "host_id": "1@10.0.0.1:2004"}
+    assert decode_message(envelopes[2].message)["data"] == [2**33, datetime.datetime(2024, 1, 2, 3, 4, 5)]
+    assert [seq for seq, _ in state.owed["node:y"]] == [2]
+    assert count_messages(path) == 2
+    assert f"spool {path}: dropped 1 message(s) that could not be read" in format_events(logged)
+    db = sqlite3.connect(path)
+    try:
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    finally:
+        db.close()
+    assert version == "2"
+    assert reopen(path).owed == state.owed  # and it is not converted again
 
 
 def test_error_for_an_unusable_parent(tmp_path):

@@ -9,10 +9,14 @@ import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
+from twisted.protocols import amp
 from twisted.python.failure import Failure
+from twisted.test import iosim
 
 from co2 import Config
+from co2._message import decode_message, encode_message
 from co2.protocol import (
+    PROTOCOL_VERSION,
     Announce,
     BadBatch,
     Call,
@@ -34,6 +38,11 @@ from relay._links import LinkProtocol, retry_policy
 def got(satellite: Any) -> list[Any]:
     """The data the satellite's recording plugin received, in order."""
     return [message["data"] for message in satellite.plugins[0].got]
+
+
+def message(data: Any, host: str = "10.0.0.1") -> bytes:
+    """An encoded message holding ``data`` from ``host``."""
+    return encode_message({"data": data, "host_id": f"1@{host}:2004"})
 
 
 def result_of(network: MemoryNetwork, d: Any) -> Any:
@@ -70,7 +79,7 @@ def test_commands_before_hello_are_refused(network, make_satellite):
     """Deliver and Call before Hello fail with HELLO_FIRST; an Announce is ignored."""
     b = make_satellite("b", "rec")
     protocol = stranger(network, "b")
-    batch = encode_batch([encode_envelope("s.1", 3, {"data": 1, "host_id": "1@192.0.2.9:2004"})])
+    batch = encode_batch([encode_envelope("s.1", 3, message(1, "192.0.2.9"))])
     failure = result_of(network, protocol.callRemote(Deliver, batch=batch))
     assert failure.check(NotIntroduced)
     failure = result_of(network, protocol.callRemote(Call, node=b.relay.node_id, hops=3, request=b""))
@@ -90,15 +99,40 @@ def test_a_node_linking_to_itself_gets_same_node(network, make_satellite, logged
     assert link.refused is not None and link.refused.check(SameNode)
     assert link.closed
     assert a.relay.links == {}
-    assert "refused Hello" in text_of(logged)
+    assert "Hello failed" in text_of(logged)
 
 
-def test_hello_with_an_unknown_version_is_refused(network, make_satellite):
-    """A Hello with version 0 fails with INCOMPATIBLE_VERSION."""
-    make_satellite("b")
+@pytest.mark.parametrize("version", [0, 1, PROTOCOL_VERSION + 1])
+def test_hello_with_another_version_is_refused(network, make_satellite, version):
+    """A Hello offering any version but this node's fails with INCOMPATIBLE_VERSION naming both."""
+    b = make_satellite("b")
     protocol = stranger(network, "b")
-    d = protocol.callRemote(Hello, node="n", host_id="1@192.0.2.9:2004", version=0)
-    assert result_of(network, d).check(IncompatibleVersion)
+    d = protocol.callRemote(Hello, node="n", host_id="1@192.0.2.9:2004", version=version)
+    failure = result_of(network, d)
+    assert failure.check(IncompatibleVersion)
+    assert f"speaks protocol version {PROTOCOL_VERSION} only, not {version}" in failure.getErrorMessage()
+    assert b.relay.links == {}
+
+
+class OldNode(amp.AMP):
+    """A node that answers Hello with protocol version 1."""
+
+    @Hello.responder
+    def hello(self, node: str, host_id: str, version: int) -> dict[str, Any]:
+        return {"node": "0123456789abcdef", "host_id": "1@192.0.2.8:2004", "version": 1}
+
+
+def test_a_hello_answered_with_another_version_fails(reactor, logged):
+    """The dialer refuses a listener that answers Hello with another version: no link comes up."""
+    relay = Relay(Config(), reactor, lambda *args: None)
+    client = LinkProtocol(relay, "peer:old")
+    _, _, pump = iosim.connectedServerAndClient(OldNode, lambda: client, greet=False)
+    results: list[Any] = []
+    client.say_hello().addBoth(results.append)
+    pump.flush()
+    assert results[0].check(IncompatibleVersion)
+    assert "answered with protocol version 1" in results[0].getErrorMessage()
+    assert relay.links == {} and not client.introduced
 
 
 def test_hello_answers_who_the_listening_node_is(network, make_satellite):
@@ -117,7 +151,7 @@ def test_a_refused_batch_is_dropped_and_the_link_goes_on(network, make_satellite
     a, b = make_satellite("a", "rec"), make_satellite("b", "rec")
     network.link("a", "b")
     outbox = a.router.outboxes["peer:b"]
-    outbox.put(Entry(10_000, b"<value><int>1</int></value>\n"))
+    outbox.put(Entry(10_000, encode_envelope("bad.1", 3, b"\x01")))
     a.relay.links["peer:b"].wake()
     network.settle()
     a.plugins[0].send("after")
@@ -135,8 +169,7 @@ def test_a_replayed_batch_is_acknowledged_but_delivered_once(network, make_satel
     b = make_satellite("b", "rec")
     network.link("a", "b")
     protocol = network.relay("a").links["peer:b"]
-    batch = encode_batch([encode_envelope(f"r.{i}", 3, {"data": i, "host_id": "1@10.0.0.1:2004"})
-                          for i in range(3)])
+    batch = encode_batch([encode_envelope(f"r.{i}", 3, message(i)) for i in range(3)])
     assert result_of(network, protocol.callRemote(Deliver, batch=batch)) == {}
     assert result_of(network, protocol.callRemote(Deliver, batch=batch)) == {}
     assert got(b) == [0, 1, 2]
@@ -221,11 +254,11 @@ def test_reconnection_delays_grow_to_the_cap_and_reset_after_hello(clock, linked
 def test_queued_messages_go_out_when_the_service_reconnects(clock, linked):
     """What a relay queued while its peer was unreachable is delivered once the service connects."""
     network, a, b = linked
-    a.router.send({"data": "early", "host_id": "1@10.0.0.1:2004"}, ["10.0.0.1", 2004])
+    a.router.send(message("early"), ["10.0.0.1", 2004])
     network.add("a", a, ("10.0.0.1", 2005))
     clock.advance(delay_after(clock, lambda: fail_newest(clock)))
     arrived: list[Any] = []
-    b.router.deliver = lambda message, address, sender: arrived.append(message["data"])
+    b.router.deliver = lambda turn: arrived.extend(decode_message(m)["data"] for m, _, _ in turn)
     connect_newest(network, clock, "b")
     assert arrived == ["early"]
     assert len(a.router.outboxes[KEY]) == 0
@@ -243,7 +276,7 @@ def test_a_refused_hello_counts_as_a_failed_attempt(clock, linked, logged):
     assert links[0].closed and a.links == {}
     low, high = bounds(3)
     assert low <= delay < high
-    assert "refused Hello" in text_of(logged)
+    assert "Hello failed" in text_of(logged)
     assert "Unhandled" not in text_of(logged)
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
+import xmlrpc.client
 from collections import Counter
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import xmlrpc_values
 
 from co2.testing import MemoryNetwork, TestReactor
 
@@ -268,3 +271,61 @@ def test_a_full_outbox_keeps_the_newest_while_the_link_is_down(network, make_sat
     network.link("a", "b")
     network.settle()
     assert got(b) == [4, 5, 6]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(xmlrpc_values, min_size=1, max_size=4))
+def test_any_xmlrpc_value_crosses_a_relay_unchanged(build, stop, values):
+    """Data of any XML-RPC type, nested or not, goes from a plugin on A through a relay to B unchanged."""
+    reactor = TestReactor()
+    network = MemoryNetwork(reactor)
+    a, relay, b = build(reactor, 1, "rec"), build(reactor, 2), build(reactor, 3, "rec")
+    try:
+        for name, node in (("a", a), ("relay", relay), ("b", b)):
+            network.add(name, node)
+        network.link("a", "relay")
+        network.link("b", "relay")
+        for value in values:
+            a.plugins[0].send(value)
+        network.settle()
+        assert got(b) == values
+        assert all(message["host_id"] == a.host_id for message in b.plugins[0].got)
+    finally:
+        stop([a, relay, b], reactor)
+
+
+def test_big_ints_datetimes_bytes_and_unicode_cross_as_xmlrpc_gives_them(network, make_satellite):
+    """Tuples, Binary, DateTime and the extremes of each type arrive as an XML-RPC parser gives them."""
+    a, b = make_satellite("a", "rec"), make_satellite("b", "rec")
+    network.link("a", "b")
+    sent = {
+        "ints": (-(2**63), 2**63 - 1, 0, True),
+        "when": datetime.datetime(1, 1, 1),
+        "later": xmlrpc.client.DateTime("99991231T23:59:59"),
+        "blob": xmlrpc.client.Binary(bytes(range(256))),
+        "text": "𝄞 é \t\r\n \u200b",
+        "nested": [[[{"": None}]]],
+        "float": 1e308,
+    }
+    a.plugins[0].send(sent)
+    network.settle()
+    assert got(b) == [{
+        "ints": [-(2**63), 2**63 - 1, 0, True],
+        "when": datetime.datetime(1, 1, 1),
+        "later": datetime.datetime(9999, 12, 31, 23, 59, 59),
+        "blob": bytes(range(256)),
+        "text": "𝄞 é \t\r\n \u200b",
+        "nested": [[[{"": None}]]],
+        "float": 1e308,
+    }]
+
+
+def test_a_relay_encodes_each_envelope_once_for_all_its_links(network, make_satellite):
+    """What a node forwards to several links is one entry, shared by their outboxes."""
+    a = make_satellite("a", "rec")
+    for name in ("p", "q", "r"):
+        a.router.outbox(f"peer:{name}")
+    a.plugins[0].send("shared")
+    network.settle()
+    (first,), (second,), (third,) = (a.router.outboxes[f"peer:{n}"].take(1 << 20)[1] for n in "pqr")
+    assert first is second is third
