@@ -49,6 +49,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="PATH",
         help=f"where to write the JSON record (default: {DEFAULT_JSON})",
     )
+    parser.add_argument(
+        "--only",
+        type=int,
+        action="append",
+        metavar="N",
+        help="run only figure N (1-6; figures 1 and 2 run together); may be repeated",
+    )
     return parser.parse_args(argv)
 
 
@@ -56,10 +63,15 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def run_figures(work: Path, sizes: Sizes, details: dict[str, Any], failures: list[str]) -> list[report.Row]:
+def run_figures(
+    work: Path, sizes: Sizes, details: dict[str, Any], failures: list[str], only: list[int] | None = None
+) -> list[report.Row]:
     """Run each figure in turn; a figure that fails is recorded and the next one still runs."""
     rows: list[report.Row] = []
     for name, figure in FIGURES:
+        numbers = {int(n) for n in name.split()[0].split("-")}
+        if only and not numbers & set(only):
+            continue
         say(f"== figure {name}")
         started = time.monotonic()
         try:
@@ -85,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     work = Path(tempfile.mkdtemp(prefix="co2-bench-"))
     try:
-        rows = run_figures(work, sizes, details, failures)
+        rows = run_figures(work, sizes, details, failures, args.only)
     except KeyboardInterrupt:
         say("interrupted")
         return 130
