@@ -20,7 +20,7 @@ scalars = (
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.binary(max_size=20)
     | xml_text()
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.datetimes(min_value=datetime.datetime(1, 1, 1)).map(lambda d: d.replace(microsecond=0))
+    | st.datetimes(min_value=datetime.datetime(1, 1, 1)).map(lambda d: d.replace(microsecond=0, fold=0))
 )
 """XML-RPC scalars as a parser gives them back: bytes for base64, datetimes to the second."""
 

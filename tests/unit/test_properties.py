@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-import datetime
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import xml_text, xmlrpc_values
 
 from co2._xmlrpc import dump_call, dump_response, parse_call, parse_response
 from co2.testing import write_package
 
-XML_TEXT = st.text(
-    st.characters(
-        blacklist_categories=("Cs",),
-        blacklist_characters="\x00",
-    ).filter(lambda c: c in "\t\n" or (ord(c) >= 0x20 and c not in "\ufffe\uffff"))
-)
-
-SCALARS = (
-    st.integers(-(2**63), 2**63 - 1)
-    | st.booleans()
-    | XML_TEXT
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.none()
-    | st.binary(max_size=64)
-    | st.datetimes(
-        min_value=datetime.datetime(1000, 1, 1), max_value=datetime.datetime(9999, 12, 31)
-    ).map(lambda d: d.replace(microsecond=0))
-)
-
-VALUES = st.recursive(
-    SCALARS,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(XML_TEXT, children, max_size=4),
-    max_leaves=20,
-)
+XML_TEXT = xml_text()
+VALUES = xmlrpc_values
 
 
 @given(VALUES)
