@@ -27,9 +27,19 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from xml.parsers import expat
 
-from co2 import faults
+from co2._xmlrpc_exact import (
+    INT32,
+    INT64,
+    NOT_XML,
+    XMLRPCParseError,
+    check_text,
+    escape_exactly,
+    marshal_exactly,
+    parse_call_exactly,
+    parse_response_exactly,
+    value_exactly,
+)
 
 __all__ = [
     "XMLRPCParseError",
@@ -41,108 +51,12 @@ __all__ = [
     "parse_response",
 ]
 
-_INT32 = 2**31
-_INT64 = 2**63
-
 DEFAULT_MAX_DEPTH = 256
 """How deeply elements may nest in a request by default."""
 
 
-class XMLRPCParseError(ValueError):
-    """A body that is not an XML-RPC document; ``code`` is the fault code."""
-
-    def __init__(self, code: int, message: str) -> None:
-        self.code = code
-        super().__init__(message)
-
-
 class _Unhandled(Exception):
     """Raised inside a quick path for anything it leaves to the exact path."""
-
-
-# Characters XML 1.0 cannot carry at all, escaped or not.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def _check_text(text: str) -> None:
-    """Raise ``ValueError`` if ``text`` holds a character XML cannot carry."""
-    found = _NOT_XML.search(text)
-    if found is not None:
-        raise ValueError(
-            f"string holds {found.group()!r} at {found.start()}, which XML cannot carry; "
-            "send it as bytes (base64) instead"
-        )
-
-
-def _escape_exactly(text: str) -> str:
-    """
-    ``text`` as character data, for the exact path.
-
-    A bare CR would reach the other side as LF, since XML normalises line
-    ends, so it is written as a character reference.
-    """
-    return xmlrpc.client.escape(text).replace("\r", "&#13;")
-
-
-# --------------------------------------------------------------------------
-# Encoding: the exact path.
-
-
-class _Marshaller(xmlrpc.client.Marshaller):
-    """The standard marshaller, plus ``i8`` and a refusal of NaN and infinity."""
-
-    dispatch = dict(xmlrpc.client.Marshaller.dispatch)
-
-    def dump_int(self, value: int, write: Callable[[str], Any]) -> None:
-        """Write an int, as ``i8`` outside 32 bits; refuse more than 64 bits."""
-        if -_INT32 <= value < _INT32:
-            tag = "int"
-        elif -_INT64 <= value < _INT64:
-            tag = "i8"
-        else:
-            raise OverflowError(f"integer {value} does not fit in 64 bits")
-        write(f"<value><{tag}>{value}</{tag}></value>\n")
-
-    dispatch[int] = dump_int  # type: ignore[assignment]
-
-    def dump_double(self, value: float, write: Callable[[str], Any]) -> None:
-        """Write a float; XML-RPC has no NaN or infinity."""
-        if not math.isfinite(value):
-            raise ValueError(f"XML-RPC has no double for {value!r}")
-        write(f"<value><double>{value!r}</double></value>\n")
-
-    dispatch[float] = dump_double  # type: ignore[assignment]
-
-    def dump_unicode(self, value: str, write: Callable[[str], Any], escape: Any = None) -> None:
-        """Write a string, refusing characters XML cannot carry."""
-        _check_text(value)
-        write(f"<value><string>{_escape_exactly(value)}</string></value>\n")
-
-    dispatch[str] = dump_unicode  # type: ignore[assignment]
-
-    def dump_struct(self, value: Any, write: Callable[[str], Any], escape: Any = None) -> None:
-        """Write a struct, refusing names XML cannot carry and keeping a CR in a name."""
-        for key in value:
-            if isinstance(key, str):
-                _check_text(key)
-        super().dump_struct(value, write, escape=_escape_exactly)
-
-    dispatch[dict] = dump_struct  # type: ignore[assignment]
-
-
-def _marshal(values: tuple[Any, ...]) -> str:
-    """``values`` as a ``params`` block, by the exact path."""
-    return _Marshaller("utf-8", allow_none=True).dumps(values)
-
-
-_VALUE_START = "<params>\n<param>\n"
-_VALUE_END = "</param>\n</params>\n"
-
-
-def _value_exactly(value: Any) -> str:
-    """``value`` as a ``<value>`` element, by the exact path."""
-    body = _marshal((value,))
-    return body[len(_VALUE_START) : len(body) - len(_VALUE_END)]
 
 
 # --------------------------------------------------------------------------
@@ -163,9 +77,9 @@ def _escape(text: str) -> str:
     # isalnum() is the cheap test that most names and words pass.
     if text.isalnum() or _SPECIAL.search(text) is None:
         return text
-    if _NOT_XML.search(text) is not None:
+    if NOT_XML.search(text) is not None:
         raise _Unhandled
-    return _escape_exactly(text)
+    return escape_exactly(text)
 
 
 def _dump(value: Any, write: Callable[[str], object], depth: int) -> None:
@@ -173,7 +87,7 @@ def _dump(value: Any, write: Callable[[str], object], depth: int) -> None:
     kind = type(value)
     if kind is str:
         write(f"<value><string>{value if value.isalnum() else _escape(value)}</string></value>\n")
-    elif kind is int and -_INT32 <= value < _INT32:
+    elif kind is int and -INT32 <= value < INT32:
         write(f"<value><int>{value}</int></value>\n")
     elif kind is dict:
         _dump_struct(value, write, depth)
@@ -194,7 +108,7 @@ def _other_element(value: Any) -> str:
         return f"<value><double>{value!r}</double></value>\n"
     if value is None:
         return "<value><nil/></value>"
-    if kind is int and -_INT64 <= value < _INT64:
+    if kind is int and -INT64 <= value < INT64:
         return f"<value><i8>{value}</i8></value>\n"
     if kind is bytes or kind is bytearray:
         return f"<value><base64>\n{base64.encodebytes(value).decode('ascii')}</base64></value>\n"
@@ -228,7 +142,7 @@ def _dump_struct(value: dict[Any, Any], write: Callable[[str], object], depth: i
         name = key if type(key) is str and key.isalnum() else _name(key)
         # Small strings and ints, the usual members, are written in one go.
         kind = type(item)
-        if kind is int and -_INT32 <= item < _INT32:
+        if kind is int and -INT32 <= item < INT32:
             write(f"<member>\n<name>{name}</name>\n<value><int>{item}</int></value>\n</member>\n")
         elif kind is str and item.isalnum():
             write(f"<member>\n<name>{name}</name>\n<value><string>{item}</string></value>\n</member>\n")
@@ -256,7 +170,7 @@ def _value_element(value: Any) -> str:
     try:
         _dump(value, parts.append, 0)
     except _Unhandled:
-        return _value_exactly(value)
+        return value_exactly(value)
     return "".join(parts)
 
 
@@ -271,7 +185,7 @@ def _params_block(values: Iterable[Any]) -> str:
             _dump(value, write, 0)
             write("</param>\n")
     except _Unhandled:
-        return _marshal(values)
+        return marshal_exactly(values)
     write("</params>\n")
     return "".join(parts)
 
@@ -312,108 +226,12 @@ def dump_call(method: str, params: tuple[Any, ...]) -> bytes:
     Encode a ``methodCall``; raises as :func:`dump_response` does, and with
     ``ValueError`` for a method name XML cannot carry.
     """
-    _check_text(method)
+    check_text(method)
     block = _params_block(params)
     return (
-        f"{_HEADER}<methodCall>\n<methodName>{_escape_exactly(method)}</methodName>\n"
+        f"{_HEADER}<methodCall>\n<methodName>{escape_exactly(method)}</methodName>\n"
         f"{block}</methodCall>\n"
     ).encode()
-
-
-# --------------------------------------------------------------------------
-# Decoding: the exact path.
-
-
-class _Unmarshaller(xmlrpc.client.Unmarshaller):
-    """The standard unmarshaller, fed text that expat already decoded."""
-
-    def __init__(self) -> None:
-        super().__init__(use_builtin_types=True)
-        # The base class would decode names a second time unless told that
-        # the text arrives decoded.
-        self._encoding = None  # type: ignore[assignment]
-
-
-def _unmarshal(body: bytes, max_depth: int) -> _Unmarshaller:
-    """Feed ``body`` through expat to an unmarshaller, refusing DOCTYPEs and deep nesting."""
-    unmarshaller = _Unmarshaller()
-    parser = expat.ParserCreate()
-    depth = 0
-
-    def start(tag: str, attrs: dict[str, str]) -> None:
-        nonlocal depth
-        depth += 1
-        if depth > max_depth:
-            raise XMLRPCParseError(
-                faults.PARSE_ERROR, f"elements nest deeper than {max_depth}"
-            )
-        unmarshaller.start(tag, attrs)
-
-    def end(tag: str) -> None:
-        nonlocal depth
-        depth -= 1
-        unmarshaller.end(tag)
-
-    def refuse_doctype(*args: object) -> None:
-        raise XMLRPCParseError(faults.PARSE_ERROR, "a DOCTYPE is not allowed")
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = unmarshaller.data
-    parser.StartDoctypeDeclHandler = refuse_doctype
-    parser.EntityDeclHandler = refuse_doctype
-    parser.buffer_text = True
-    try:
-        parser.Parse(body, True)
-    except XMLRPCParseError:
-        raise
-    except expat.ExpatError as e:
-        raise XMLRPCParseError(faults.PARSE_ERROR, f"not well-formed XML: {e}") from None
-    except (ValueError, TypeError, ArithmeticError, IndexError, KeyError) as e:
-        # ArithmeticError: Decimal() refuses a bad bigdecimal with
-        # InvalidOperation, which is not a ValueError.
-        raise XMLRPCParseError(
-            faults.PARSE_ERROR, f"bad value: {faults.describe_exception(e)}"
-        ) from None
-    except xmlrpc.client.ResponseError as e:
-        # The unmarshaller's refusal of an element it does not know inside
-        # a <value>.
-        detail = e.args[0] if e.args else "unknown element"
-        raise XMLRPCParseError(faults.PARSE_ERROR, f"not an XML-RPC value: {detail}") from None
-    return unmarshaller
-
-
-def _parse_call_exactly(body: bytes, max_depth: int) -> tuple[str, tuple[Any, ...]]:
-    """:func:`parse_call` by the exact path."""
-    unmarshaller = _unmarshal(body, max_depth)
-    try:
-        params = unmarshaller.close()
-    except xmlrpc.client.Fault:
-        raise XMLRPCParseError(faults.INVALID_REQUEST, "a fault is not a request") from None
-    except (xmlrpc.client.ResponseError, IndexError, TypeError) as e:
-        raise XMLRPCParseError(
-            faults.PARSE_ERROR, f"not an XML-RPC document: {faults.describe_exception(e)}"
-        ) from None
-    method = unmarshaller.getmethodname()
-    if not isinstance(method, str) or not method:
-        raise XMLRPCParseError(faults.INVALID_REQUEST, "no methodName: not a methodCall")
-    return method, tuple(params)
-
-
-def _parse_response_exactly(body: bytes, max_depth: int) -> Any:
-    """:func:`parse_response` by the exact path."""
-    unmarshaller = _unmarshal(body, max_depth)
-    try:
-        params = unmarshaller.close()
-    except xmlrpc.client.Fault:
-        raise
-    except (xmlrpc.client.ResponseError, IndexError, TypeError) as e:
-        raise XMLRPCParseError(
-            faults.PARSE_ERROR, f"not an XML-RPC response: {faults.describe_exception(e)}"
-        ) from None
-    if unmarshaller.getmethodname() is not None or len(params) != 1:
-        raise XMLRPCParseError(faults.PARSE_ERROR, "not a methodResponse with one value")
-    return params[0]
 
 
 # --------------------------------------------------------------------------
@@ -730,7 +548,7 @@ def parse_call(
     try:
         return _quick_call(body, max_depth)
     except _REFUSALS:
-        return _parse_call_exactly(body, max_depth)
+        return parse_call_exactly(body, max_depth)
 
 
 def parse_response(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
@@ -743,4 +561,4 @@ def parse_response(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     try:
         return _quick_response(body, max_depth)
     except _REFUSALS:
-        return _parse_response_exactly(body, max_depth)
+        return parse_response_exactly(body, max_depth)

@@ -17,12 +17,9 @@ from co2 import faults
 from co2._xmlrpc import (
     DEFAULT_MAX_DEPTH,
     XMLRPCParseError,
-    _parse_call_exactly,
-    _parse_response_exactly,
     _quick_call,
     _quick_response,
     _Unhandled,
-    _value_exactly,
     dump_call,
     dump_fault,
     dump_response,
@@ -30,6 +27,7 @@ from co2._xmlrpc import (
     parse_call,
     parse_response,
 )
+from co2._xmlrpc_exact import parse_call_exactly, parse_response_exactly, value_exactly
 
 # --------------------------------------------------------------------------
 # Strategies and helpers.
@@ -129,7 +127,7 @@ def test_any_fault_round_trips(code, message):
 @given(VALUES)
 def test_the_quick_encoder_writes_what_the_exact_one_writes(value):
     """For the built-in types the quick encoder's bytes are the marshaller's, byte for byte."""
-    assert dump_value(value) == _value_exactly(value).encode()
+    assert dump_value(value) == value_exactly(value).encode()
 
 
 @given(VALUES)
@@ -179,8 +177,8 @@ MAX_DEPTHS = st.sampled_from([DEFAULT_MAX_DEPTH, 4, 5, 8, 9, 11, 12])
 
 def assert_paths_agree(body: bytes, max_depth: int) -> None:
     """parse_call and parse_response answer as their exact paths do."""
-    assert outcome(parse_call, body, max_depth) == outcome(_parse_call_exactly, body, max_depth)
-    assert outcome(parse_response, body, max_depth) == outcome(_parse_response_exactly, body, max_depth)
+    assert outcome(parse_call, body, max_depth) == outcome(parse_call_exactly, body, max_depth)
+    assert outcome(parse_response, body, max_depth) == outcome(parse_response_exactly, body, max_depth)
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
@@ -415,7 +413,7 @@ MISPLACED = {
 def test_misplaced_elements_read_as_the_unmarshaller_reads_them(name):
     """Elements out of place give the unmarshaller's value, or a -32700, on the quick path as on the exact."""
     body, expected = MISPLACED[name]
-    assert outcome(parse_call, body) == outcome(_parse_call_exactly, body, DEFAULT_MAX_DEPTH)
+    assert outcome(parse_call, body) == outcome(parse_call_exactly, body, DEFAULT_MAX_DEPTH)
     if expected is None:
         assert refusal(body).code == faults.PARSE_ERROR
     else:
@@ -517,7 +515,7 @@ def test_nesting_up_to_the_limit_is_read_on_both_sides_of_it():
 def test_deep_nesting_under_a_high_limit_is_read_without_recursion():
     """With a limit above it, 100,000 nested arrays are read, on both paths, with no RecursionError."""
     body = deep(100_000)
-    for parse in (parse_call, _parse_call_exactly):
+    for parse in (parse_call, parse_call_exactly):
         method, (value,) = parse(body, 10**6)
         levels = 0
         while value:
@@ -536,7 +534,7 @@ def test_text_xml_cannot_carry_is_refused():
         call_with(b"<value>a]]>b</value>"),
     ]:
         assert refusal(body).code == faults.PARSE_ERROR
-        assert outcome(parse_call, body) == outcome(_parse_call_exactly, body, DEFAULT_MAX_DEPTH)
+        assert outcome(parse_call, body) == outcome(parse_call_exactly, body, DEFAULT_MAX_DEPTH)
 
 
 def test_the_quick_path_hands_on_what_it_does_not_read():
