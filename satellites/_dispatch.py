@@ -255,9 +255,14 @@ def _array_response(values: list[Any]) -> Encoded:
     return Encoded(_ARRAY_START + b"".join(values) + _ARRAY_END)
 
 
+_ONE_START = b"<value><array><data>\n"
+_ONE_END = b"</data></array></value>\n"
+
+
 def _result_value(result: Any, name: str) -> bytes:
+    # A call's answer is the array [result].
     try:
-        return dump_value([result])
+        return _ONE_START + dump_value(result) + _ONE_END
     except (TypeError, ValueError, OverflowError) as e:
         return _fault_value(Fault(
             faults.INTERNAL_ERROR, f"{name} returned what XML-RPC cannot carry: {e}"
