@@ -236,6 +236,8 @@ class XMLRPCFactory(Factory):
     what the channels hand over, and sets the idle timeout.
     """
 
+    noisy = False
+
     def __init__(self, responder: Responder, site: Site, max_request_size: int, reactor: Any) -> None:
         self.responder = responder
         self.site = site

@@ -275,3 +275,8 @@ def test_an_answer_for_a_closed_connection_is_dropped(factory: Any, pending: lis
 def test_the_channel_is_an_xmlrpc_channel(factory: Any) -> None:
     """The listener's factory makes XMLRPCChannel connections."""
     assert isinstance(factory.buildProtocol(PEER), XMLRPCChannel)
+
+
+def test_the_listener_does_not_log_each_start(factory: Any) -> None:
+    """Like the site before it, the listener's factory logs no start and stop lines."""
+    assert factory.noisy is False
