@@ -256,14 +256,18 @@ _TYPES = (
 # One token: a value (with the <member><name> or <param> that opens it, and
 # for a scalar the </member> or </param> that closes it) and the run of
 # container ends after it; or everything from the first thing not
-# understood on.
+# understood on.  An array's start is the token that matches none of tag,
+# open ("s" for a struct) and plain (an untyped value's text, with the "<"
+# after it, so that it is never empty).  Optional parts are written as
+# alternatives with an empty one, and each group is a slot in every tuple
+# findall makes: both keep the engine's work per token small.
 _TOKEN = re.compile(
-    rf"<(?:(?P<m>m)ember>{_W}<name>(?P<key>{_T})</name>{_W}<|(?P<p>p)aram>{_W}<)?value>"
-    rf"(?:{_W}<(?P<tag>{_TYPES})(?:/>|>(?P<text>{_T})</(?P=tag)>){_W}</value>{_W}"
-    rf"(?(m)</member>{_W})(?(p)</param>{_W})"
-    rf"|{_W}(?P<open><struct>|<array>{_W}<data>){_W}"
-    rf"|(?P<plain>{_T})</value>{_W}(?(m)</member>{_W})(?(p)</param>{_W}))"
-    rf"(?P<ends>(?:(?:</struct>|</data>{_W}</array>){_W}</value>{_W}(?:</member>{_W}|</param>{_W})?)++)?"
+    rf"<(?:(?P<m>m)ember>{_W}<name>(?P<key>{_T})</name>{_W}<|(?P<p>p)aram>{_W}<|)value>"
+    rf"(?:{_W}<(?:(?P<open>s)truct>{_W}|array>{_W}<data>{_W}"
+    rf"|(?P<tag>{_TYPES})(?:/>|>(?P<text>{_T})</(?P=tag)>){_W}</value>{_W}"
+    rf"(?(m)</member>{_W})(?(p)</param>{_W}))"
+    rf"|(?P<plain>{_T}<)/value>{_W}(?(m)</member>{_W})(?(p)</param>{_W}))"
+    rf"(?P<ends>(?:(?:</struct>|</data>{_W}</array>){_W}</value>{_W}(?:</member>{_W}|</param>{_W}|))++|)"
     rf"|(?P<rest>(?s:.+))"
 )
 _END = re.compile(rf"</(s|d)(?:truct>|ata>{_W}</array>){_W}</value>{_W}(?:</(m|p)(?:ember|aram)>{_W})?")
@@ -325,9 +329,12 @@ def _read_values(text: str, start: int, kind: int, max_depth: int) -> tuple[list
     stack: list[tuple[Any, int]] = []
     value: Any
     # This loop is the quick path's cost per value, so it keeps to local
-    # names and tests for the most frequent tokens first.
-    struct, array, params, scalars, known_ends = _STRUCT, _ARRAY, _PARAMS, _SCALARS, _ENDS
-    for m, key, p, tag, inner, opened, plain, ends, rest in _TOKEN.findall(text, start):
+    # names and tests for the most frequent tokens first.  ``held`` is what
+    # the value holds: _STRUCT or _ARRAY for a container's start, else
+    # _NOTHING.
+    struct, array, params, nothing = _STRUCT, _ARRAY, _PARAMS, _NOTHING
+    scalars, known_ends = _SCALARS, _ENDS
+    for m, key, p, opened, tag, inner, plain, ends, rest in _TOKEN.findall(text, start):
         if tag:
             if references:
                 inner = _unescape(inner)
@@ -337,19 +344,20 @@ def _read_values(text: str, start: int, kind: int, max_depth: int) -> tuple[list
                 value = int(inner)
             else:
                 value = scalars[tag](inner)
-        elif opened:
-            if opened == "<struct>":
-                value = {}
-                inner_kind = struct
-            else:
-                value = []
-                inner_kind = array
+            held = nothing
+        elif plain:
+            value = _unescape(plain[:-1]) if references else plain[:-1]
+            held = nothing
         elif rest:
             if stack:
                 raise _Unhandled
             return top, rest
+        elif opened:
+            value = {}
+            held = struct
         else:
-            value = _unescape(plain) if references else plain
+            value = []
+            held = array
         if m:
             if kind != struct:
                 raise _Unhandled
@@ -362,12 +370,12 @@ def _read_values(text: str, start: int, kind: int, max_depth: int) -> tuple[list
             holder.append(value)
         else:
             raise _Unhandled
-        if opened:
+        if held != nothing:
             stack.append((holder, kind))
             if len(stack) > most_open:
                 raise _Unhandled
             holder = value
-            kind = inner_kind
+            kind = held
         if ends:
             for closed, outer in known_ends.get(ends) or _ends(ends):
                 if kind != closed or not stack:

@@ -250,6 +250,44 @@ def _edit(text: str, edits: list[tuple[int, str]]) -> str:
     return "".join(chars)
 
 
+def _valid_value(children: Any) -> Any:
+    """A well-formed ``<value>`` holding an array or a struct of ``children``, spaced out."""
+
+    def array(items: list[str], space: str) -> str:
+        inside = "".join(items)
+        return f"<value><array>{space}<data>{space}{inside}</data>{space}</array>{space}</value>{space}"
+
+    def struct(items: list[tuple[str, str]], space: str) -> str:
+        members = "".join(
+            f"<member>{space}<name>{name}</name>{space}{item}</member>{space}" for name, item in items
+        )
+        return f"<value>{space}<struct>{space}{members}</struct>{space}</value>{space}"
+
+    names = st.sampled_from(["", "a", "k&amp;", "x y"])
+    return st.builds(array, st.lists(children, max_size=3), SPACE) | st.builds(
+        struct, st.lists(st.tuples(names, children), max_size=3), SPACE
+    )
+
+
+VALID_LEAVES = st.sampled_from([
+    "<value></value>\n", "<value> </value>", "<value>x</value>", "<value>&lt;</value>", "<value/>",
+    "<value><string></string></value>\n", "<value><string/></value>", "<value><int>7</int></value>\n",
+    "<value> <nil/> </value>\n", "<value><boolean>1</boolean></value>",
+])
+VALID_VALUES = st.recursive(VALID_LEAVES, _valid_value, max_leaves=10)
+
+
+@settings(max_examples=300)
+@given(st.lists(VALID_VALUES, max_size=3), SPACE, MAX_DEPTHS)
+def test_untyped_values_and_containers_are_told_apart(values, space, max_depth):
+    """Empty and untyped values, empty arrays and structs, nested any way, read as on the exact path."""
+    params = "".join(f"<param>{space}{value}</param>{space}" for value in values)
+    body = f"<methodCall><methodName>m</methodName><params>{space}{params}</params></methodCall>".encode()
+    assert outcome(parse_call, body, max_depth) == outcome(parse_call_exactly, body, max_depth)
+    if max_depth == DEFAULT_MAX_DEPTH and b"<value/>" not in body:
+        assert quick_reads(_quick_call, body)
+
+
 # --------------------------------------------------------------------------
 # Reading: what documents mean.
 
