@@ -128,27 +128,30 @@ class XMLRPCChannel(Protocol):
     # Requests
 
     def _serve(self) -> None:
-        # Answer every complete request in the buffer, in order.
+        # Answer every complete request in the buffer, in order; the buffer
+        # is cut once at the end, not once per request.
+        buffer = self._buffer
+        at = 0
         while not (self._hand_over or self._closing):
-            end = self._buffer.find(_END_OF_HEAD)
+            end = buffer.find(_END_OF_HEAD, at)
             if end < 0:
-                if len(self._buffer) > MAX_HEAD:
+                if len(buffer) - at > MAX_HEAD:
                     self._hand_over = True
                 break
-            head = _parse_head(self._buffer[:end])
+            head = _parse_head(buffer[at:end])
             if head is None:
                 self._hand_over = True
                 break
             length, close = head
             if length > self.server.max_request_size:
                 self._refuse_too_large()
-                break
+                return
             start = end + 4
-            if len(self._buffer) - start < length:
+            if len(buffer) - start < length:
                 break
-            body = self._buffer[start : start + length]
-            self._buffer = self._buffer[start + length :]
-            self._answer(body, close)
+            at = start + length
+            self._answer(buffer[start:at], close)
+        self._buffer = buffer[at:] if at else buffer
         if len(self._answers) >= MAX_PIPELINED and self.transport is not None:
             self._io().pauseProducing()
         if self._hand_over and not self._answers:
