@@ -70,6 +70,10 @@ class Config:
     spool: str | None = None
     log_level: str = "info"
     max_request_size: int = 1024 * 1024
+    max_xml_depth: int = 256
+    max_connections: int = 1000
+    idle_timeout: float = 60.0
+    request_timeout: float = 30.0
     exit_timeout: float = 5.0
     relay_plugins: tuple[str, ...] = ()
     relay_plugin_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -231,6 +235,10 @@ def _checks(base: str) -> dict[str, Callable[[str, object], Any]]:
         "spool": _optional(_path(base)),
         "log_level": _log_level,
         "max_request_size": _positive(int),
+        "max_xml_depth": _positive(int),
+        "max_connections": _positive(int),
+        "idle_timeout": _positive((int, float)),
+        "request_timeout": _positive((int, float)),
         "exit_timeout": _positive((int, float)),
         "relay_plugins": _relay_plugins,
         "relay_plugin_config": _plugin_config,

@@ -390,6 +390,7 @@ class MemoryNetwork:
             source = (self.addresses[source][0], next(self._ports))
         server_address = self.addresses[to]
         server = LinkServerFactory(self.relay(to)).buildProtocol(IPv4Address("TCP", *source))
+        assert server is not None
         link = MemoryLink(protocol, server, source, server_address, self.reactor)
         self._links.append((origin, to, link))
         return link

@@ -24,6 +24,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from co2 import protocol
+from co2._admission import Admission
 from co2.protocol import (
     Announce,
     BadBatch,
@@ -88,6 +89,7 @@ class LinkProtocol(amp.AMP):
         self.peer_address: list[Any] = ["", 0]
         self.outbox: Outbox | None = None
         self._pump_call: IDelayedCall | None = None
+        self.on_closed: Callable[[], None] | None = None
 
     @property
     def name(self) -> str:
@@ -106,6 +108,9 @@ class LinkProtocol(amp.AMP):
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         super().connectionLost(reason)
         self._down()
+        if self.on_closed is not None:
+            on_closed, self.on_closed = self.on_closed, None
+            on_closed()
 
     def _down(self) -> None:
         if self._pump_call is not None:
@@ -262,13 +267,24 @@ class LinkProtocol(amp.AMP):
 
 
 class LinkServerFactory(Factory):
-    """Makes a :class:`LinkProtocol` for each connection to ``amp_listen``."""
+    """
+    Makes a :class:`LinkProtocol` for each connection to ``amp_listen``,
+    while fewer than ``max_connections`` are open; past that, a new
+    connection is closed at once.
+    """
 
-    def __init__(self, node: Node) -> None:
+    noisy = False
+
+    def __init__(self, node: Node, max_connections: int = 1000) -> None:
         self.node = node
+        self.admission = Admission(max_connections, "the AMP listener", node.reactor)
 
-    def buildProtocol(self, addr: Any) -> LinkProtocol:
-        return LinkProtocol(self.node)
+    def buildProtocol(self, addr: Any) -> LinkProtocol | None:
+        if not self.admission.admit():
+            return None
+        link = LinkProtocol(self.node)
+        link.on_closed = self.admission.release
+        return link
 
 
 class _PeerFactory(Factory):

@@ -96,7 +96,7 @@ class Relay(MultiService):
             return None
         endpoint = endpoints.serverFromString(self.reactor, self.config.amp_listen)
         try:
-            self.port = yield endpoint.listen(LinkServerFactory(self))
+            self.port = yield endpoint.listen(LinkServerFactory(self, self.config.max_connections))
         except Exception as e:
             raise AMPListenError(f"cannot listen on {self.config.amp_listen!r}: {e}") from None
         return self.port

@@ -25,6 +25,8 @@ from twisted.python.failure import Failure
 from twisted.web.http import datetimeToString
 from twisted.web.server import Site
 
+from co2._admission import Admission
+from co2._xmlrpc import DEFAULT_MAX_DEPTH
 from satellites._dispatch import Caller, Dispatcher
 from satellites._resource import XMLRPC_PATHS, Responder, XMLRPCResource, make_site, refusal_413
 
@@ -64,7 +66,9 @@ class XMLRPCChannel(Protocol):
         self._paused = False
         self._caller: Caller = None
         self._last = 0.0
-        self._idle: IDelayedCall | None = None
+        self._started: float | None = None
+        self._timer: IDelayedCall | None = None
+        self._counted = False
 
     # Connection events
 
@@ -75,22 +79,24 @@ class XMLRPCChannel(Protocol):
             self._caller = (peer.host, peer.port)
         self._io().registerProducer(self, True)
         self._last = self.server.reactor.seconds()
-        timeout = self.server.timeout
-        if timeout is not None:
-            self._idle = self.server.reactor.callLater(timeout, self._check_idle)
+        first = min(self.server.idle_timeout, self.server.request_timeout)
+        self._timer = self.server.reactor.callLater(first, self._check_time)
 
     def dataReceived(self, data: bytes) -> None:
         if self._handed is not None:
             self._handed.dataReceived(data)
             return
         self._last = self.server.reactor.seconds()
+        if not self._buffer:
+            self._started = self._last
         self._buffer += data
         self._serve()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
-        self._idle = None
+        self._stop_timer()
+        if self._counted:
+            self._counted = False
+            self.server.admission.release()
         self._answers.clear()
         if self._handed is not None:
             self._handed.connectionLost(reason)
@@ -114,16 +120,45 @@ class XMLRPCChannel(Protocol):
         # The transport as the stream it is: a consumer and a producer too.
         return self.transport
 
-    def _check_idle(self) -> None:
-        timeout = self.server.timeout
-        assert timeout is not None
-        left = self._last + timeout - self.server.reactor.seconds()
-        if left > 0:
-            self._idle = self.server.reactor.callLater(left, self._check_idle)
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _check_time(self) -> None:
+        # One timer per connection, put off rather than reset on each read:
+        # it closes a connection idle (no request begun, none unanswered)
+        # for idle_timeout, and one whose request has not arrived whole
+        # within request_timeout.
+        self._timer = None
+        server = self.server
+        now = server.reactor.seconds()
+        idle = self._started is None and not self._answers
+        if self._started is not None and now >= self._started + server.request_timeout:
+            self._time_out()
             return
-        self._idle = None
-        if self.transport is not None:
-            self.transport.loseConnection()
+        if idle and now >= self._last + server.idle_timeout:
+            if self.transport is not None:
+                self.transport.loseConnection()
+            return
+        # A request that begins before the next check is timed from then.
+        deadline = now + server.request_timeout
+        if self._started is not None:
+            deadline = min(deadline, self._started + server.request_timeout)
+        if idle:
+            deadline = min(deadline, self._last + server.idle_timeout)
+        self._timer = server.reactor.callLater(deadline - now, self._check_time)
+
+    def _time_out(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if not self._answers:
+            transport.write(_plain_response(
+                b"408 Request Timeout",
+                b"The request did not arrive whole within %gs.\n" % self.server.request_timeout,
+            ))
+        transport.loseConnection()
 
     # Requests
 
@@ -151,7 +186,10 @@ class XMLRPCChannel(Protocol):
                 break
             at = start + length
             self._answer(buffer[start:at], close)
-        self._buffer = buffer[at:] if at else buffer
+        if at:
+            self._buffer = buffer[at:]
+            # What is left is the start of the next request.
+            self._started = self._last if self._buffer else None
         if len(self._answers) >= MAX_PIPELINED and self.transport is not None:
             self._io().pauseProducing()
         if self._hand_over and not self._answers:
@@ -216,9 +254,8 @@ class XMLRPCChannel(Protocol):
         transport = self._io()
         if transport is None or self._handed is not None:
             return
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
-        self._idle = None
+        self._stop_timer()
+        self._started = None
         transport.unregisterProducer()
         channel = self.server.site.buildProtocol(transport.getPeer())
         assert channel is not None
@@ -235,30 +272,43 @@ class XMLRPCChannel(Protocol):
 
 class XMLRPCFactory(Factory):
     """
-    Makes an :class:`XMLRPCChannel` for each connection; ``site`` serves
-    what the channels hand over, and sets the idle timeout.
+    Makes an :class:`XMLRPCChannel` for each connection, while fewer than
+    ``admission.limit`` are open (past it, a connection gets ``503``);
+    ``site`` serves what the channels hand over.  A connection idle for
+    ``idle_timeout`` seconds is closed; so is one whose request has not
+    arrived whole ``request_timeout`` seconds after it began (with
+    ``408``).
     """
 
     noisy = False
 
-    def __init__(self, responder: Responder, site: Site, max_request_size: int, reactor: Any) -> None:
+    def __init__(
+        self,
+        responder: Responder,
+        site: Site,
+        max_request_size: int,
+        reactor: Any,
+        admission: Admission,
+        idle_timeout: float = 60.0,
+        request_timeout: float = 30.0,
+    ) -> None:
         self.responder = responder
         self.site = site
         self.max_request_size = max_request_size
         self.reactor = reactor
+        self.admission = admission
+        self.idle_timeout = idle_timeout
+        self.request_timeout = request_timeout
         self._second = -1
         self._date = b""
 
-    def buildProtocol(self, addr: Any) -> XMLRPCChannel:
+    def buildProtocol(self, addr: Any) -> Protocol:
+        if not self.admission.admit():
+            return _Busy()
         channel = XMLRPCChannel(self)
         channel.factory = self
+        channel._counted = True
         return channel
-
-    @property
-    def timeout(self) -> float | None:
-        """Seconds a connection may stay idle (the site's ``timeOut``)."""
-        timeout: float | None = self.site.timeOut
-        return timeout
 
     def date_header(self) -> bytes:
         """The ``Date`` header line for now; formatted once a second."""
@@ -302,14 +352,49 @@ def _parse_head(head: bytes) -> tuple[int, bool] | None:
     return length, close
 
 
-def make_server(dispatcher: Dispatcher, max_request_size: int, reactor: Any = None) -> XMLRPCFactory:
+def make_server(
+    dispatcher: Dispatcher,
+    max_request_size: int,
+    reactor: Any = None,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_connections: int = 1000,
+    idle_timeout: float = 60.0,
+    request_timeout: float = 30.0,
+) -> XMLRPCFactory:
     """
     The factory a node's XML-RPC listener listens with: calls go to
     ``dispatcher``; bodies over ``max_request_size`` are refused with
-    ``413``; ``reactor`` gives time (the global one when None).
+    ``413``, documents nesting deeper than ``max_depth`` with a fault;
+    the other limits are :class:`XMLRPCFactory`'s.  ``reactor`` gives time
+    (the global one when None).
     """
     if reactor is None:
         from twisted.internet import reactor
-    resource = XMLRPCResource(dispatcher)
+    resource = XMLRPCResource(dispatcher, max_depth)
     site = make_site(resource, max_request_size, reactor)
-    return XMLRPCFactory(resource.responder, site, max_request_size, reactor)
+    site.timeOut = idle_timeout
+    admission = Admission(max_connections, "the XML-RPC listener", reactor)
+    return XMLRPCFactory(
+        resource.responder, site, max_request_size, reactor, admission, idle_timeout, request_timeout
+    )
+
+
+class _Busy(Protocol):
+    """Says a listener that is full is busy, then hangs up."""
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(_BUSY)
+        self.transport.loseConnection()
+
+
+def _plain_response(status: bytes, text: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+        b"Connection: close\r\n\r\n%s" % (status, len(text), text)
+    )
+
+
+_BUSY = _plain_response(b"503 Service Unavailable", b"Too many connections; try again later.\n")
+

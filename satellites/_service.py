@@ -94,7 +94,12 @@ class SatelliteService(Service):
 
     @inlineCallbacks
     def _start(self) -> Any:
-        server = make_server(self.satellite.dispatcher, self.config.max_request_size, self.reactor)
+        config = self.config
+        server = make_server(
+            self.satellite.dispatcher, config.max_request_size, self.reactor,
+            max_depth=config.max_xml_depth, max_connections=config.max_connections,
+            idle_timeout=config.idle_timeout, request_timeout=config.request_timeout,
+        )
         endpoint = endpoints.serverFromString(self.reactor, self.config.listen)
         try:
             self.port = yield endpoint.listen(server)

@@ -253,7 +253,7 @@ def test_too_many_unanswered_requests_stop_reading(factory: Any, pending: list[D
 def test_an_idle_connection_is_closed(factory: Any, reactor: MemoryReactorClock) -> None:
     """A connection idle for the site's timeout is closed; activity puts that off."""
     connection = Connection(factory)
-    timeout = factory.timeout
+    timeout = factory.idle_timeout
     reactor.advance(timeout - 1)
     connection.send(call("add", 1, 1))
     reactor.advance(2)
@@ -280,3 +280,104 @@ def test_the_channel_is_an_xmlrpc_channel(factory: Any) -> None:
 def test_the_listener_does_not_log_each_start(factory: Any) -> None:
     """Like the site before it, the listener's factory logs no start and stop lines."""
     assert factory.noisy is False
+
+
+def limited(reactor: MemoryReactorClock, **limits: Any) -> Any:
+    registry = MethodRegistry()
+    registry.add(Method.of("add", lambda x, y: x + y))
+    registry.add(Method.of("echo", lambda value: value))
+    return make_server(Dispatcher(registry), 4096, reactor, **limits)
+
+
+def test_a_request_that_does_not_arrive_whole_in_time_gets_408(reactor: MemoryReactorClock) -> None:
+    """A request trickled in slower than request_timeout is answered 408 and the connection closed."""
+    factory = limited(reactor, request_timeout=5, idle_timeout=60)
+    connection = Connection(factory)
+    request = call("add", 1, 2)
+    for byte in request[:40]:
+        connection.send(bytes([byte]))
+        reactor.advance(0.5)
+    assert connection.transport.disconnecting
+    ((status, headers, body),) = connection.responses()
+    assert status == 408 and headers[b"connection"] == b"close" and b"within 5s" in body
+
+
+def test_whole_requests_in_time_keep_the_connection(reactor: MemoryReactorClock) -> None:
+    """Requests that each arrive whole in time keep the connection open past request_timeout."""
+    factory = limited(reactor, request_timeout=5, idle_timeout=60)
+    connection = Connection(factory)
+    for n in range(10):
+        connection.send(call("add", n, 1))
+        reactor.advance(2)
+    assert len(values(connection)) == 10
+    assert not connection.transport.disconnecting
+
+
+def test_the_idle_timeout_is_configurable(reactor: MemoryReactorClock) -> None:
+    """idle_timeout bounds how long a connection with no request stays open."""
+    factory = limited(reactor, idle_timeout=3)
+    connection = Connection(factory)
+    reactor.advance(2.9)
+    assert not connection.transport.disconnecting
+    reactor.advance(0.2)
+    assert connection.transport.disconnecting
+
+
+def test_connections_past_the_limit_get_503(reactor: MemoryReactorClock) -> None:
+    """Past max_connections a new connection is answered 503 and closed; a closed one makes room."""
+    factory = limited(reactor, max_connections=2)
+    first, second = Connection(factory), Connection(factory)
+    third = Connection(factory)
+    ((status, headers, _),) = third.responses()
+    assert status == 503 and headers[b"connection"] == b"close"
+    assert third.transport.disconnecting
+    first.protocol.connectionLost(None)
+    fourth = Connection(factory)
+    fourth.send(call("add", 2, 2))
+    assert values(fourth) == [4]
+    second.send(call("add", 1, 1))
+    assert values(second) == [2]
+
+
+def test_refused_connections_are_logged_at_most_every_ten_seconds(reactor: MemoryReactorClock) -> None:
+    """A flood of refused connections gives one warning per ten seconds, with the count."""
+    from twisted.logger import globalLogPublisher
+
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        factory = limited(reactor, max_connections=1)
+        Connection(factory)
+        for _ in range(50):
+            Connection(factory)
+        reactor.advance(10)
+        Connection(factory)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    refusals = [e for e in events if e.get("log_namespace") == "co2.limits"]
+    assert [e["count"] for e in refusals] == [1, 50]
+
+
+def test_the_nesting_limit_is_configurable(reactor: MemoryReactorClock) -> None:
+    """A document nesting deeper than max_depth gets a -32700 fault; one within it is answered."""
+    factory = limited(reactor, max_depth=12)
+    connection = Connection(factory)
+    connection.send(call("echo", [[1]]))
+    connection.send(call("echo", [[[[[1]]]]]))
+    (shallow, deep) = connection.responses()
+    assert parse_response(shallow[2]) == [[1]]
+    with pytest.raises(Exception, match="nest deeper than 12"):
+        parse_response(deep[2])
+
+
+def test_a_slow_answer_is_not_idleness(
+    reactor: MemoryReactorClock, factory: Any, pending: list[Deferred[Any]]
+) -> None:
+    """A connection waiting for a slow method's answer is not closed as idle, nor checked in a busy loop."""
+    connection = Connection(factory)
+    connection.send(call("later"))
+    reactor.advance(factory.idle_timeout * 3)
+    assert not connection.transport.disconnecting
+    assert len(reactor.getDelayedCalls()) == 1
+    pending[0].callback("late")
+    assert values(connection) == ["late"]

@@ -313,3 +313,19 @@ def test_classic_links_back_off_as_amp_links_do():
         for failures in (1, 2, 3, 10, 11, 50):
             low, high = bounds(failures)
             assert low <= policy(failures) < high
+
+
+def test_the_amp_listener_holds_at_most_max_connections(reactor):
+    """Past max_connections the AMP listener refuses new connections; a closed one makes room."""
+    from relay._links import LinkServerFactory
+
+    relay = Relay(Config(max_connections=2), reactor, lambda *args: None)
+    factory = LinkServerFactory(relay, relay.config.max_connections)
+    address = IPv4Address("TCP", "127.0.0.1", 40000)
+    first, second = factory.buildProtocol(address), factory.buildProtocol(address)
+    assert first is not None and second is not None
+    assert factory.buildProtocol(address) is None
+    first.makeConnection(iosim.FakeTransport(first, isServer=True))
+    first.connectionLost(Failure(ConnectionRefusedError()))
+    assert factory.buildProtocol(address) is not None
+    assert factory.admission.refused == 1
