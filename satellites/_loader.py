@@ -224,5 +224,5 @@ class PluginLoader:
         for plugin in reversed(plugins):
             try:
                 plugin.__exit__()
-            except Exception:
+            except (Exception, SystemExit):
                 _log.failure("{plugin}.__exit__ raised while unloading", plugin=plugin)

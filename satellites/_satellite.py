@@ -176,7 +176,7 @@ class Satellite:
             d.addTimeout(bound, self.reactor)
             try:
                 await d
-            except Exception:
+            except (Exception, SystemExit):  # sys.exit() in a plugin stops no other
                 _log.failure("{plugin}.__exit__ failed or took over {bound}s",
                              plugin=plugin, bound=bound)
         if self._loader is not None:
@@ -239,7 +239,7 @@ class Satellite:
         started = self.timer()
         try:
             result = plugin.receive(message)
-        except Exception:
+        except (Exception, SystemExit):  # sys.exit() in a plugin stops no other
             _log.failure("{plugin}.receive raised", level=LogLevel.error, plugin=plugin)
             result = None
         took = self.timer() - started
