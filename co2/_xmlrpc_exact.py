@@ -182,6 +182,10 @@ def _unmarshal(body: bytes, max_depth: int) -> _Unmarshaller:
         raise XMLRPCParseError(
             faults.PARSE_ERROR, f"bad value: {faults.describe_exception(e)}"
         ) from None
+    except LookupError as e:
+        # The XML declaration names an encoding Python has no text codec
+        # for (IndexError and KeyError, also LookupErrors, are caught above).
+        raise XMLRPCParseError(faults.PARSE_ERROR, f"unsupported encoding: {e}") from None
     except xmlrpc.client.ResponseError as e:
         # The unmarshaller's refusal of an element it does not know inside
         # a <value>.

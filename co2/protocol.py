@@ -31,6 +31,7 @@ __all__ = [
     "MAX_CHUNK",
     "PROTOCOL_VERSION",
     "Announce",
+    "BadArguments",
     "BadBatch",
     "Call",
     "Chunked",
@@ -40,6 +41,7 @@ __all__ = [
     "IncompatibleVersion",
     "NotIntroduced",
     "SameNode",
+    "UnexpectedHello",
     "decode_batch",
     "decode_envelope",
     "encode_batch",
@@ -97,7 +99,20 @@ class BadBatch(ValueError):
     """A Deliver batch that is not an array of well-formed envelopes."""
 
 
+class BadArguments(ValueError):
+    """
+    A command whose arguments are missing, cannot be read as their types,
+    or are malformed (such as a node id or ``host_id`` of the wrong form).
+    The connection is closed after the answer.
+    """
+
+
+class UnexpectedHello(Exception):
+    """A Hello on a link already introduced, or sent by the listening side."""
+
+
 _LINK_ERRORS: dict[type[Exception], bytes] = {NotIntroduced: b"HELLO_FIRST"}
+_FATAL_ERRORS: dict[type[Exception], bytes] = {BadArguments: b"BAD_ARGUMENTS"}
 
 
 class Hello(amp.Command):
@@ -119,7 +134,9 @@ class Hello(amp.Command):
     errors = {
         IncompatibleVersion: b"INCOMPATIBLE_VERSION",
         SameNode: b"SAME_NODE",
+        UnexpectedHello: b"UNEXPECTED_HELLO",
     }
+    fatalErrors = dict(_FATAL_ERRORS)
 
 
 class Deliver(amp.Command):
@@ -132,6 +149,7 @@ class Deliver(amp.Command):
     arguments = [(b"batch", Chunked())]
     response = []
     errors = {**_LINK_ERRORS, BadBatch: b"BAD_BATCH"}
+    fatalErrors = dict(_FATAL_ERRORS)
 
 
 class Announce(amp.Command):
@@ -153,6 +171,7 @@ class Announce(amp.Command):
     response = []
     errors = dict(_LINK_ERRORS)
     requiresAnswer = False
+    fatalErrors = dict(_FATAL_ERRORS)
 
 
 class Call(amp.Command):
@@ -169,6 +188,7 @@ class Call(amp.Command):
     ]
     response = [(b"response", Chunked())]
     errors = dict(_LINK_ERRORS)
+    fatalErrors = dict(_FATAL_ERRORS)
 
 
 class Envelope(NamedTuple):

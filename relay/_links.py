@@ -10,12 +10,14 @@ node's :class:`~relay._router.Router` or :class:`~relay._directory.Directory`.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionClosed, ConnectionLost
 from twisted.internet.interfaces import IDelayedCall, IProtocol
 from twisted.internet.protocol import Factory
@@ -23,10 +25,12 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from co2 import protocol
+from co2 import faults, protocol
 from co2._admission import Admission
+from co2._xmlrpc_exact import NOT_XML
 from co2.protocol import (
     Announce,
+    BadArguments,
     BadBatch,
     Call,
     Deliver,
@@ -34,6 +38,7 @@ from co2.protocol import (
     IncompatibleVersion,
     NotIntroduced,
     SameNode,
+    UnexpectedHello,
     decode_batch,
     encode_batch,
 )
@@ -42,7 +47,8 @@ from relay._outbox import Outbox
 from relay._router import INBOUND, Router
 
 __all__ = [
-    "BATCH_BYTES", "WINDOW", "LinkProtocol", "LinkServerFactory", "Node", "peer_service", "retry_policy",
+    "BATCH_BYTES", "BEFORE_HELLO", "WINDOW", "LinkProtocol", "LinkServerFactory", "Node", "peer_service",
+    "retry_policy",
 ]
 
 BATCH_BYTES = 256 * 1024
@@ -53,7 +59,37 @@ WINDOW = 8
 
 _log = Logger(namespace="co2.relay")
 
+BEFORE_HELLO = 256 * 1024
+"""Bytes a connection to ``amp_listen`` may send before its Hello is answered."""
+
 _LOST = (ConnectionClosed, ConnectionLost)
+
+# A node id: printable ASCII without spaces (co2 uses 16 hexadecimal digits).
+_NODE_ID = re.compile("[!-~]{1,64}")
+_LONGEST_HOST_ID = 255
+# How much of a refused value a description or a log line shows.
+_SHOWN = 100
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+def _shown(value: object) -> str:
+    return _cut(repr(value))
+
+
+def _check_identity(node: str, host_id: str) -> None:
+    """
+    Raise :class:`BadArguments` unless ``node`` is 1 to 64 printable ASCII
+    characters (no spaces) and ``host_id`` at most 255 printable characters:
+    both are logged and shown to clients.
+    """
+    if _NODE_ID.fullmatch(node) is None:
+        raise BadArguments(f"node id {_shown(node)} is not 1 to 64 printable ASCII characters")
+    if len(host_id) > _LONGEST_HOST_ID or not host_id.isprintable():
+        raise BadArguments(f"host_id {_shown(host_id)} is not at most 255 printable characters")
+
 
 class Node(Protocol):
     """What a link needs of the node it belongs to."""
@@ -90,6 +126,10 @@ class LinkProtocol(amp.AMP):
         self.outbox: Outbox | None = None
         self._pump_call: IDelayedCall | None = None
         self.on_closed: Callable[[], None] | None = None
+        # A link this node dialled (its key is known from the start) says
+        # Hello; one made to this node hears it, and reads little before.
+        self._dialer = key is not None
+        self._before_hello = 0
 
     @property
     def name(self) -> str:
@@ -104,6 +144,14 @@ class LinkProtocol(amp.AMP):
         no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if no_delay is not None:
             no_delay(True)
+
+    def dataReceived(self, data: bytes) -> None:
+        if not (self.introduced or self._dialer):
+            self._before_hello += len(data)
+            if self._before_hello > BEFORE_HELLO:
+                self._drop(f"more than {BEFORE_HELLO} bytes before Hello")
+                return
+        super().dataReceived(data)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         super().connectionLost(reason)
@@ -125,6 +173,62 @@ class LinkProtocol(amp.AMP):
             self.node.directory.link_down(self)
             _log.info("link {key} down", key=self.key)
 
+    # Boxes that are not what they should be: refused without a traceback.
+
+    def _drop(self, why: str) -> None:
+        """Close the connection for a box that breaks the protocol, saying why."""
+        _log.warn("{name}: {why}; connection closed", name=self.name, why=why)
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def ampBoxReceived(self, box: amp.AmpBox) -> None:
+        try:
+            super().ampBoxReceived(box)
+        except (amp.NoEmptyBoxes, KeyError):
+            # An empty box, one with neither _command, _answer nor _error,
+            # or an answer or error to a question never asked.
+            self._drop(f"a box that is neither a command nor an answer: keys {_shown(sorted(box))}")
+
+    def locateResponder(self, name: bytes) -> Any:
+        responder = super().locateResponder(name)
+        if responder is None:
+            return None
+
+        def read(box: amp.AmpBox) -> Any:
+            # The responder reads the arguments before anything else, and
+            # only that can raise here: what the command does fails its
+            # Deferred instead.
+            try:
+                return responder(box)
+            except Exception as e:
+                return fail(amp.RemoteAmpError(
+                    b"BAD_ARGUMENTS",
+                    f"{name.decode('ascii', 'replace')}: cannot read the arguments: "
+                    f"{_cut(faults.describe_exception(e))}",
+                    fatal=True,
+                ))
+
+        return read
+
+    def dispatchCommand(self, box: amp.AmpBox) -> Deferred[Any]:
+        d: Deferred[Any] = super().dispatchCommand(box)
+        return d.addErrback(self._refused, box)
+
+    def _refused(self, failure: Failure, box: amp.AmpBox) -> Any:
+        error = failure.value
+        if not isinstance(error, amp.RemoteAmpError):
+            return failure
+        if error.fatal:
+            _log.warn("{name}: refused {command}: {why}; connection closed", name=self.name,
+                      command=box.get(amp.COMMAND, b"").decode("ascii", "replace")[:_SHOWN],
+                      why=error.description)
+            if amp.ASK not in box and self.transport is not None:
+                self.transport.loseConnection()
+        if amp.ASK not in box:
+            # No answer was asked for: a refusal has nowhere to go.
+            return None
+        return failure
+
     # Introduction
 
     def say_hello(self) -> Deferred[None]:
@@ -145,6 +249,7 @@ class LinkProtocol(amp.AMP):
                 f"the peer answered with protocol version {answer['version']}; "
                 f"this node speaks version {protocol.PROTOCOL_VERSION} only"
             )
+        _check_identity(answer["node"], answer["host_id"])
         self._introduce(self.key or "", answer["node"], answer["host_id"])
 
     @Hello.responder
@@ -153,6 +258,9 @@ class LinkProtocol(amp.AMP):
             raise IncompatibleVersion(
                 f"this node speaks protocol version {protocol.PROTOCOL_VERSION} only, not {version}"
             )
+        if self._dialer or self.introduced:
+            raise UnexpectedHello("Hello is said once, by the node that connects")
+        _check_identity(node, host_id)
         if node == self.node.node_id:
             raise SameNode("a node cannot link to itself")
         self._introduce(f"{INBOUND}{node}", node, host_id)
@@ -249,7 +357,14 @@ class LinkProtocol(amp.AMP):
         self, node: str, host_id: str, version: int, hops: int, ttl: float, methods: bytes
     ) -> dict[str, Any]:
         self._check()
-        names = [name for name in methods.decode("utf-8", "replace").split("\n") if name]
+        _check_identity(node, host_id)
+        if hops < 0 or math.isnan(ttl):
+            raise BadArguments(f"hops {hops} and ttl {ttl!r}: hops must be >= 0 and ttl a number")
+        # Names that XML cannot carry would spoil system.listMethods here.
+        names = [
+            name for name in methods.decode("utf-8", "replace").split("\n")
+            if name and NOT_XML.search(name) is None
+        ]
         self.node.directory.announced(self, node, host_id, version, hops, ttl, names)
         return {}
 

@@ -15,6 +15,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from co2 import faults
+from co2._values import check_value
 from co2._xmlrpc import dump_value
 from satellites._registry import Method, MethodRegistry
 
@@ -129,6 +130,8 @@ class Dispatcher:
                 method.check_params(params)
             except TypeError as e:
                 raise Fault(faults.INVALID_PARAMS, f"{name}: {e}") from None
+        if method.owner and params:
+            _check_params(name, params)
         try:
             if method.takes_caller:
                 result = method.function(caller, *params)
@@ -241,6 +244,18 @@ class Dispatcher:
         if isinstance(result, Deferred):
             return result.addCallbacks(_result_value, _failure_value, (name,))
         return _result_value(result, name)
+
+
+def _check_params(name: str, params: tuple[Any, ...]) -> None:
+    """
+    Raise fault -32602 when ``params``, as parsed, hold what co2 cannot
+    carry (and so a plugin could neither return nor send): an int beyond
+    64 bits, NaN or an infinity, a ``bigdecimal``.
+    """
+    try:
+        check_value(params)
+    except (TypeError, ValueError) as e:
+        raise Fault(faults.INVALID_PARAMS, f"{name}: {e}") from None
 
 
 class Encoded(bytes):

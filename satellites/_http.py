@@ -169,9 +169,12 @@ class XMLRPCChannel(Protocol):
         at = 0
         while not (self._hand_over or self._closing):
             end = buffer.find(_END_OF_HEAD, at)
-            if end < 0:
-                if len(buffer) - at > MAX_HEAD:
-                    self._hand_over = True
+            if end < 0 and len(buffer) - at <= MAX_HEAD:
+                break
+            if end < 0 or end - at > MAX_HEAD:
+                # A head too long goes to twisted.web, which refuses it,
+                # however many reads brought it.
+                self._hand_over = True
                 break
             head = _parse_head(buffer[at:end])
             if head is None:

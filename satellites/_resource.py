@@ -60,6 +60,10 @@ class Responder:
             name, params = parse_call(body, self.max_depth)
         except XMLRPCParseError as e:
             return dump_fault(e.code, str(e))
+        except Exception:
+            # A reader's bug must not cost the client its answer.
+            _log.failure("unexpected failure reading a request")
+            return dump_fault(faults.INTERNAL_ERROR, "internal error")
         try:
             result = self.dispatcher.invoke(caller, name, params)
         except Fault as fault:
