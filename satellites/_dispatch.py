@@ -139,7 +139,7 @@ class Dispatcher:
                 result = method.function(*params)
         except Fault:
             raise
-        except Exception:
+        except (Exception, SystemExit):  # sys.exit() in a plugin stops no server
             fault = self._fault(Failure(), method).value
             assert isinstance(fault, Fault)
             raise fault from None

@@ -122,6 +122,9 @@ class X_Quitter(Co2Plugin):
 
     def __exit__(self):
         sys.exit("__exit__ quit")
+
+    def x_quit(self):
+        sys.exit("x_quit quit")
 """
 
 OFFENDERS = {
@@ -346,3 +349,14 @@ def test_a_package_whose_exit_quits_while_unloading_leaves_the_rest_loading(
     assert node.call("last.m.ping") == "pong"
     text = text_of(logged)
     assert "broken.m.X_Created.__exit__ raised while unloading" in text and "unload quit" in text
+
+
+def test_an_x_method_calling_sys_exit_is_a_fault_logged_by_name(make_node, plugin_dir, logged):
+    """An x_ method that calls sys.exit() gives its caller fault -32500; the server goes on."""
+    node = surround(make_node, plugin_dir, "quitter")
+    with pytest.raises(Fault) as e:
+        node.call("quitter.m.quit")
+    assert e.value.faultCode == faults.APPLICATION_ERROR
+    assert e.value.faultString == "SystemExit: x_quit quit"
+    assert node.call("first.m.ping") == "pong"
+    assert "quitter.m.quit (plugin quitter) raised" in text_of(logged)
