@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import types
+from collections.abc import Callable
 from typing import Any, Protocol
 from xmlrpc.client import Fault
 
@@ -85,9 +86,15 @@ class Dispatcher:
         self,
         registry: MethodRegistry,
         remote: RemoteMethods | None = None,
+        clock: Any = None,
+        call_timeout: float | None = None,
     ) -> None:
         self.registry = registry
         self.remote = remote
+        # A plugin method still unanswered after call_timeout seconds (by
+        # clock) gives its caller fault -32002; without a clock, no bound.
+        self.clock = clock
+        self.call_timeout = call_timeout
         for method in (
             Method.of("system.listMethods", self.list_methods),
             Method.of("system.methodHelp", self.method_help),
@@ -146,7 +153,22 @@ class Dispatcher:
         if isinstance(result, _WAITABLE):
             result = settle(result)
             result.addErrback(self._fault, method)
+            if not result.called and self.clock is not None and self.call_timeout is not None:
+                result.addTimeout(self.call_timeout, self.clock, self._timed_out(method))
         return result
+
+    def _timed_out(self, method: Method) -> Callable[[Any, float], Any]:
+        def timed_out(result: Any, timeout: float) -> Any:
+            _log.warn(
+                "{method} (plugin {owner}) gave no answer within {timeout:g}s (call_timeout); "
+                "its caller got fault -32002",
+                method=method.name, owner=method.owner or "none", timeout=timeout,
+            )
+            return Failure(Fault(
+                faults.CALL_TIMEOUT, f"{method.name}: no answer within {timeout:g}s"
+            ))
+
+        return timed_out
 
     def _fault(self, failure: Failure, method: Method) -> Failure:
         if failure.check(Fault):

@@ -67,7 +67,7 @@ class Satellite:
         self.timer = timer
         self.registry = MethodRegistry()
         self.relay = Relay(config, reactor, self.deliver, self.registry.plugin_names, self._call_here)
-        self.dispatcher = Dispatcher(self.registry, self.relay.directory)
+        self.dispatcher = Dispatcher(self.registry, self.relay.directory, reactor, config.call_timeout)
         self.host_id = host_id
         self.packages: list[LoadedPackage] = []
         self.failures: list[PluginError] = []

@@ -15,7 +15,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from co2 import faults
-from co2._xmlrpc import dump_call
+from co2._xmlrpc import dump_call, parse_response
 from co2.testing import format_events as text_of
 from co2.testing import write_package
 
@@ -360,3 +360,20 @@ def test_an_x_method_calling_sys_exit_is_a_fault_logged_by_name(make_node, plugi
     assert e.value.faultString == "SystemExit: x_quit quit"
     assert node.call("first.m.ping") == "pong"
     assert "quitter.m.quit (plugin quitter) raised" in text_of(logged)
+
+
+def test_a_never_answering_x_method_times_out_for_its_caller(make_node, plugin_dir, logged):
+    """A call whose method never answers gets fault -32002 after call_timeout; the log names the method."""
+    node = surround(make_node, plugin_dir, "hanger")
+    transport, protocol = open_call(node, "hanger.m.wait")
+    try:
+        node.reactor.advance(node.satellite.config.call_timeout - 1)
+        assert transport.value() == b""
+        node.reactor.advance(2)
+        body = transport.value().partition(b"\r\n\r\n")[2]
+        with pytest.raises(Fault) as e:
+            parse_response(body)
+        assert e.value.faultCode == faults.CALL_TIMEOUT
+        assert "hanger.m.wait (plugin hanger) gave no answer within 30s" in text_of(logged)
+    finally:
+        protocol.connectionLost(Failure(ConnectionDone()))
