@@ -190,6 +190,9 @@ class LinkProtocol(amp.AMP):
             self._drop(f"a box that is neither a command nor an answer: keys {_shown(sorted(box))}")
 
     def locateResponder(self, name: bytes) -> Any:
+        if not name.isascii():
+            # No command has such a name; AMP would fail to decode it.
+            return None
         responder = super().locateResponder(name)
         if responder is None:
             return None

@@ -399,6 +399,7 @@ def bad_message_batch() -> bytes:
 
 AMP_CASES: dict[str, AmpCase] = {
     "unknown command": AmpCase(command(b"Bogus"), "error UNHANDLED"),
+    "command name not ASCII": AmpCase(command(b"Deliv\x80er"), "error UNHANDLED"),
     "Deliver before Hello": AmpCase(command(b"Deliver", (b"batch", b"\x90")), "error HELLO_FIRST"),
     "Announce before Hello": AmpCase(command(b"Announce", *ANNOUNCE_ARGS), "error HELLO_FIRST"),
     "Announce before Hello, unasked": AmpCase(
