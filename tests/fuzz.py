@@ -94,6 +94,30 @@ def satellite() -> Satellite:
     return node
 
 
+def connection(factory: Any, reactor: TestReactor, pieces: list[bytes], wait: float) -> bytes:
+    """
+    What a connection to ``factory``'s listener answers to ``pieces``,
+    each read in a reactor turn of its own, the connection then left open
+    ``wait`` seconds and closed.
+    """
+    transport = StringTransport(peerAddress=PEER)
+    protocol = factory.buildProtocol(PEER)
+    if protocol is None:
+        raise Failed("the listener refused a connection")
+    protocol.makeConnection(transport)
+    try:
+        for piece in pieces:
+            if transport.disconnecting:
+                break
+            protocol.dataReceived(piece)
+            reactor.advance(0)
+        reactor.advance(wait)
+    finally:
+        protocol.connectionLost(Failure(ConnectionDone()))
+        reactor.advance(1)
+    return transport.value()
+
+
 # XML-RPC
 
 def http_responses(raw: bytes) -> list[tuple[int, bytes]]:
@@ -139,18 +163,7 @@ class XMLRPCTarget:
         self.failures = Failures()
 
     def send(self, pieces: list[bytes]) -> list[tuple[int, bytes]]:
-        transport = StringTransport(peerAddress=PEER)
-        protocol = self.server.buildProtocol(PEER)
-        protocol.makeConnection(transport)
-        try:
-            for piece in pieces:
-                if transport.disconnecting:
-                    break
-                protocol.dataReceived(piece)
-            self.node.reactor.advance(10)
-        finally:
-            protocol.connectionLost(Failure(ConnectionDone()))
-        return http_responses(transport.value())
+        return http_responses(connection(self.server, self.node.reactor, pieces, 10))
 
     def run(self, pieces: list[bytes]) -> None:
         for status, body in self.send(pieces):
@@ -273,21 +286,7 @@ class AMPTarget:
         self.failures = Failures()
 
     def send(self, pieces: list[bytes]) -> bytes:
-        transport = StringTransport(peerAddress=PEER)
-        protocol = self.factory.buildProtocol(PEER)
-        assert protocol is not None
-        protocol.makeConnection(transport)
-        try:
-            for piece in pieces:
-                if transport.disconnecting:
-                    break
-                protocol.dataReceived(piece)
-                self.node.reactor.advance(0)
-            self.node.reactor.advance(1)
-        finally:
-            protocol.connectionLost(Failure(ConnectionDone()))
-            self.node.reactor.advance(1)
-        return transport.value()
+        return connection(self.factory, self.node.reactor, pieces, 1)
 
     def run(self, pieces: list[bytes]) -> None:
         self.send(pieces)

@@ -81,6 +81,16 @@ class _Stream:
         self._thread.join(timeout)
 
 
+def eventually(probe: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Call ``probe`` until it returns something true or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
+
+
 class _TimeoutTransport(xmlrpc.client.Transport):
     """An XML-RPC transport whose socket gives up after ``timeout`` seconds."""
 

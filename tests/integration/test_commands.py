@@ -10,13 +10,11 @@ import re
 import shutil
 import signal
 import socket
-import time
 import xmlrpc.client
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from conftest import eventually
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 GOOD_PLUGIN = '''
@@ -25,16 +23,6 @@ def x_ping() -> str:
     return "pong"
 '''
 BROKEN_PLUGIN = "def x_oops(:\n    pass\n"
-
-
-def eventually(probe: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Call ``probe`` until it returns something true or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
 
 
 def test_call_me_answers(shipped_satellite):

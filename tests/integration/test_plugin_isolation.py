@@ -9,13 +9,14 @@ import http.client
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from xmlrpc.client import Fault, dumps
 
 import pytest
+from conftest import eventually
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 EXIT_TIMEOUT = 0.5
@@ -121,16 +122,6 @@ class X_Quitter(Co2Plugin):
     def __exit__(self):
         sys.exit("__exit__ quit")
 '''
-
-
-def eventually(probe: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Call ``probe`` until it returns something true or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
 
 
 @contextmanager
