@@ -33,6 +33,7 @@ from twisted.test import iosim
 from twisted.web.server import Site
 
 from co2._message import parse_host_id
+from co2._processes import OutputReader, start_command, timeout_proxy
 from co2._xmlrpc import dump_call, parse_response
 from relay._links import LinkProtocol, LinkServerFactory, Node, _PeerFactory, _prepare
 
@@ -44,8 +45,11 @@ __all__ = [
     "MemoryNetwork",
     "MemoryXMLRPCClient",
     "NotSettled",
+    "OutputReader",
     "TestReactor",
     "format_events",
+    "start_command",
+    "timeout_proxy",
     "write_package",
 ]
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import http.client
 import os
 import re
 import secrets
@@ -58,6 +57,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from co2.testing import start_command, timeout_proxy
 
 BIN_DIR = Path(sys.executable).parent
 LOCAL = "tcp:port=0:interface=127.0.0.1"
@@ -152,12 +153,6 @@ class SoakError(Exception):
     """Something the run needed did not happen."""
 
 
-def _default_sigint() -> None:
-    # A shell running this in the background hands SIG_IGN for SIGINT down
-    # to its children, and Twisted then leaves SIGINT alone; undo that.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 # --------------------------------------------------------------------------
 # Nodes
 
@@ -198,22 +193,9 @@ class Node:
             return getattr(server, method)(*args)
 
 
-class _TimeoutTransport(xmlrpc.client.Transport):
-    """An XML-RPC transport (kept alive between calls) whose socket gives up after ``timeout``."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self.timeout = timeout
-
-    def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        connection = super().make_connection(host)
-        connection.timeout = self.timeout
-        return connection
-
-
 def proxy(url: str) -> xmlrpc.client.ServerProxy:
     """An XML-RPC client for ``url`` whose calls give up after CALL_TIMEOUT seconds."""
-    return xmlrpc.client.ServerProxy(url, transport=_TimeoutTransport(CALL_TIMEOUT), allow_none=True)
+    return timeout_proxy(url, CALL_TIMEOUT)
 
 
 def write_config(work: Path, name: str, **settings: object) -> Path:
@@ -228,15 +210,8 @@ def spawn(work: Path, name: str, program: str, **settings: object) -> Node:
     config = write_config(work, name, listen=LOCAL, **settings)
     log_path = work / f"{name}.log"
     log_file = log_path.open("wb")
-    popen = subprocess.Popen(
-        [str(BIN_DIR / program), "--config", str(config)],
-        cwd=work,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        stdin=subprocess.DEVNULL,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=_default_sigint,
+    popen = start_command(
+        [BIN_DIR / program, "--config", config], work, stdout=log_file, stderr=subprocess.STDOUT
     )
     return Node(name, popen, log_path, log_file)
 

@@ -9,18 +9,18 @@ wait, then SIGKILL), whatever happened inside it.
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import xmlrpc.client
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from co2.testing import OutputReader, start_command, timeout_proxy
 
 BIN_DIR = Path(sys.executable).parent
 START_TIMEOUT = 30.0
@@ -38,56 +38,6 @@ class BenchError(Exception):
     """Something the suite needed did not happen: the run fails."""
 
 
-def _default_sigint() -> None:
-    # A shell running the suite in the background hands SIG_IGN for SIGINT
-    # down to its children, and Twisted then leaves SIGINT alone; undo that.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-class Stream:
-    """The lines a pipe has produced so far, each with its arrival time."""
-
-    def __init__(self, pipe: IO[str] | None) -> None:
-        assert pipe is not None
-        self._pipe = pipe
-        self._lines: list[tuple[float, str]] = []
-        self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        for line in iter(self._pipe.readline, ""):
-            arrived = time.monotonic()
-            with self._changed:
-                self._lines.append((arrived, line))
-                self._changed.notify_all()
-        self._pipe.close()
-
-    @property
-    def text(self) -> str:
-        with self._changed:
-            return "".join(line for _, line in self._lines)
-
-    def find(self, pattern: re.Pattern[str]) -> tuple[float, re.Match[str]] | None:
-        """The arrival time and match of the first line so far matching ``pattern``."""
-        with self._changed:
-            lines = list(self._lines)
-        for arrived, line in lines:
-            match = pattern.search(line)
-            if match:
-                return arrived, match
-        return None
-
-    def wait(self, timeout: float) -> None:
-        """Wait at most ``timeout`` seconds for another line (or the end of the pipe)."""
-        with self._changed:
-            if self._thread.is_alive():
-                self._changed.wait(timeout)
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
-
-
 class Proc:
     """A started command: its pid, output so far, and the time it was spawned."""
 
@@ -95,21 +45,10 @@ class Proc:
         self.name = name
         self.watch_log = watch_log  # report error lines of its log (co2 nodes)
         self.args = [str(a) for a in args]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.spawned = time.monotonic()
-        self.popen = subprocess.Popen(
-            self.args,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-            preexec_fn=_default_sigint,
-        )
-        self.stdout = Stream(self.popen.stdout)
-        self.stderr = Stream(self.popen.stderr)
+        self.popen = start_command(self.args, cwd)
+        self.stdout = OutputReader(self.popen.stdout)
+        self.stderr = OutputReader(self.popen.stderr)
 
     @property
     def pid(self) -> int:
@@ -211,22 +150,9 @@ class Processes:
         self.end_all()
 
 
-class _TimeoutTransport(xmlrpc.client.Transport):
-    """An XML-RPC transport whose socket gives up after ``timeout`` seconds."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self.timeout = timeout
-
-    def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        connection = super().make_connection(host)
-        connection.timeout = self.timeout
-        return connection
-
-
 def proxy(url: str, timeout: float = 30.0) -> xmlrpc.client.ServerProxy:
     """An XML-RPC client for ``url`` whose calls give up after ``timeout`` seconds."""
-    return xmlrpc.client.ServerProxy(url, transport=_TimeoutTransport(timeout), allow_none=True)
+    return timeout_proxy(url, timeout)
 
 
 def call(url: str, method: str, *args: Any, timeout: float = 30.0) -> Any:

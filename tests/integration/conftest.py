@@ -9,24 +9,21 @@ bounded wait, then SIGKILL), whether or not its test passed.
 
 from __future__ import annotations
 
-import http.client
-import os
 import re
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import xmlrpc.client
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
-from co2.testing import write_package
+from co2.testing import OutputReader, start_command, timeout_proxy, write_package
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
@@ -35,50 +32,6 @@ EXIT_TIMEOUT = 15.0
 CALL_TIMEOUT = 20.0
 SERVING = re.compile(r"serving XML-RPC at (http://127\.0\.0\.1:(\d+)/)")
 AMP_LISTENING = re.compile(r"listening for AMP links at tcp://127\.0\.0\.1:(\d+)/")
-
-
-def _default_sigint() -> None:
-    # A shell running pytest in the background hands SIG_IGN for SIGINT down
-    # to its children, and Twisted then leaves SIGINT alone; undo that.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-class _Stream:
-    """All text a pipe has produced so far, read by a daemon thread."""
-
-    def __init__(self, pipe: IO[str] | None) -> None:
-        assert pipe is not None
-        self._pipe = pipe
-        self._chunks: list[str] = []
-        self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        for line in iter(self._pipe.readline, ""):
-            with self._changed:
-                self._chunks.append(line)
-                self._changed.notify_all()
-        self._pipe.close()
-
-    @property
-    def text(self) -> str:
-        with self._changed:
-            return "".join(self._chunks)
-
-    def wait_for(self, pattern: re.Pattern[str], deadline: float) -> re.Match[str] | None:
-        """The first match of ``pattern``, waiting until ``deadline`` or EOF."""
-        with self._changed:
-            while True:
-                reading = self._thread.is_alive()  # before searching: no line is missed
-                match = pattern.search("".join(self._chunks))
-                left = deadline - time.monotonic()
-                if match or left <= 0 or not reading:
-                    return match
-                self._changed.wait(min(left, 0.2))
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
 
 
 def eventually(probe: Callable[[], Any], timeout: float = 5.0) -> Any:
@@ -91,39 +44,15 @@ def eventually(probe: Callable[[], Any], timeout: float = 5.0) -> Any:
         time.sleep(0.05)
 
 
-class _TimeoutTransport(xmlrpc.client.Transport):
-    """An XML-RPC transport whose socket gives up after ``timeout`` seconds."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self.timeout = timeout
-
-    def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        connection = super().make_connection(host)
-        connection.timeout = self.timeout
-        return connection
-
-
 class Proc:
     """A started command, its output so far, and ways to stop it."""
 
     def __init__(self, args: Sequence[str], cwd: Path) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.args = [str(a) for a in args]
         self.cwd = cwd
-        self.popen = subprocess.Popen(
-            self.args,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-            preexec_fn=_default_sigint,
-        )
-        self._stdout = _Stream(self.popen.stdout)
-        self._stderr = _Stream(self.popen.stderr)
+        self.popen = start_command(self.args, cwd)
+        self._stdout = OutputReader(self.popen.stdout)
+        self._stderr = OutputReader(self.popen.stderr)
         self.url = ""
         self.port = 0
 
@@ -170,9 +99,7 @@ class Proc:
     def proxy(self, timeout: float = CALL_TIMEOUT) -> xmlrpc.client.ServerProxy:
         """A client for this process; a call gives up after ``timeout`` seconds."""
         assert self.url, "wait_serving() first"
-        return xmlrpc.client.ServerProxy(
-            self.url, transport=_TimeoutTransport(timeout), allow_none=True
-        )
+        return timeout_proxy(self.url, timeout)
 
     def wait(self, timeout: float = EXIT_TIMEOUT) -> int:
         """Wait for the process to exit on its own; its exit status."""

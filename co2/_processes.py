@@ -1,0 +1,127 @@
+"""
+Running co2's commands as real processes, for tests and measurements that
+need them: starting one, reading what it prints as it prints it, and
+calling it over XML-RPC without waiting for ever.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import xmlrpc.client
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["OutputReader", "start_command", "timeout_proxy"]
+
+
+def _default_sigint() -> None:
+    # A shell running its caller in the background hands SIG_IGN for SIGINT
+    # down to its children, and Twisted then leaves SIGINT alone; undo that.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_command(
+    args: Sequence[object],
+    cwd: str | Path,
+    stdout: Any = subprocess.PIPE,
+    stderr: Any = subprocess.PIPE,
+) -> subprocess.Popen[str]:
+    """
+    Start ``args`` in ``cwd``, in a session of its own (so a signal to the
+    caller's group does not reach it), with unbuffered Python output, no
+    standard input, SIGINT at its default, and text pipes for ``stdout``
+    and ``stderr`` unless other targets are given.
+    """
+    return subprocess.Popen(
+        [str(arg) for arg in args],
+        cwd=cwd,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_default_sigint,
+    )
+
+
+class OutputReader:
+    """The lines a pipe has produced so far, each with its arrival time, read by a daemon thread."""
+
+    def __init__(self, pipe: IO[str] | None) -> None:
+        assert pipe is not None
+        self._pipe = pipe
+        self._lines: list[tuple[float, str]] = []
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in iter(self._pipe.readline, ""):
+            arrived = time.monotonic()
+            with self._changed:
+                self._lines.append((arrived, line))
+                self._changed.notify_all()
+        self._pipe.close()
+
+    @property
+    def text(self) -> str:
+        """Everything read so far."""
+        with self._changed:
+            return "".join(line for _, line in self._lines)
+
+    def find(self, pattern: re.Pattern[str]) -> tuple[float, re.Match[str]] | None:
+        """The arrival time and match of the first line so far matching ``pattern``."""
+        with self._changed:
+            lines = list(self._lines)
+        for arrived, line in lines:
+            match = pattern.search(line)
+            if match:
+                return arrived, match
+        return None
+
+    def wait_for(self, pattern: re.Pattern[str], deadline: float) -> re.Match[str] | None:
+        """The first match of ``pattern`` in the text, waiting until ``deadline`` (monotonic) or the end."""
+        with self._changed:
+            while True:
+                reading = self._thread.is_alive()  # before searching: no line is missed
+                match = pattern.search("".join(line for _, line in self._lines))
+                left = deadline - time.monotonic()
+                if match or left <= 0 or not reading:
+                    return match
+                self._changed.wait(min(left, 0.2))
+
+    def wait(self, timeout: float) -> None:
+        """Wait at most ``timeout`` seconds for another line (or the end of the pipe)."""
+        with self._changed:
+            if self._thread.is_alive():
+                self._changed.wait(timeout)
+
+    def join(self, timeout: float) -> None:
+        """Wait at most ``timeout`` seconds for the pipe to end."""
+        self._thread.join(timeout)
+
+
+class _TimeoutTransport(xmlrpc.client.Transport):
+    """An XML-RPC transport (kept alive between calls) whose socket gives up after ``timeout``."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        connection = super().make_connection(host)
+        connection.timeout = self.timeout
+        return connection
+
+
+def timeout_proxy(url: str, timeout: float = 30.0) -> xmlrpc.client.ServerProxy:
+    """An ``xmlrpc.client`` proxy for ``url`` (nil allowed) whose calls give up after ``timeout`` seconds."""
+    return xmlrpc.client.ServerProxy(url, transport=_TimeoutTransport(timeout), allow_none=True)
