@@ -26,6 +26,7 @@ from co2._errors import ConfigError
 __all__ = [
     "RESERVED_PACKAGES",
     "Config",
+    "auth_description",
     "check_endpoint",
     "check_peer",
     "load_config",
@@ -83,7 +84,15 @@ class Config:
     max_hops: int = 16
     seen_limit: int = 100_000
     forget_after: float = 3600.0
+    auth: tuple[str, ...] = field(default=(), repr=False)
+    auth_methods: tuple[str, ...] = ("*",)
+    peer_credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    tls_ca: str | None = None
     path: str = ""
+
+    def credentials_for(self, peer: str) -> tuple[str, str] | None:
+        """The ``(username, password)`` this node gives ``peer``, if any."""
+        return self.peer_credentials.get(peer) or self.peer_credentials.get("*")
 
     @property
     def log_level_constant(self) -> LogLevel:
@@ -224,6 +233,89 @@ def _positive(kind: type | tuple[type, ...]) -> Callable[[str, object], Any]:
     return check
 
 
+def auth_description(value: object, base: str) -> str:
+    """
+    Check a ``twisted.cred.strcred`` description (``memory:alice:secret``,
+    ``file:passwd``, ``unix``) and return it, the path of ``file:`` made
+    absolute from ``base``.  Raises ``ValueError`` for an unknown kind, a
+    missing file or a description its checker refuses.
+    """
+    from twisted.cred import strcred
+
+    description = _want_str("auth", value)
+    kind, _, argument = description.partition(":")
+    if kind == "file":
+        if not argument:
+            raise ValueError("file: needs the path of a password file (user:password lines)")
+        argument = os.path.normpath(os.path.join(base, argument))
+        if not os.path.isfile(argument):
+            raise ValueError(f"file:{argument}: no such file")
+        description = f"file:{argument}"
+    try:
+        strcred.makeChecker(description)
+    except strcred.InvalidAuthType:
+        kinds = ", ".join(sorted(f.authType for f in strcred.findCheckerFactories()))
+        raise ValueError(f"{kind!r} is not a kind of checker (known: {kinds})") from None
+    except Exception as e:  # a checker factory refuses its argument
+        raise ValueError(f"{description!r}: {e}") from None
+    return description
+
+
+def _auth(base: str) -> Callable[[str, object], tuple[str, ...]]:
+    def check(key: str, value: object) -> tuple[str, ...]:
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, (list, tuple)):
+            raise ValueError(f"expected a checker description or a list of them, got {_type_name(value)}")
+        return tuple(auth_description(v, base) for v in values)
+
+    return check
+
+
+def _auth_methods(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"expected a list of method name patterns, got {value!r}")
+    return tuple(value)
+
+
+def _credential_pair(what: str, value: object) -> tuple[str, str]:
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, str) for v in value)
+        or not value[0]
+        or ":" in value[0]
+    ):
+        raise ValueError(f"{what}: expected a (username, password) pair of strings, without ':' in the name")
+    return (value[0], value[1])
+
+
+def _peer_credentials(key: str, value: object) -> dict[str, tuple[str, str]]:
+    if isinstance(value, (list, tuple)):
+        return {"*": _credential_pair("peer_credentials", value)}
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"expected a (username, password) pair or a dict of peer to pair, got {_type_name(value)}"
+        )
+    result = {}
+    for peer, pair in value.items():
+        if not isinstance(peer, str):
+            raise ValueError(f"key {peer!r} is not a peer")
+        result[peer] = _credential_pair(repr(peer), pair)
+    return result
+
+
+def _existing_file(base: str) -> Callable[[str, object], str]:
+    to_path = _path(base)
+
+    def check(key: str, value: object) -> str:
+        path = to_path(key, value)
+        if not os.path.isfile(path):
+            raise ValueError(f"{path}: no such file")
+        return path
+
+    return check
+
+
 def _checks(base: str) -> dict[str, Callable[[str, object], Any]]:
     return {
         "plugin_dir": _plugin_dir(base),
@@ -248,6 +340,10 @@ def _checks(base: str) -> dict[str, Callable[[str, object], Any]]:
         "max_hops": _positive(int),
         "seen_limit": _positive(int),
         "forget_after": _positive((int, float)),
+        "auth": _auth(base),
+        "auth_methods": _auth_methods,
+        "peer_credentials": _peer_credentials,
+        "tls_ca": _optional(_existing_file(base)),
     }
 
 

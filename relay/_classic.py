@@ -28,7 +28,9 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
+from co2._auth import basic_authorization
 from co2._message import HostId, decode_message, parse_host_id
+from co2._tls import web_policy
 from co2._xmlrpc import dump_call, parse_response
 from co2.protocol import BadBatch, decode_envelope
 from relay._links import retry_policy
@@ -71,6 +73,9 @@ class ClassicLink(Service):
         host_id: Callable[[], str],
         agent: Any = None,
         retry: Callable[[int], float] | None = None,
+        *,
+        tls_ca: str | None = None,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
         self.router = router
         self.reactor = reactor
@@ -78,6 +83,10 @@ class ClassicLink(Service):
         self.key = url
         self.host_id = host_id
         self.agent = agent
+        self.tls_ca = tls_ca
+        self._headers = Headers({b"Content-Type": [b"text/xml"]})
+        if credentials is not None:
+            self._headers.setRawHeaders(b"Authorization", [basic_authorization(*credentials)])
         self.retry = retry or retry_policy()
         self.outbox: Outbox = router.outbox(url)
         self.refused = 0
@@ -91,7 +100,12 @@ class ClassicLink(Service):
     def startService(self) -> None:
         super().startService()
         if self.agent is None:
-            self.agent = Agent(self.reactor, pool=HTTPConnectionPool(self.reactor))
+            policy = web_policy(self.tls_ca)
+            pool = HTTPConnectionPool(self.reactor)
+            if policy is None:
+                self.agent = Agent(self.reactor, pool=pool)
+            else:
+                self.agent = Agent(self.reactor, contextFactory=policy, pool=pool)
         self.router.attach(self.key, self)
 
     def stopService(self) -> None:
@@ -157,7 +171,7 @@ class ClassicLink(Service):
         request = dump_call("notify", (struct,))
         try:
             response = yield self.agent.request(
-                b"POST", self.url.encode(), Headers({b"Content-Type": [b"text/xml"]}),
+                b"POST", self.url.encode(), self._headers.copy(),
                 _Body(request),
             )
             answer = yield readBody(response)

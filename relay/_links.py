@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionClosed, ConnectionLost
 from twisted.internet.interfaces import IDelayedCall, IProtocol
@@ -27,6 +26,7 @@ from twisted.python.failure import Failure
 
 from co2 import faults, protocol
 from co2._admission import Admission
+from co2._tls import client_endpoint
 from co2._xmlrpc_exact import NOT_XML
 from co2.protocol import (
     Announce,
@@ -450,6 +450,9 @@ def peer_service(
     peer: str,
     initial_delay: float = 0.5,
     max_delay: float = 30.0,
+    *,
+    tls_ca: str | None = None,
+    credentials: tuple[str, str] | None = None,
 ) -> ClientService:
     """
     A service that keeps an AMP link to ``peer`` (a client endpoint
@@ -459,7 +462,7 @@ def peer_service(
     """
     key = f"peer:{peer}"
     node.router.outbox(key)
-    endpoint = endpoints.clientFromString(node.reactor, peer)
+    endpoint = client_endpoint(node.reactor, peer, tls_ca)
     service = ClientService(
         endpoint,
         _PeerFactory(node, key),

@@ -75,9 +75,14 @@ class Relay(MultiService):
         self.port: IListeningPort | None = None
         for peer in config.peers:
             if peer.startswith(("http://", "https://")):
-                ClassicLink(self.router, reactor, peer, lambda: self.host_id).setServiceParent(self)
+                ClassicLink(
+                    self.router, reactor, peer, lambda: self.host_id,
+                    tls_ca=config.tls_ca, credentials=config.credentials_for(peer),
+                ).setServiceParent(self)
             else:
-                peer_service(self, peer).setServiceParent(self)
+                peer_service(
+                    self, peer, tls_ca=config.tls_ca, credentials=config.credentials_for(peer),
+                ).setServiceParent(self)
 
     @property
     def host_id(self) -> str:
