@@ -2,16 +2,180 @@
 Who may talk to a node: ``twisted.cred`` checkers, configured the way
 ``twistd`` does (``--auth memory:alice:secret``, ``file:PATH``, ``unix``)
 or by ``auth`` in ``config.py``.
+
+One :class:`Authentication` per node serves both of its doors: HTTP Basic
+on the XML-RPC listener (through ``twisted.web.guard``) and the
+``Hello`` of AMP links.  Credentials are a user name and a password;
+every refusal is logged, at most a few lines every :data:`REPORT_EVERY`
+seconds so that a flood of bad attempts cannot flood the log too.
 """
 
 from __future__ import annotations
 
 import base64
+import fnmatch
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-__all__ = ["basic_authorization"]
+from twisted.cred import checkers, credentials, error, strcred
+from twisted.cred.portal import IRealm, Portal
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import Interface, implementer
+
+__all__ = [
+    "REPORT_EVERY",
+    "Authentication",
+    "basic_authorization",
+    "make_authentication",
+]
+
+REPORT_EVERY = 10.0
+"""Seconds over which at most :data:`_REPORTED` refusals are logged one by one."""
+
+_REPORTED = 5
+
+_log = Logger(namespace="co2.auth")
 
 
 def basic_authorization(username: str, password: str) -> bytes:
     """The value of an HTTP ``Authorization`` header for Basic credentials."""
     token = base64.b64encode(f"{username}:{password}".encode())
     return b"Basic " + token
+
+
+@implementer(checkers.ICredentialsChecker)
+class _AnyOf:
+    """
+    The node's checkers as one: each is tried in turn, with the user name
+    and password as bytes and as text, whichever it expects (Twisted's
+    in-memory checker compares text, its password file bytes).  A
+    ``Portal`` keeps one checker per kind of credentials, hence this.
+    The avatar id it gives is text.
+    """
+
+    credentialInterfaces = (credentials.IUsernamePassword,)
+
+    def __init__(self, found: Sequence[checkers.ICredentialsChecker]) -> None:
+        self.checkers = list(found)
+
+    def requestAvatarId(self, given: Any) -> Deferred[Any]:
+        forms = [given]
+        other = _other_form(given.username, given.password)
+        if other is not None:
+            forms.append(credentials.UsernamePassword(*other))
+        attempts = [(checker, form) for checker in self.checkers for form in forms]
+        return self._try(attempts).addCallback(_text)
+
+    def _try(self, attempts: list[tuple[Any, Any]]) -> Deferred[Any]:
+        (checker, form), rest = attempts[0], attempts[1:]
+        d: Deferred[Any] = checker.requestAvatarId(form)
+        if rest:
+            d.addErrback(lambda f: f.trap(error.UnauthorizedLogin) and self._try(rest))
+        return d
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _other_form(username: bytes | str, password: bytes | str) -> tuple[Any, Any] | None:
+    try:
+        if isinstance(username, bytes) and isinstance(password, bytes):
+            return username.decode("utf-8"), password.decode("utf-8")
+        if isinstance(username, str) and isinstance(password, str):
+            return username.encode("utf-8"), password.encode("utf-8")
+    except UnicodeError:
+        pass
+    return None
+
+
+@implementer(IRealm)
+class _Names:
+    """A realm whose avatars are the user names themselves."""
+
+    def requestAvatar(self, avatar_id: Any, mind: Any, *interfaces: Any) -> tuple[Any, Any, Any]:
+        return interfaces[0], avatar_id, lambda: None
+
+
+class Authentication:
+    """
+    The checkers of one node and which XML-RPC methods need credentials.
+
+    ``descriptions`` are ``twisted.cred.strcred`` strings; a name matching
+    one of ``protected`` (shell-style patterns, ``*`` for all) may be
+    called only with valid credentials.  ``clock`` (a reactor) times the
+    refusal reports.
+    """
+
+    def __init__(self, descriptions: Iterable[str], protected: Sequence[str], clock: Any) -> None:
+        self.descriptions = tuple(descriptions)
+        self.checker = _AnyOf([strcred.makeChecker(d) for d in self.descriptions])
+        self.protected = tuple(protected)
+        self.everything = "*" in self.protected
+        self.clock = clock
+        self.refused = 0
+        self._window_start: float | None = None
+        self._in_window = 0
+        self._portal = Portal(_Names(), [self.checker])
+
+    def needs_credentials(self, names: Iterable[str]) -> bool:
+        """Whether calling all of ``names`` needs credentials."""
+        if self.everything:
+            return True
+        return any(fnmatch.fnmatchcase(name, pattern) for name in names for pattern in self.protected)
+
+    def portal(self, realm: Any) -> Portal:
+        """
+        A portal with this node's checkers for ``realm``; it lets in the
+        anonymous too unless every method is protected (each call is then
+        checked by name).
+        """
+        found: list[Any] = [self.checker]
+        if not self.everything:
+            found.append(checkers.AllowAnonymousAccess())
+        return Portal(realm, found)
+
+    def check(self, username: str | bytes, password: str | bytes) -> Deferred[str]:
+        """
+        Fires with the user name when the password is right; fails with
+        ``UnauthorizedLogin`` otherwise.
+        """
+        given = credentials.UsernamePassword(username, password)  # type: ignore[arg-type]
+        d: Deferred[Any] = self._portal.login(given, None, _IName)
+        return d.addCallback(lambda answer: answer[1])
+
+    def refuse(self, where: str, who: str, username: str | None, why: str) -> None:
+        """Count and log a refusal at ``where`` (a listener) of ``who`` (an address)."""
+        self.refused += 1
+        now = self.clock.seconds()
+        if self._window_start is None or now - self._window_start >= REPORT_EVERY:
+            if self._in_window > _REPORTED:
+                _log.warn("{where}: {count} more refusal(s) not logged one by one",
+                          where=where, count=self._in_window - _REPORTED)
+            self._window_start = now
+            self._in_window = 0
+        self._in_window += 1
+        if self._in_window <= _REPORTED:
+            user = "" if username is None else f" (user {username[:64]!r})"
+            _log.warn("{where}: refused {who}{user}: {why}", where=where, who=who, user=user, why=why)
+
+
+class _IName(Interface):
+    """What the name-only realm is asked for: a user name."""
+
+
+def login_failure_reason(failure: Failure) -> str:
+    """What a failed login says to a log: the checker's words, or a plain default."""
+    if failure.check(error.UnauthorizedLogin, error.UnhandledCredentials):
+        return failure.getErrorMessage().strip() or "wrong user name or password"
+    return f"the checker failed: {failure.getErrorMessage()}"
+
+
+def make_authentication(
+    descriptions: Iterable[str], protected: Sequence[str], clock: Any
+) -> Authentication | None:
+    """An :class:`Authentication`, or None when no checker is configured (no authentication)."""
+    descriptions = tuple(descriptions)
+    return Authentication(descriptions, protected, clock) if descriptions else None

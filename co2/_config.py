@@ -241,6 +241,7 @@ def auth_description(value: object, base: str) -> str:
     missing file or a description its checker refuses.
     """
     from twisted.cred import strcred
+    from twisted.cred.credentials import IUsernamePassword
 
     description = _want_str("auth", value)
     kind, _, argument = description.partition(":")
@@ -251,11 +252,14 @@ def auth_description(value: object, base: str) -> str:
         if not os.path.isfile(argument):
             raise ValueError(f"file:{argument}: no such file")
         description = f"file:{argument}"
+    kinds = sorted(
+        f.authType for f in strcred.findCheckerFactories()
+        if IUsernamePassword in f.credentialInterfaces
+    )
+    if kind not in kinds:
+        raise ValueError(f"{kind!r} is not a kind of password checker (known: {', '.join(kinds)})")
     try:
         strcred.makeChecker(description)
-    except strcred.InvalidAuthType:
-        kinds = ", ".join(sorted(f.authType for f in strcred.findCheckerFactories()))
-        raise ValueError(f"{kind!r} is not a kind of checker (known: {kinds})") from None
     except Exception as e:  # a checker factory refuses its argument
         raise ValueError(f"{description!r}: {e}") from None
     return description

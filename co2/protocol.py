@@ -41,6 +41,7 @@ __all__ = [
     "IncompatibleVersion",
     "NotIntroduced",
     "SameNode",
+    "Unauthorized",
     "UnexpectedHello",
     "decode_batch",
     "decode_envelope",
@@ -111,20 +112,30 @@ class UnexpectedHello(Exception):
     """A Hello on a link already introduced, or sent by the listening side."""
 
 
+class Unauthorized(Exception):
+    """
+    The listening node requires credentials and the Hello gave none, or
+    wrong ones.  The connection is closed after the answer.
+    """
+
+
 _LINK_ERRORS: dict[type[Exception], bytes] = {NotIntroduced: b"HELLO_FIRST"}
 _FATAL_ERRORS: dict[type[Exception], bytes] = {BadArguments: b"BAD_ARGUMENTS"}
 
 
 class Hello(amp.Command):
     """
-    Sent by the connecting node before anything else: who it is.  The
-    answer says who the listening node is.
+    Sent by the connecting node before anything else: who it is and,
+    when the listening node requires it, the user name and password that
+    prove it.  The answer says who the listening node is.
     """
 
     arguments = [
         (b"node", amp.Unicode()),
         (b"host_id", amp.Unicode()),
         (b"version", amp.Integer()),
+        (b"username", amp.Unicode(optional=True)),
+        (b"password", amp.Unicode(optional=True)),
     ]
     response = [
         (b"node", amp.Unicode()),
@@ -136,7 +147,7 @@ class Hello(amp.Command):
         SameNode: b"SAME_NODE",
         UnexpectedHello: b"UNEXPECTED_HELLO",
     }
-    fatalErrors = dict(_FATAL_ERRORS)
+    fatalErrors = {**_FATAL_ERRORS, Unauthorized: b"UNAUTHORIZED"}
 
 
 class Deliver(amp.Command):

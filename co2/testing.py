@@ -399,13 +399,14 @@ class MemoryNetwork:
         self._links.append((origin, to, link))
         return link
 
-    def link(self, a: str, b: str) -> MemoryLink:
+    def link(self, a: str, b: str, credentials: tuple[str, str] | None = None) -> MemoryLink:
         """
         Link node ``a`` to node ``b`` as ``a`` would with ``b`` among its
-        peers: the link's key on ``a`` is ``peer:<b>``.  Sends Hello and
+        peers, proving itself with ``credentials`` (user name, password)
+        if given: the link's key on ``a`` is ``peer:<b>``.  Sends Hello and
         settles; a refusal is kept in the link's ``refused``.
         """
-        client = _PeerFactory(self.relay(a), f"peer:{b}").buildProtocol(
+        client = _PeerFactory(self.relay(a), f"peer:{b}", credentials).buildProtocol(
             IPv4Address("TCP", *self.addresses[b])
         )
         link = self._connect(client, b, a, a)

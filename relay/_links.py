@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 
 from co2 import faults, protocol
 from co2._admission import Admission
+from co2._auth import Authentication, login_failure_reason
 from co2._tls import client_endpoint
 from co2._xmlrpc_exact import NOT_XML
 from co2.protocol import (
@@ -38,6 +39,7 @@ from co2.protocol import (
     IncompatibleVersion,
     NotIntroduced,
     SameNode,
+    Unauthorized,
     UnexpectedHello,
     decode_batch,
     encode_batch,
@@ -100,6 +102,7 @@ class Node(Protocol):
     router: Router
     directory: Directory
     links: dict[str, LinkProtocol]
+    authentication: Authentication | None
 
 
 def _address(transport: Any) -> list[Any]:
@@ -115,10 +118,13 @@ class LinkProtocol(amp.AMP):
     batches, at most :data:`WINDOW` unacknowledged at a time.
     """
 
-    def __init__(self, node: Node, key: str | None = None) -> None:
+    def __init__(
+        self, node: Node, key: str | None = None, credentials: tuple[str, str] | None = None
+    ) -> None:
         super().__init__()
         self.node = node
         self.key = key
+        self.credentials = credentials
         self.introduced = False
         self.peer_node = ""
         self.peer_host_id = ""
@@ -130,6 +136,8 @@ class LinkProtocol(amp.AMP):
         # Hello; one made to this node hears it, and reads little before.
         self._dialer = key is not None
         self._before_hello = 0
+        self._checking = False
+        self._lost = False
 
     @property
     def name(self) -> str:
@@ -154,6 +162,7 @@ class LinkProtocol(amp.AMP):
         super().dataReceived(data)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        self._lost = True
         super().connectionLost(reason)
         self._down()
         if self.on_closed is not None:
@@ -240,9 +249,12 @@ class LinkProtocol(amp.AMP):
         with :class:`IncompatibleVersion` when the peer answers with
         another protocol version.
         """
+        given = {}
+        if self.credentials is not None:
+            given = {"username": self.credentials[0], "password": self.credentials[1]}
         d = self.callRemote(
             Hello, node=self.node.node_id, host_id=self.node.host_id,
-            version=protocol.PROTOCOL_VERSION,
+            version=protocol.PROTOCOL_VERSION, **given,
         )
         return d.addCallback(self._answered)
 
@@ -256,16 +268,45 @@ class LinkProtocol(amp.AMP):
         self._introduce(self.key or "", answer["node"], answer["host_id"])
 
     @Hello.responder
-    def hello(self, node: str, host_id: str, version: int) -> dict[str, Any]:
+    def hello(
+        self, node: str, host_id: str, version: int,
+        username: str | None = None, password: str | None = None,
+    ) -> dict[str, Any] | Deferred[dict[str, Any]]:
         if version != protocol.PROTOCOL_VERSION:
             raise IncompatibleVersion(
                 f"this node speaks protocol version {protocol.PROTOCOL_VERSION} only, not {version}"
             )
-        if self._dialer or self.introduced:
+        if self._dialer or self.introduced or self._checking:
             raise UnexpectedHello("Hello is said once, by the node that connects")
         _check_identity(node, host_id)
         if node == self.node.node_id:
             raise SameNode("a node cannot link to itself")
+        authentication = self.node.authentication
+        if authentication is None:
+            return self._welcome(node, host_id)
+        who = f"{self.peer_address[0]}:{self.peer_address[1]} (node {node})"
+        if username is None or password is None:
+            authentication.refuse("the AMP listener", who, None, "no credentials given")
+            raise Unauthorized("this node requires a user name and password in Hello")
+        # Until the checker answers, every other command is still refused
+        # (HELLO_FIRST), and a second Hello too.
+        self._checking = True
+
+        def refused(failure: Failure) -> Failure:
+            self._checking = False
+            authentication.refuse("the AMP listener", who, username, login_failure_reason(failure))
+            return Failure(Unauthorized("wrong user name or password"))
+
+        def accepted(user: str) -> dict[str, Any]:
+            self._checking = False
+            if self._lost:
+                raise Unauthorized("the connection closed during the check")
+            _log.info("link from {who}: user {user!r} authenticated", who=who, user=user)
+            return self._welcome(node, host_id)
+
+        return authentication.check(username, password).addCallbacks(accepted, refused)
+
+    def _welcome(self, node: str, host_id: str) -> dict[str, Any]:
         self._introduce(f"{INBOUND}{node}", node, host_id)
         return {"node": self.node.node_id, "host_id": self.node.host_id,
                 "version": protocol.PROTOCOL_VERSION}
@@ -406,12 +447,13 @@ class LinkServerFactory(Factory):
 
 
 class _PeerFactory(Factory):
-    def __init__(self, node: Node, key: str) -> None:
+    def __init__(self, node: Node, key: str, credentials: tuple[str, str] | None = None) -> None:
         self.node = node
         self.key = key
+        self.credentials = credentials
 
     def buildProtocol(self, addr: Any) -> LinkProtocol:
-        return LinkProtocol(self.node, self.key)
+        return LinkProtocol(self.node, self.key, self.credentials)
 
 
 def _prepare(proxy: IProtocol) -> Deferred[None]:
@@ -458,14 +500,15 @@ def peer_service(
     A service that keeps an AMP link to ``peer`` (a client endpoint
     string) up, reconnecting with exponential backoff and jitter; the
     delay starts again from ``initial_delay`` after each connection whose
-    Hello succeeded.
+    Hello succeeded.  ``tls_ca`` is what an ``ssl:`` peer's certificate
+    is checked against; ``credentials`` go in the Hello.
     """
     key = f"peer:{peer}"
     node.router.outbox(key)
     endpoint = client_endpoint(node.reactor, peer, tls_ca)
     service = ClientService(
         endpoint,
-        _PeerFactory(node, key),
+        _PeerFactory(node, key, credentials),
         retryPolicy=retry_policy(initial_delay, max_delay),
         clock=node.reactor,
         prepareConnection=_prepare,

@@ -16,6 +16,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from co2._auth import make_authentication
 from co2._config import Config
 from co2._errors import Co2Error
 from relay._classic import ClassicLink
@@ -72,6 +73,7 @@ class Relay(MultiService):
             reactor, self.node_id, local_names, call_local or _no_local_calls,
             max_hops=config.max_hops, call_timeout=config.call_timeout,
         )
+        self.authentication = make_authentication(config.auth, config.auth_methods, reactor)
         self.port: IListeningPort | None = None
         for peer in config.peers:
             if peer.startswith(("http://", "https://")):

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
+from twisted.cred import strcred
+from twisted.cred.credentials import IUsernamePassword
 from twisted.logger import (
     FilteringLogObserver,
     Logger,
@@ -23,7 +25,7 @@ from twisted.logger import (
 )
 from twisted.python import usage
 
-from co2._config import RESERVED_PACKAGES, Config, check_endpoint, load_config
+from co2._config import RESERVED_PACKAGES, Config, auth_description, check_endpoint, load_config
 from co2._errors import ConfigError
 from relay._plugins import RelayPluginError
 from relay._spool import SpoolError
@@ -46,10 +48,17 @@ EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
 
-class Options(usage.Options):
-    """The command line of ``co2-satellite`` (and ``twistd co2-satellite``)."""
+class Options(strcred.AuthOptionMixin, usage.Options):
+    """
+    The command line of ``co2-satellite`` (and ``twistd co2-satellite``).
 
-    synopsis = "[--config PATH] [--listen ENDPOINT] [--strict] [--list-plugins]"
+    ``--auth`` (as often as needed), ``--help-auth`` and
+    ``--help-auth-type`` are ``twisted.cred``'s, as in every ``twistd``
+    plugin; the ``--auth`` given replace ``auth`` of the config.
+    """
+
+    synopsis = "[--config PATH] [--listen ENDPOINT] [--auth CHECKER]... [--strict] [--list-plugins]"
+    supportedInterfaces = [IUsernamePassword]
     longdesc = (
         "Run a co2 satellite: load the plugin packages named in the config "
         "and answer XML-RPC calls for them."
@@ -67,6 +76,14 @@ class Options(usage.Options):
     program = "co2-satellite"
     role = "satellite"
 
+    def opt_auth(self, description: str) -> None:
+        """Require a user name and password that this checker accepts (see --help-auth); repeatable"""
+        try:
+            checked = auth_description(description, os.getcwd())
+        except ValueError as e:
+            raise usage.UsageError(f"--auth: {e}") from None
+        self.setdefault("auth", []).append(checked)
+
     def postOptions(self) -> None:
         warnings: list[str] = []
         try:
@@ -77,6 +94,8 @@ class Options(usage.Options):
                 except ValueError as e:
                     raise ConfigError("--listen", None, str(e)) from None
                 config = dataclasses.replace(config, listen=self["listen"])
+            if self.get("auth"):
+                config = dataclasses.replace(config, auth=tuple(self["auth"]))
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
         self.config = config
@@ -86,7 +105,7 @@ class Options(usage.Options):
 class RelayOptions(Options):
     """The command line of ``co2-relay`` (and ``twistd co2-relay``)."""
 
-    synopsis = "[--config PATH] [--listen ENDPOINT]"
+    synopsis = "[--config PATH] [--listen ENDPOINT] [--auth CHECKER]..."
     longdesc = (
         "Run a standalone co2 relay: a hub that links satellites and other "
         "relays and passes their messages and calls on; it loads no plugins."

@@ -16,19 +16,33 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from twisted.cred.error import LoginFailed
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.guard import BasicCredentialFactory
 from twisted.web.http import datetimeToString
 from twisted.web.server import Site
 
 from co2._admission import Admission
+from co2._auth import Authentication
 from co2._xmlrpc import DEFAULT_MAX_DEPTH
 from satellites._dispatch import Caller, Dispatcher
-from satellites._resource import XMLRPC_PATHS, Responder, XMLRPCResource, make_site, refusal_413
+from satellites._resource import (
+    REALM,
+    UNAUTHORIZED_TEXT,
+    XMLRPC_PATHS,
+    NeedsCredentials,
+    Responder,
+    XMLRPCResource,
+    basic_user,
+    guarded,
+    make_site,
+    refusal_413,
+)
 
 __all__ = ["MAX_HEAD", "MAX_PIPELINED", "XMLRPCChannel", "XMLRPCFactory", "make_server"]
 
@@ -180,7 +194,7 @@ class XMLRPCChannel(Protocol):
             if head is None:
                 self._hand_over = True
                 break
-            length, close = head
+            length, close, authorization = head
             if length > self.server.max_request_size:
                 self._refuse_too_large()
                 return
@@ -188,7 +202,7 @@ class XMLRPCChannel(Protocol):
             if len(buffer) - start < length:
                 break
             at = start + length
-            self._answer(buffer[start:at], close)
+            self._answer(buffer[start:at], close, authorization)
         if at:
             self._buffer = buffer[at:]
             # What is left is the start of the next request.
@@ -198,19 +212,61 @@ class XMLRPCChannel(Protocol):
         if self._hand_over and not self._answers:
             self._hand_to_site()
 
-    def _answer(self, body: bytes, close: bool) -> None:
+    def _answer(self, body: bytes, close: bool, authorization: bytes | None) -> None:
         answer = _Answer(close)
         self._answers.append(answer)
         if close:
             self._closing = True
-        response = self.server.responder.respond(body, self._caller)
+        if self.server.responder.authentication is None:
+            response = self.server.responder.respond(body, self._caller)
+        else:
+            response = self._authenticated(body, authorization)
         if isinstance(response, Deferred):
             response.addCallback(self._ready, answer)
             response.addErrback(lambda f: _log.failure("answering a request", f))
         else:
             self._ready(response, answer)
 
+    def _authenticated(self, body: bytes, authorization: bytes | None) -> Any:
+        # The same rules as the twisted.web.guard in front of the site:
+        # no credentials is an anonymous caller, who may call what is not
+        # protected; credentials that are wrong or unreadable are refused.
+        responder = self.server.responder
+        authentication = responder.authentication
+        assert authentication is not None
+        if authorization is None:
+            if authentication.everything:
+                return self._unauthorized(None, "no credentials given")
+            try:
+                return responder.respond(body, self._caller, anonymous=True)
+            except NeedsCredentials:
+                return self._unauthorized(None, "no credentials given")
+        scheme, _, token = authorization.partition(b" ")
+        try:
+            if scheme.lower() != b"basic":
+                raise LoginFailed("not HTTP Basic")
+            given = _BASIC.decode(token.strip(), None)
+        except LoginFailed:
+            return self._unauthorized(None, "credentials that are not HTTP Basic")
+        d = authentication.check(given.username, given.password)
+        return d.addCallbacks(
+            lambda _: responder.respond(body, self._caller),
+            lambda _: self._unauthorized(basic_user(authorization), "wrong user name or password"),
+        )
+
+    def _unauthorized(self, username: str | None, why: str) -> _Status:
+        authentication = self.server.responder.authentication
+        assert authentication is not None
+        caller = self._caller
+        who = f"{caller[0]}:{caller[1]}" if caller is not None else "a local client"
+        authentication.refuse("the XML-RPC listener", who, username, why)
+        return _UNAUTHORIZED
+
     def _ready(self, body: bytes, answer: _Answer) -> None:
+        if type(body) is _Status:
+            answer.response = body.response(answer.close)
+            self._flush()
+            return
         answer.response = (
             b"HTTP/1.1 200 OK\r\n"
             b"Content-Type: text/xml; charset=utf-8\r\n"
@@ -322,10 +378,11 @@ class XMLRPCFactory(Factory):
         return self._date
 
 
-def _parse_head(head: bytes) -> tuple[int, bool] | None:
+def _parse_head(head: bytes) -> tuple[int, bool, bytes | None] | None:
     """
-    The body length and whether to close after answering, for the head of
-    an XML-RPC ``POST`` this channel answers itself; None for any other.
+    The body length, whether to close after answering and the
+    ``Authorization`` header if any, for the head of an XML-RPC ``POST``
+    this channel answers itself; None for any other.
     """
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ")
@@ -335,6 +392,7 @@ def _parse_head(head: bytes) -> tuple[int, bool] | None:
         return None
     length = -1
     close = False
+    authorization = None
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
         if not colon or not name or name[-1:] in b" \t" or line[:1] in b" \t":
@@ -350,9 +408,13 @@ def _parse_head(head: bytes) -> tuple[int, bool] | None:
         elif name == b"connection":
             tokens = [token.strip().lower() for token in value.split(b",")]
             close = b"close" in tokens
+        elif name == b"authorization":
+            if authorization is not None:
+                return None
+            authorization = value.strip()
     if length < 0:
         return None
-    return length, close
+    return length, close, authorization
 
 
 def make_server(
@@ -364,23 +426,42 @@ def make_server(
     max_connections: int = 1000,
     idle_timeout: float = 60.0,
     request_timeout: float = 30.0,
+    authentication: Authentication | None = None,
 ) -> XMLRPCFactory:
     """
     The factory a node's XML-RPC listener listens with: calls go to
     ``dispatcher``; bodies over ``max_request_size`` are refused with
     ``413``, documents nesting deeper than ``max_depth`` with a fault;
     the other limits are :class:`XMLRPCFactory`'s.  ``reactor`` gives time
-    (the global one when None).
+    (the global one when None).  With ``authentication``, callers prove
+    themselves with HTTP Basic as it says.
     """
     if reactor is None:
         from twisted.internet import reactor
-    resource = XMLRPCResource(dispatcher, max_depth)
-    site = make_site(resource, max_request_size, reactor)
+    resource = XMLRPCResource(dispatcher, max_depth, authentication)
+    site = make_site(guarded(resource, authentication), max_request_size, reactor)
     site.timeOut = idle_timeout
     admission = Admission(max_connections, "the XML-RPC listener", reactor)
     return XMLRPCFactory(
         resource.responder, site, max_request_size, reactor, admission, idle_timeout, request_timeout
     )
+
+
+class _Status(bytes):
+    """A response other than ``200``: its whole status line and headers, without the end of head."""
+
+    def response(self, close: bool) -> bytes:
+        return self.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1) if close else bytes(self)
+
+
+_UNAUTHORIZED = _Status(
+    b"HTTP/1.1 401 Unauthorized\r\n"
+    b'WWW-Authenticate: Basic realm="%s"\r\n'
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s"
+    % (REALM, len(UNAUTHORIZED_TEXT), UNAUTHORIZED_TEXT)
+)
+
+_BASIC = BasicCredentialFactory(REALM)
 
 
 class _Busy(Protocol):

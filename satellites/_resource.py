@@ -11,19 +11,35 @@ import io
 from typing import Any
 from xmlrpc.client import Fault
 
+from twisted.cred.checkers import ANONYMOUS
+from twisted.cred.error import LoginFailed
+from twisted.cred.portal import IRealm
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web.resource import Resource
+from twisted.web.guard import BasicCredentialFactory, HTTPAuthSessionWrapper
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
+from zope.interface import implementer
 
 from co2 import faults
+from co2._auth import Authentication
 from co2._xmlrpc import DEFAULT_MAX_DEPTH, XMLRPCParseError, dump_fault, dump_response, parse_call
 from satellites._dispatch import Caller, Dispatcher, Encoded
 
-__all__ = ["XMLRPC_PATHS", "Responder", "XMLRPCResource", "make_site", "refusal_413"]
+__all__ = [
+    "REALM",
+    "XMLRPC_PATHS",
+    "NeedsCredentials",
+    "Responder",
+    "XMLRPCResource",
+    "basic_user",
+    "guarded",
+    "make_site",
+    "refusal_413",
+]
 
 XMLRPC_PATHS = (b"/", b"/RPC2")
 """The paths XML-RPC calls may be posted to."""
@@ -39,22 +55,35 @@ def caller_of(request: Request) -> Caller:
     return None
 
 
+class NeedsCredentials(Exception):
+    """An anonymous request calls a method that only users may call."""
+
+
 class Responder:
     """
     Turns the body of an XML-RPC request into the body of its response,
     through a :class:`Dispatcher`.  Every HTTP front end of a node uses
-    this one piece.
+    this one piece.  With ``authentication``, an anonymous request that
+    calls a protected method (itself, or inside ``system.multicall``) is
+    refused with :class:`NeedsCredentials` before anything is called.
     """
 
-    def __init__(self, dispatcher: Dispatcher, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        authentication: Authentication | None = None,
+    ) -> None:
         self.dispatcher = dispatcher
         self.max_depth = max_depth
+        self.authentication = authentication
 
-    def respond(self, body: bytes, caller: Caller) -> bytes | Deferred[bytes]:
+    def respond(self, body: bytes, caller: Caller, anonymous: bool = False) -> bytes | Deferred[bytes]:
         """
         The ``methodResponse`` to ``body`` from ``caller``: bytes when it
         is ready at once, else a Deferred that fires with them (never
-        fails).  Every error becomes a fault.
+        fails).  Every error becomes a fault, except a protected call by
+        an ``anonymous`` caller: :class:`NeedsCredentials` is raised.
         """
         try:
             name, params = parse_call(body, self.max_depth)
@@ -64,6 +93,9 @@ class Responder:
             # A reader's bug must not cost the client its answer.
             _log.failure("unexpected failure reading a request")
             return dump_fault(faults.INTERNAL_ERROR, "internal error")
+        if anonymous and self.authentication is not None:
+            if self.authentication.needs_credentials(_names_called(name, params)):
+                raise NeedsCredentials(name)
         try:
             result = self.dispatcher.invoke(caller, name, params)
         except Fault as fault:
@@ -74,6 +106,16 @@ class Responder:
         if isinstance(result, Deferred):
             return result.addCallbacks(_response, _failure_response, (name,))
         return _response(result, name)
+
+
+def _names_called(name: str, params: tuple[Any, ...]) -> list[str]:
+    """The method ``name`` and, for a multicall, every method it calls."""
+    names = [name]
+    if name == "system.multicall" and params and isinstance(params[0], list):
+        for call in params[0]:
+            if isinstance(call, dict) and isinstance(call.get("methodName"), str):
+                names.append(call["methodName"])
+    return names
 
 
 def _response(result: Any, name: str) -> bytes:
@@ -102,13 +144,22 @@ def _failure_response(failure: Failure) -> bytes:
 
 
 class XMLRPCResource(Resource):
-    """Answers XML-RPC ``POST`` requests through a :class:`Responder`."""
+    """
+    Answers XML-RPC ``POST`` requests through a :class:`Responder`.  Behind
+    :func:`guarded`, each request is rendered by a :class:`_UserView` that
+    knows whether the caller gave credentials.
+    """
 
     isLeaf = True
 
-    def __init__(self, dispatcher: Dispatcher, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        authentication: Authentication | None = None,
+    ) -> None:
         super().__init__()
-        self.responder = Responder(dispatcher, max_depth)
+        self.responder = Responder(dispatcher, max_depth, authentication)
 
     def render_GET(self, request: Request) -> bytes:
         request.setResponseCode(http.NOT_ALLOWED)
@@ -116,13 +167,16 @@ class XMLRPCResource(Resource):
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return b"This is a co2 XML-RPC endpoint: POST a methodCall to / or /RPC2.\n"
 
-    def render_POST(self, request: Request) -> Any:
+    def render_POST(self, request: Request, anonymous: bool = False) -> Any:
         if request.path not in XMLRPC_PATHS:
             request.setResponseCode(http.NOT_FOUND)
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"No XML-RPC endpoint here: POST to / or /RPC2.\n"
         assert request.content is not None
-        answer = self.responder.respond(request.content.read(), caller_of(request))
+        try:
+            answer = self.responder.respond(request.content.read(), caller_of(request), anonymous)
+        except NeedsCredentials:
+            return _challenge(request)
         if not isinstance(answer, Deferred):
             return self._answer(request, answer)
         gone: list[bool] = []
@@ -139,6 +193,105 @@ class XMLRPCResource(Resource):
     def _finish(self, request: Request, payload: bytes) -> None:
         request.write(self._answer(request, payload))
         request.finish()
+
+
+class _UserView(Resource):
+    """The XML-RPC resource as one caller, with or without credentials, sees it."""
+
+    isLeaf = True
+
+    def __init__(self, resource: XMLRPCResource, anonymous: bool) -> None:
+        super().__init__()
+        self.resource = resource
+        self.anonymous = anonymous
+
+    def render_GET(self, request: Request) -> bytes:
+        return self.resource.render_GET(request)
+
+    def render_POST(self, request: Request) -> Any:
+        return self.resource.render_POST(request, self.anonymous)
+
+
+@implementer(IRealm)
+class _Realm:
+    def __init__(self, resource: XMLRPCResource) -> None:
+        self.resource = resource
+
+    def requestAvatar(self, avatar_id: Any, mind: Any, *interfaces: Any) -> tuple[Any, Any, Any]:
+        if IResource not in interfaces:
+            raise NotImplementedError("only resources here")
+        view = _UserView(self.resource, anonymous=avatar_id is ANONYMOUS)
+        return IResource, view, lambda: None
+
+
+REALM = b"co2"
+"""The realm HTTP Basic challenges name."""
+
+UNAUTHORIZED_TEXT = b"This method needs a user name and password (HTTP Basic).\n"
+
+
+def _challenge(request: Request) -> bytes:
+    request.setResponseCode(http.UNAUTHORIZED)
+    request.setHeader(b"www-authenticate", b'Basic realm="%s"' % REALM)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    return UNAUTHORIZED_TEXT
+
+
+def basic_user(header: bytes | None) -> str | None:
+    """The user name an ``Authorization: Basic`` header gives, if it can be read."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(b" ")
+    if scheme.lower() != b"basic":
+        return None
+    try:
+        given = BasicCredentialFactory(REALM).decode(token.strip(), None)
+    except LoginFailed:
+        return None
+    username = given.username
+    return username.decode("utf-8", "replace") if isinstance(username, bytes) else str(username)
+
+
+class _Guard(HTTPAuthSessionWrapper):
+    """
+    ``twisted.web.guard``'s Basic authentication in front of the XML-RPC
+    resource; each request it answers ``401`` is counted and logged.
+    """
+
+    def __init__(self, resource: XMLRPCResource, authentication: Authentication) -> None:
+        super().__init__(authentication.portal(_Realm(resource)), [BasicCredentialFactory(REALM)])
+        self.authentication = authentication
+
+    def render(self, request: Request) -> Any:
+        self._watch(request)
+        return super().render(request)
+
+    def getChildWithDefault(self, path: bytes, request: Request) -> Any:
+        self._watch(request)
+        return super().getChildWithDefault(path, request)
+
+    def _watch(self, request: Request) -> None:
+        def finished(_: object) -> None:
+            if request.code == http.UNAUTHORIZED:
+                header = request.getHeader(b"authorization")
+                why = "wrong user name or password" if header else "no credentials given"
+                self.authentication.refuse(
+                    "the XML-RPC listener", _address_of(request), basic_user(header), why
+                )
+
+        request.notifyFinish().addBoth(finished)
+
+
+def _address_of(request: Request) -> str:
+    caller = caller_of(request)
+    return f"{caller[0]}:{caller[1]}" if caller is not None else "a local client"
+
+
+def guarded(resource: XMLRPCResource, authentication: Authentication | None) -> Any:
+    """``resource`` behind HTTP Basic authentication, when there is any."""
+    if authentication is None:
+        return resource
+    return _Guard(resource, authentication)
 
 
 class LimitedRequest(Request):
@@ -191,7 +344,7 @@ class Co2Site(Site):
         pass
 
 
-def make_site(resource: Resource, max_request_size: int, reactor: Any = None) -> Site:
+def make_site(resource: Any, max_request_size: int, reactor: Any = None) -> Site:
     """
     A site serving ``resource`` that refuses bodies over ``max_request_size``;
     ``reactor`` times out idle connections (the global one when None).

@@ -111,7 +111,7 @@ class Listener(amp.AMP):
     node = "0123456789abcdef"
 
     @Hello.responder
-    def hello(self, node: str, host_id: str, version: int) -> dict[str, Any]:
+    def hello(self, node: str, host_id: str, version: int, **credentials: Any) -> dict[str, Any]:
         return {"node": self.node, "host_id": "1@192.0.2.8:2004", "version": version}
 
 

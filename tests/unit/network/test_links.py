@@ -118,7 +118,7 @@ class OldNode(amp.AMP):
     """A node that answers Hello with protocol version 1."""
 
     @Hello.responder
-    def hello(self, node: str, host_id: str, version: int) -> dict[str, Any]:
+    def hello(self, node: str, host_id: str, version: int, **credentials: Any) -> dict[str, Any]:
         return {"node": "0123456789abcdef", "host_id": "1@192.0.2.8:2004", "version": 1}
 
 
