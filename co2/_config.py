@@ -71,6 +71,7 @@ class Config:
     spool: str | None = None
     log_level: str = "info"
     max_request_size: int = 1024 * 1024
+    max_message_size: int = 16 * 1024 * 1024
     max_xml_depth: int = 256
     max_connections: int = 1000
     idle_timeout: float = 60.0
@@ -331,6 +332,7 @@ def _checks(base: str) -> dict[str, Callable[[str, object], Any]]:
         "spool": _optional(_path(base)),
         "log_level": _log_level,
         "max_request_size": _positive(int),
+        "max_message_size": _positive(int),
         "max_xml_depth": _positive(int),
         "max_connections": _positive(int),
         "idle_timeout": _positive((int, float)),

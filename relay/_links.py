@@ -28,6 +28,7 @@ from co2 import faults, protocol
 from co2._admission import Admission
 from co2._auth import Authentication, login_failure_reason
 from co2._tls import client_endpoint
+from co2._xmlrpc import dump_fault
 from co2._xmlrpc_exact import NOT_XML
 from co2.protocol import (
     Announce,
@@ -49,7 +50,15 @@ from relay._outbox import Outbox
 from relay._router import INBOUND, Router
 
 __all__ = [
-    "BATCH_BYTES", "BEFORE_HELLO", "WINDOW", "LinkProtocol", "LinkServerFactory", "Node", "peer_service",
+    "BATCH_BYTES",
+    "BEFORE_HELLO",
+    "BOX_OVERHEAD",
+    "WINDOW",
+    "LinkProtocol",
+    "LinkServerFactory",
+    "Node",
+    "max_box_size",
+    "peer_service",
     "retry_policy",
 ]
 
@@ -71,6 +80,19 @@ _NODE_ID = re.compile("[!-~]{1,64}")
 _LONGEST_HOST_ID = 255
 # How much of a refused value a description or a log line shows.
 _SHOWN = 100
+
+
+BOX_OVERHEAD = 64 * 1024
+"""Room in a box for what is not a message: keys, lengths, envelopes, the rest of a batch."""
+
+
+def max_box_size(config: Any) -> int:
+    """
+    The most bytes one box from a peer may hold: a whole batch, or one
+    message of ``max_message_size`` or one call of ``max_request_size``
+    (whichever is larger), with room for the rest.
+    """
+    return max(BATCH_BYTES, config.max_message_size, config.max_request_size) + BOX_OVERHEAD
 
 
 def _cut(text: str) -> str:
@@ -103,6 +125,7 @@ class Node(Protocol):
     directory: Directory
     links: dict[str, LinkProtocol]
     authentication: Authentication | None
+    max_box_size: int
 
 
 def _address(transport: Any) -> list[Any]:
@@ -138,6 +161,8 @@ class LinkProtocol(amp.AMP):
         self._before_hello = 0
         self._checking = False
         self._lost = False
+        self._box_bytes = 0
+        self._refusing = False
 
     @property
     def name(self) -> str:
@@ -154,6 +179,8 @@ class LinkProtocol(amp.AMP):
             no_delay(True)
 
     def dataReceived(self, data: bytes) -> None:
+        if self._refusing:
+            return
         if not (self.introduced or self._dialer):
             self._before_hello += len(data)
             if self._before_hello > BEFORE_HELLO:
@@ -185,12 +212,26 @@ class LinkProtocol(amp.AMP):
     # Boxes that are not what they should be: refused without a traceback.
 
     def _drop(self, why: str) -> None:
-        """Close the connection for a box that breaks the protocol, saying why."""
+        """Close the connection for a box that breaks the protocol, saying why; read no more."""
+        self._refusing = True
         _log.warn("{name}: {why}; connection closed", name=self.name, why=why)
         if self.transport is not None:
             self.transport.loseConnection()
 
+    def stringReceived(self, string: bytes) -> None:
+        # Each key and value of a box passes here; a box ends in
+        # ampBoxReceived, which starts the count again.
+        if self._refusing:
+            return
+        self._box_bytes += 2 + len(string)
+        if self._box_bytes > self.node.max_box_size:
+            self._refusing = True
+            self._drop(f"a box of more than {self.node.max_box_size} bytes (max_message_size)")
+            return
+        super().stringReceived(string)
+
     def ampBoxReceived(self, box: amp.AmpBox) -> None:
+        self._box_bytes = 0
         try:
             super().ampBoxReceived(box)
         except (amp.NoEmptyBoxes, KeyError):
@@ -422,7 +463,18 @@ class LinkProtocol(amp.AMP):
         self._check()
         directory = self.node.directory
         d = directory.route(node, hops, request, timeout=directory.call_timeout)
-        return d.addCallback(lambda response: {"response": response})
+        return d.addCallback(self._answer_call)
+
+    def _answer_call(self, response: bytes) -> dict[str, Any]:
+        # An answer the peer would refuse to read would cost the link.
+        room = self.node.max_box_size - BOX_OVERHEAD
+        if len(response) > room:
+            _log.warn("{name}: a routed call's answer of {size} bytes is over {room}; "
+                      "the caller gets fault -32603", name=self.name, size=len(response), room=room)
+            response = dump_fault(faults.INTERNAL_ERROR,
+                                  f"the answer ({len(response)} bytes) is too large to route "
+                                  f"(max_message_size)")
+        return {"response": response}
 
 
 class LinkServerFactory(Factory):

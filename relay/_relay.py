@@ -21,7 +21,7 @@ from co2._config import Config
 from co2._errors import Co2Error
 from relay._classic import ClassicLink
 from relay._directory import Directory
-from relay._links import LinkProtocol, LinkServerFactory, peer_service
+from relay._links import LinkProtocol, LinkServerFactory, max_box_size, peer_service
 from relay._plugins import load_relay_plugins
 from relay._router import Deliver, Router
 from relay._spool import Spool
@@ -74,6 +74,7 @@ class Relay(MultiService):
             max_hops=config.max_hops, call_timeout=config.call_timeout,
         )
         self.authentication = make_authentication(config.auth, config.auth_methods, reactor)
+        self.max_box_size = max_box_size(config)
         self.port: IListeningPort | None = None
         for peer in config.peers:
             if peer.startswith(("http://", "https://")):

@@ -196,6 +196,11 @@ class Satellite:
         except (TypeError, ValueError) as e:
             raise TypeError(f"{plugin} cannot send {type(data).__name__}: {e}") from None
         message = encode_message({"data": data, "host_id": self.host_id})
+        if len(message) > self.config.max_message_size:
+            raise ValueError(
+                f"{plugin} cannot send {len(message)} bytes: over max_message_size "
+                f"({self.config.max_message_size})"
+            )
         if threading.get_ident() != self._thread:
             self.reactor.callFromThread(self._send, plugin, message)
         else:
@@ -283,6 +288,9 @@ class Satellite:
             )
         client_address: list[Any] = list(caller) if caller is not None else ["", 0]
         body = encode_message({k: v for k, v in message.items() if k not in _ROUTING})
+        if len(body) > self.config.max_message_size:
+            raise Fault(faults.INVALID_PARAMS, f"notify: the message is {len(body)} bytes, "
+                        f"over max_message_size ({self.config.max_message_size})")
         source = self._classic_peer(host_id) or f"notify from {client_address[0]}"
         self.router.take(message_id or self.router.new_id(), min(hops, self.config.max_hops),
                          body, source, client_address)

@@ -1,0 +1,95 @@
+"""max_message_size: what a plugin or a notify may send, and the largest box a link reads."""
+
+from __future__ import annotations
+
+from typing import Any
+from xmlrpc.client import Fault
+
+import pytest
+from twisted.logger import formatEvent
+from twisted.protocols import amp
+
+from co2 import Config
+from co2.protocol import Announce, BadBatch, Deliver, Hello
+from co2.testing import MemoryXMLRPCClient
+from relay._links import BOX_OVERHEAD, max_box_size
+from satellites import make_server
+
+LIMITS = {"max_message_size": 1000, "max_request_size": 2000}
+
+
+def test_the_default_limit_and_the_box_it_makes() -> None:
+    config = Config()
+    assert config.max_message_size == 16 * 1024 * 1024
+    assert max_box_size(config) == 16 * 1024 * 1024 + BOX_OVERHEAD
+    assert max_box_size(Config(**LIMITS)) == 256 * 1024 + BOX_OVERHEAD
+
+
+def test_a_plugin_cannot_send_a_message_over_the_limit(make_satellite) -> None:
+    satellite = make_satellite("a", "rec", **LIMITS)
+    plugin = satellite.plugins[0]
+    plugin.send("x" * 800)
+    with pytest.raises(ValueError, match=r"cannot send \d+ bytes: over max_message_size \(1000\)"):
+        plugin.send("x" * 1000)
+
+
+def test_notify_refuses_a_message_over_the_limit(make_satellite, reactor) -> None:
+    satellite = make_satellite("a", "rec", **LIMITS)
+    client = MemoryXMLRPCClient(make_server(satellite.dispatcher, 2000, reactor))
+    results: list[Any] = []
+    client.call("notify", {"data": "y" * 1200, "host_id": "7@127.0.0.1:2004"}).addBoth(results.append)
+    reactor.advance(0)
+    assert isinstance(results[0].value, Fault) and results[0].value.faultCode == -32602
+    assert "over max_message_size (1000)" in results[0].value.faultString
+    assert satellite.plugins[0].got == []
+
+
+class Peer(amp.AMP):
+    """A bare peer that takes the node's announcements."""
+
+    @Announce.responder
+    def announced(self, **_: Any) -> dict[str, Any]:
+        return {}
+
+
+def introduced_client(network: Any, name: str) -> tuple[amp.AMP, Any]:
+    client = Peer()
+    link = network.connect(client, name, ("10.0.0.9", 5000))
+    answered: list[Any] = []
+    client.callRemote(Hello, node="n9", host_id="9@10.0.0.9:2004", version=2).addBoth(answered.append)
+    link.pump.flush()
+    assert isinstance(answered[0], dict)
+    return client, link
+
+
+def test_a_box_over_the_limit_closes_the_link(network, make_satellite, logged) -> None:
+    make_satellite("a", "rec", **LIMITS)
+    client, link = introduced_client(network, "a")
+    small: list[Any] = []
+    client.callRemote(Deliver, batch=b"\x00" * (200 * 1024)).addBoth(small.append)
+    link.pump.flush()
+    assert small[0].check(BadBatch) and not link.closed
+    big: list[Any] = []
+    client.callRemote(Deliver, batch=b"\x00" * (400 * 1024)).addBoth(big.append)
+    link.pump.flush()
+    assert link.closed
+    lines = [formatEvent(e) for e in logged if "box of more than" in formatEvent(e)]
+    assert len(lines) == 1
+    assert lines[0].endswith(
+        f": a box of more than {256 * 1024 + BOX_OVERHEAD} bytes (max_message_size); connection closed"
+    )
+
+
+def test_a_routed_answer_too_large_to_cross_is_a_fault(network, make_satellite) -> None:
+    """The node that would send an answer its peer cannot read sends a fault instead; the link stays."""
+    from test_directory import call
+
+    a = make_satellite("a", "rec")
+    make_satellite("c", "calc", **LIMITS)
+    network.link("a", "c")
+    assert call(network, a, "calc.ops.add", "x" * 100, "y" * 100) == "x" * 100 + "y" * 100
+    big = "z" * (150 * 1024)
+    with pytest.raises(Fault) as raised:
+        call(network, a, "calc.ops.add", big, big)
+    assert raised.value.faultCode == -32603 and "too large to route" in raised.value.faultString
+    assert network.between("a", "c")
