@@ -17,9 +17,12 @@ plugin (``soak``).  For ``--seconds``:
   messages reach B's plugin and, through the relay, A's, and both count
   them.
 
-The resident memory (VmRSS) and open descriptors of every node are sampled
-after a warm-up (10% of the duration, at least 5 s), every ~10 s, and at
-the end.  Then every message must have arrived once and a table is
+The load starts with a warm-up of ``--warmup`` seconds, which by default
+lasts until every node's de-duplication memory is full (see below), plus
+10 s.  The resident memory (VmRSS) and open descriptors of every node are
+then sampled, every ~10 s for ``--seconds``, and at the end: what is
+measured is the steady state, where every bounded structure is as large
+as it gets.  Then every message must have arrived once and a table is
 printed per node.  The exit status is 1 if a message was lost or
 duplicated, a call failed, a node exited or logged an error, or, for a run
 of at least 5 minutes, RSS or descriptors grew by 10% or more between the
@@ -28,7 +31,8 @@ it); 0 otherwise.
 
 Each node remembers the ids of the last ``seen_limit`` messages (100,000
 by default) to recognise duplicates, so its memory grows until that many
-have passed; the report says when the first sample came before that.
+have passed: at the default rates, 192 s.  The report says so when the
+first sample came before that (a ``--warmup`` too short).
 ``--seen-limit N`` sets ``seen_limit`` on every node.
 
 Every process is ended, and the working directory removed, however the
@@ -415,8 +419,10 @@ def run_load(
     number of messages A sends, and how many messages (A's and notified)
     had entered the network by the first sample.
     """
-    notify_room = int(args.notify_rate * (args.seconds + DRAIN_TIMEOUT) * 2) + 100
-    total = int(args.rate * args.seconds)
+    warm_up = warm_up_of(args)
+    duration = warm_up + args.seconds
+    notify_room = int(args.notify_rate * (duration + DRAIN_TIMEOUT) * 2) + 100
+    total = int(args.rate * duration)
     for node in (a, b):
         expect(node, tally, "pace", total)
         expect(node, tally, "notify", notify_room)
@@ -424,13 +430,12 @@ def run_load(
     threads = start_load(relay, b, args, stopping, tally)
     try:
         started = time.monotonic()
-        will_send = tally.record(a.name, lambda: a.call("soak.soak.start", args.rate, args.seconds))
+        will_send = tally.record(a.name, lambda: a.call("soak.soak.start", args.rate, duration))
         if will_send != total:
             raise SoakError(f"A's soak.soak.start answered {will_send!r}, not {total}")
-        warm_up = max(5.0, 0.1 * args.seconds)
-        times = [warm_up, *range(int(warm_up + SAMPLE_EVERY), int(args.seconds), int(SAMPLE_EVERY))]
+        times = [warm_up + n * SAMPLE_EVERY for n in range(int(args.seconds // SAMPLE_EVERY))]
         entered = 0
-        for at in [*times, args.seconds]:
+        for at in [*times, duration]:
             time.sleep(max(0.0, started + at - time.monotonic()))
             if any(node.popen.poll() is not None for node in nodes):
                 raise SoakError("a node exited during the run")
@@ -442,6 +447,14 @@ def run_load(
         for thread in threads:
             thread.join(CALL_TIMEOUT + 5)
     return total, entered
+
+
+def warm_up_of(args: argparse.Namespace) -> float:
+    """Seconds of load before the first sample: ``--warmup``, or until the seen ids are full, plus 10 s."""
+    if args.warmup is not None:
+        return float(args.warmup)
+    seen_limit = args.seen_limit or DEFAULT_SEEN_LIMIT
+    return float(int(seen_limit / (args.rate + args.notify_rate)) + 10)
 
 
 def progress(nodes: list[Node], a: Node, b: Node, tally: Tally) -> int:
@@ -538,9 +551,9 @@ def report(
     """Print the table and the verdict; the exit status."""
     judged = args.seconds >= JUDGED_FROM
     first, last = nodes[0].samples[0].at, nodes[0].samples[-1].at
-    print(f"\nsoak: {args.seconds:g}s at {args.rate} msg/s from A, {args.call_rate:g} calls/s on the relay "
-          f"({args.callers} threads), {args.notify_rate:g} notify/s on B; "
-          f"samples from {first:.1f}s to {last:.1f}s")
+    print(f"\nsoak: {warm_up_of(args):g}s of warm-up, then {args.seconds:g}s measured, at {args.rate} "
+          f"msg/s from A, {args.call_rate:g} calls/s on the relay ({args.callers} threads), "
+          f"{args.notify_rate:g} notify/s on B; samples from {first:.1f}s to {last:.1f}s")
     print(table(nodes, counts, tally))
     found = problems(nodes, counts, total, tally, judged)
     if not judged:
@@ -558,7 +571,11 @@ def report(
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description="Soak a relay and two satellites at a steady rate.")
-    parser.add_argument("--seconds", type=float, default=60.0, help="how long the load runs (default 60)")
+    parser.add_argument("--seconds", type=float, default=60.0,
+                        help="how long the load is measured, after the warm-up (default 60)")
+    parser.add_argument("--warmup", type=float, default=None,
+                        help="seconds of load before the first sample (default: until the nodes' "
+                             "seen ids are full, plus 10)")
     parser.add_argument("--rate", type=int, default=200, help="messages a second sent by A (default 200)")
     parser.add_argument("--call-rate", type=float, default=100.0,
                         help="XML-RPC calls a second on the relay, in all (default 100)")
@@ -572,6 +589,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--seconds must be at least 10, and the rates and --callers positive")
     if args.seen_limit is not None and args.seen_limit < 1:
         parser.error("--seen-limit must be positive")
+    if args.warmup is not None and args.warmup < 0:
+        parser.error("--warmup must be 0 or more")
     return args
 
 
