@@ -126,6 +126,7 @@ class Node(Protocol):
     links: dict[str, LinkProtocol]
     authentication: Authentication | None
     max_box_size: int
+    hello_timeout: float
 
 
 def _address(transport: Any) -> list[Any]:
@@ -163,6 +164,7 @@ class LinkProtocol(amp.AMP):
         self._lost = False
         self._box_bytes = 0
         self._refusing = False
+        self._hello_timer: IDelayedCall | None = None
 
     @property
     def name(self) -> str:
@@ -177,6 +179,18 @@ class LinkProtocol(amp.AMP):
         no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if no_delay is not None:
             no_delay(True)
+        if not self._dialer:
+            self._hello_timer = self.node.reactor.callLater(self.node.hello_timeout, self._no_hello)
+
+    def _no_hello(self) -> None:
+        self._hello_timer = None
+        if not self.introduced:
+            self._drop(f"no Hello within {self.node.hello_timeout:g}s (request_timeout)")
+
+    def _stop_hello_timer(self) -> None:
+        if self._hello_timer is not None and self._hello_timer.active():
+            self._hello_timer.cancel()
+        self._hello_timer = None
 
     def dataReceived(self, data: bytes) -> None:
         if self._refusing:
@@ -190,6 +204,7 @@ class LinkProtocol(amp.AMP):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         self._lost = True
+        self._stop_hello_timer()
         super().connectionLost(reason)
         self._down()
         if self.on_closed is not None:
@@ -362,6 +377,7 @@ class LinkProtocol(amp.AMP):
                 old.transport.loseConnection()
         self.node.links[key] = self
         self.introduced = True
+        self._stop_hello_timer()
         self.outbox = self.node.router.attach(key, self)
         # Wait a turn: the answer to Hello must reach the peer first.
         self.node.reactor.callLater(0, self._up)

@@ -75,6 +75,7 @@ class Relay(MultiService):
         )
         self.authentication = make_authentication(config.auth, config.auth_methods, reactor)
         self.max_box_size = max_box_size(config)
+        self.hello_timeout = config.request_timeout
         self.port: IListeningPort | None = None
         for peer in config.peers:
             if peer.startswith(("http://", "https://")):

@@ -1,4 +1,4 @@
-"""max_message_size: what a plugin or a notify may send, and the largest box a link reads."""
+"""Limits on messages and links: max_message_size, the largest box a link reads, the time to say Hello."""
 
 from __future__ import annotations
 
@@ -93,3 +93,17 @@ def test_a_routed_answer_too_large_to_cross_is_a_fault(network, make_satellite) 
         call(network, a, "calc.ops.add", big, big)
     assert raised.value.faultCode == -32603 and "too large to route" in raised.value.faultString
     assert network.between("a", "c")
+
+
+def test_a_connection_that_never_says_hello_is_closed_after_request_timeout(
+    network, make_satellite, reactor, logged
+) -> None:
+    make_satellite("a", "rec", request_timeout=7.0)
+    silent = network.connect(Peer(), "a", ("10.0.0.9", 5001))
+    client, talking = introduced_client(network, "a")
+    reactor.advance(6.9)
+    assert not silent.closed
+    reactor.advance(0.2)
+    silent.pump.flush()
+    assert silent.closed and not talking.closed
+    assert any("no Hello within 7s (request_timeout)" in formatEvent(e) for e in logged)
