@@ -273,3 +273,10 @@ def test_a_non_ascii_user_name_and_password(calls: list[str]) -> None:
 
 def test_config_default_is_no_auth() -> None:
     assert Config().auth == () and Config().auth_methods == ("*",)
+
+
+def test_the_unix_checker_refuses_a_wrong_password() -> None:
+    """unix checks the machine's accounts: a wrong password, or no access to them, is a refusal."""
+    auth = Authentication(["unix"], ["*"], MemoryReactorClock())
+    assert result_of(auth.check("root", "certainly not the password")).check(UnauthorizedLogin)
+    assert result_of(auth.check("no-such-user-here", "x")).check(UnauthorizedLogin)
