@@ -22,6 +22,7 @@ from twisted.internet.testing import MemoryReactor
 from twisted.logger import LogLevel
 
 from co2._errors import ConfigError
+from co2._tls import ca_certificates, client_endpoint, endpoint_files, resolve_paths
 
 __all__ = [
     "RESERVED_PACKAGES",
@@ -103,15 +104,29 @@ class Config:
 
 def check_endpoint(value: str, server: bool = True) -> None:
     """
-    Raise ``ValueError`` unless ``value`` is a Twisted endpoint string.
+    Raise ``ValueError`` unless ``value`` is a Twisted endpoint string
+    (a client one, as co2 makes it, when ``server`` is false).
 
-    Nothing is bound or connected: the string is only parsed.
+    Nothing is bound or connected: the string is parsed, and the files an
+    ``ssl:`` string names are read.  A missing one is named with its
+    parameter (``privateKey /etc/co2/key.pem: no such file``).
     """
-    parse = endpoints.serverFromString if server else endpoints.clientFromString
+    parse = endpoints.serverFromString if server else client_endpoint
+    _check_endpoint_files(value, server)
     try:
         parse(MemoryReactor(), value)
     except Exception as e:  # endpoint parsers raise many kinds of error
-        raise ValueError(f"{value!r} is not a usable endpoint: {e}") from None
+        raise ValueError(f"{value!r} is not a usable endpoint: {str(e) or type(e).__name__}") from None
+
+
+def _check_endpoint_files(value: str, server: bool) -> None:
+    """Raise ``ValueError`` naming the first file (or directory) of an ``ssl:`` string that is missing."""
+    for parameter, path in endpoint_files(value, server):
+        if parameter == "caCertsDir":
+            if not os.path.isdir(path):
+                raise ValueError(f"{parameter} {path}: not a directory")
+        elif not os.path.isfile(path):
+            raise ValueError(f"{parameter} {path}: no such file")
 
 
 def _type_name(value: object) -> str:
@@ -184,19 +199,27 @@ def _plugin_config(key: str, value: object) -> dict[str, dict[str, Any]]:
     return result
 
 
-def _server_endpoint(key: str, value: object) -> str:
-    check_endpoint(_want_str(key, value), server=True)
-    return str(value)
+def _server_endpoint(base: str) -> Callable[[str, object], str]:
+    """Check a server endpoint string; the paths of an ``ssl:`` one are made absolute from ``base``."""
+
+    def check(key: str, value: object) -> str:
+        endpoint = resolve_paths(_want_str(key, value), base, server=True)
+        check_endpoint(endpoint, server=True)
+        return endpoint
+
+    return check
 
 
 def _optional(check: Callable[[str, object], Any]) -> Callable[[str, object], Any]:
     return lambda key, value: None if value is None else check(key, value)
 
 
-def check_peer(value: object) -> str:
+def check_peer(value: object, base: str | None = None) -> str:
     """
     Raise ``ValueError`` unless ``value`` names a peer: an ``http://`` or
     ``https://`` URL of a classic node, or a client endpoint string.
+    Return it, with the paths of an ``ssl:`` string made absolute from the
+    directory ``base`` when given.
     """
     peer = _want_str("peers", value)
     if peer.startswith(("http://", "https://")):
@@ -208,14 +231,34 @@ def check_peer(value: object) -> str:
         except ValueError:
             raise ValueError(f"{peer!r} has a bad port") from None
         return peer
+    if base is not None:
+        peer = resolve_paths(peer, base, server=False)
     check_endpoint(peer, server=False)
     return peer
 
 
-def _peers(key: str, value: object) -> tuple[str, ...]:
-    if not isinstance(value, (list, tuple)):
-        raise ValueError(f"expected a list of peers, got {_type_name(value)}")
-    return tuple(check_peer(peer) for peer in value)
+def _peers(base: str) -> Callable[[str, object], tuple[str, ...]]:
+    def check(key: str, value: object) -> tuple[str, ...]:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a list of peers, got {_type_name(value)}")
+        return tuple(check_peer(peer, base) for peer in value)
+
+    return check
+
+
+def _resolved_peer_keys(credentials: Mapping[str, tuple[str, str]], base: str) -> dict[str, tuple[str, str]]:
+    """
+    ``peer_credentials`` keyed by the peers as ``peers`` holds them (the
+    paths of ``ssl:`` strings made absolute), so that
+    :meth:`Config.credentials_for` finds each under the string it is given.
+    """
+    resolved = {}
+    for peer, pair in credentials.items():
+        try:
+            resolved[resolve_paths(peer, base, server=False)] = pair
+        except ValueError:  # not an endpoint string: kept as written
+            resolved[peer] = pair
+    return resolved
 
 
 def _log_level(key: str, value: object) -> str:
@@ -321,14 +364,25 @@ def _existing_file(base: str) -> Callable[[str, object], str]:
     return check
 
 
+def _tls_ca(base: str) -> Callable[[str, object], str]:
+    to_file = _existing_file(base)
+
+    def check(key: str, value: object) -> str:
+        path = to_file(key, value)
+        ca_certificates(path, what="")
+        return path
+
+    return check
+
+
 def _checks(base: str) -> dict[str, Callable[[str, object], Any]]:
     return {
         "plugin_dir": _plugin_dir(base),
         "plugin_list": _plugin_list,
         "plugin_config": _plugin_config,
-        "listen": _server_endpoint,
-        "amp_listen": _optional(_server_endpoint),
-        "peers": _peers,
+        "listen": _server_endpoint(base),
+        "amp_listen": _optional(_server_endpoint(base)),
+        "peers": _peers(base),
         "spool": _optional(_path(base)),
         "log_level": _log_level,
         "max_request_size": _positive(int),
@@ -349,7 +403,7 @@ def _checks(base: str) -> dict[str, Callable[[str, object], Any]]:
         "auth": _auth(base),
         "auth_methods": _auth_methods,
         "peer_credentials": _peer_credentials,
-        "tls_ca": _optional(_existing_file(base)),
+        "tls_ca": _optional(_tls_ca(base)),
     }
 
 
@@ -379,6 +433,8 @@ def make_config(
             values[key] = check(key, value)
         except ValueError as e:
             raise ConfigError(shown, key, str(e)) from None
+    if "peer_credentials" in values:
+        values["peer_credentials"] = _resolved_peer_keys(values["peer_credentials"], base)
     return Config(path=path, **values)
 
 

@@ -19,13 +19,14 @@ from typing import Any
 from twisted.cred.error import LoginFailed
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IProtocol
+from twisted.internet.interfaces import IDelayedCall, IProtocol, IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.guard import BasicCredentialFactory
 from twisted.web.http import datetimeToString
 from twisted.web.server import Site
+from zope.interface import implementer
 
 from co2._admission import Admission
 from co2._auth import Authentication
@@ -329,6 +330,7 @@ class XMLRPCChannel(Protocol):
             channel.dataReceived(buffered)
 
 
+@implementer(IProtocolNegotiationFactory)
 class XMLRPCFactory(Factory):
     """
     Makes an :class:`XMLRPCChannel` for each connection, while fewer than
@@ -360,6 +362,14 @@ class XMLRPCFactory(Factory):
         self.request_timeout = request_timeout
         self._second = -1
         self._date = b""
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """
+        What a TLS listener agrees to in ALPN: HTTP/1.1.  (A client that
+        offers ALPN to a server that names nothing is refused the
+        handshake by Twisted.)
+        """
+        return [b"http/1.1"]
 
     def buildProtocol(self, addr: Any) -> Protocol:
         if not self.admission.admit():

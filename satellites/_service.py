@@ -63,6 +63,10 @@ def url_of(address: object, scheme: str = "http") -> str:
     return f"unix:{name.decode(errors='replace') if isinstance(name, bytes) else name}"
 
 
+def _is_tls(endpoint: str) -> bool:
+    return endpoint.split(":", 1)[0].strip().lower() in ("ssl", "tls")
+
+
 class SatelliteService(Service):
     """
     Runs one node: a satellite, or with ``role="relay"`` a standalone relay
@@ -120,11 +124,13 @@ class SatelliteService(Service):
             raise ListenError(str(e)) from None
         relay.startService()
         if amp_port is not None:
+            scheme = "ssl" if _is_tls(config.amp_listen or "") else "tcp"
             _log.info("co2 {role} {host_id} listening for AMP links at {url}", role=self.role,
-                      host_id=self.satellite.host_id, url=url_of(amp_port.getHost(), "tcp"))
+                      host_id=self.satellite.host_id, url=url_of(amp_port.getHost(), scheme))
         _log.info(
             "co2 {role} {host_id} serving XML-RPC at {url} with {count} plugin(s)",
-            role=self.role, host_id=self.satellite.host_id, url=url_of(self.port.getHost()),
+            role=self.role, host_id=self.satellite.host_id,
+            url=url_of(self.port.getHost(), "https" if _is_tls(config.listen) else "http"),
             count=len(self.satellite.plugins),
         )
 

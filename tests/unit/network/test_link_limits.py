@@ -100,7 +100,7 @@ def test_a_connection_that_never_says_hello_is_closed_after_request_timeout(
 ) -> None:
     make_satellite("a", "rec", request_timeout=7.0)
     silent = network.connect(Peer(), "a", ("10.0.0.9", 5001))
-    client, talking = introduced_client(network, "a")
+    _, talking = introduced_client(network, "a")
     reactor.advance(6.9)
     assert not silent.closed
     reactor.advance(0.2)
