@@ -139,22 +139,20 @@ def _want_str(key: str, value: object) -> str:
     return value
 
 
-def _path(base: str) -> Callable[[str, object], str]:
+def _path(base: str, must_be: str | None = None) -> Callable[[str, object], str]:
+    """
+    A check of a path setting, made absolute from ``base``; with
+    ``must_be`` ("file" or "directory"), it must name one that exists.
+    """
+
     def check(key: str, value: object) -> str:
         if not isinstance(value, (str, os.PathLike)):
             raise ValueError(f"expected a path, got {value!r} ({_type_name(value)})")
-        return os.path.normpath(os.path.join(base, os.fspath(value)))
-
-    return check
-
-
-def _plugin_dir(base: str) -> Callable[[str, object], str]:
-    to_path = _path(base)
-
-    def check(key: str, value: object) -> str:
-        path = to_path(key, value)
-        if not os.path.isdir(path):
+        path = os.path.normpath(os.path.join(base, os.fspath(value)))
+        if must_be == "directory" and not os.path.isdir(path):
             raise ValueError(f"{path} is not a directory")
+        if must_be == "file" and not os.path.isfile(path):
+            raise ValueError(f"{path}: no such file")
         return path
 
     return check
@@ -352,20 +350,8 @@ def _peer_credentials(key: str, value: object) -> dict[str, tuple[str, str]]:
     return result
 
 
-def _existing_file(base: str) -> Callable[[str, object], str]:
-    to_path = _path(base)
-
-    def check(key: str, value: object) -> str:
-        path = to_path(key, value)
-        if not os.path.isfile(path):
-            raise ValueError(f"{path}: no such file")
-        return path
-
-    return check
-
-
 def _tls_ca(base: str) -> Callable[[str, object], str]:
-    to_file = _existing_file(base)
+    to_file = _path(base, "file")
 
     def check(key: str, value: object) -> str:
         path = to_file(key, value)
@@ -377,7 +363,7 @@ def _tls_ca(base: str) -> Callable[[str, object], str]:
 
 def _checks(base: str) -> dict[str, Callable[[str, object], Any]]:
     return {
-        "plugin_dir": _plugin_dir(base),
+        "plugin_dir": _path(base, "directory"),
         "plugin_list": _plugin_list,
         "plugin_config": _plugin_config,
         "listen": _server_endpoint(base),
