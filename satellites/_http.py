@@ -29,7 +29,7 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from co2._admission import Admission
-from co2._auth import Authentication
+from co2._auth import Authentication, login_failure_reason
 from co2._xmlrpc import DEFAULT_MAX_DEPTH
 from satellites._dispatch import Caller, Dispatcher
 from satellites._resource import (
@@ -249,11 +249,15 @@ class XMLRPCChannel(Protocol):
             given = _BASIC.decode(token.strip(), None)
         except LoginFailed:
             return self._unauthorized(None, "credentials that are not HTTP Basic")
-        d = authentication.check(given.username, given.password)
-        return d.addCallbacks(
-            lambda _: responder.respond(body, self._caller),
-            lambda _: self._unauthorized(basic_user(authorization), "wrong user name or password"),
-        )
+        outcome = authentication.verify(given.username, given.password)
+        if isinstance(outcome, Deferred):
+            return outcome.addCallbacks(
+                lambda _: responder.respond(body, self._caller),
+                lambda failure: self._unauthorized(basic_user(authorization), login_failure_reason(failure)),
+            )
+        if isinstance(outcome, Failure):
+            return self._unauthorized(basic_user(authorization), login_failure_reason(outcome))
+        return responder.respond(body, self._caller)
 
     def _unauthorized(self, username: str | None, why: str) -> _Status:
         authentication = self.server.responder.authentication

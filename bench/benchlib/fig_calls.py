@@ -6,6 +6,7 @@ Figures 1 and 2: XML-RPC calls per second of ``bench.calls.add`` under wrk
 
 from __future__ import annotations
 
+import base64
 import xmlrpc.client
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,12 @@ SINGLE_BODY = xmlrpc.client.dumps((POINT,), "bench.calls.add")
 MULTI_BODY = xmlrpc.client.dumps(
     ([{"methodName": "bench.calls.add", "params": [POINT]}] * MULTICALL_SIZE,), "system.multicall"
 )
+
+
+USER, PASSWORD = "bench", "bench-pw"
+AUTHORIZATION = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+WITH_AUTH = "co2 with auth"
+"""A satellite with ``auth`` (an in-memory checker): every call gives HTTP Basic credentials."""
 
 
 def check_single(url: str) -> None:
@@ -79,6 +86,12 @@ def measure(
         check_multicall(node.url)
         multicalls["co2"] = load("co2 multicall", node.url, multi, sizes.wrk_seconds)
         progress(f"co2 multicall: {multicalls['co2'].rate * MULTICALL_SIZE:,.0f} calls/s")
+    with Processes(work) as procs:
+        node = start_satellite(procs, "calls-auth", plugin_dir, [package], auth=f"memory:{USER}:{PASSWORD}")
+        check_single(node.url.replace("http://", f"http://{USER}:{PASSWORD}@"))
+        with_auth = wrk.write_script(work / "single-auth.lua", SINGLE_BODY, "<int>3</int>", AUTHORIZATION)
+        results[WITH_AUTH] = load(WITH_AUTH, node.url, with_auth, sizes.wrk_seconds)
+        progress(f"{WITH_AUTH}: {results[WITH_AUTH].rate:,.0f} calls/s")
     for name in XMLRPC_BASELINES:
         with Processes(work) as procs:
             url = start_xmlrpc(procs, name)
@@ -133,6 +146,14 @@ def figures(work: Path, sizes: Sizes, details: dict[str, Any], progress: Any) ->
             "twisted.web.xmlrpc",
             results["twisted.web.xmlrpc"].rate,
             Target(">=", 1.5),
+        ),
+        compare(
+            "XML-RPC calls/s with auth (HTTP Basic, memory: checker)",
+            results[WITH_AUTH].rate,
+            unit,
+            "co2 without auth (above)",
+            co2,
+            None,
         ),
         compare(
             f"calls/s via system.multicall, {MULTICALL_SIZE} per request",

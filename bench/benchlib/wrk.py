@@ -20,7 +20,7 @@ SCRIPT = """\
 -- POST one XML-RPC body; count the responses that are not what it expects.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "text/xml"
-wrk.body = %(body)s
+%(headers)swrk.body = %(body)s
 
 local expect = %(expect)s
 local threads = {}
@@ -110,9 +110,16 @@ def lua_string(text: str) -> str:
     return f"[{eq}[\n{text}]{eq}]"  # a newline right after the bracket is dropped by Lua
 
 
-def write_script(path: Path, body: str, expect: str) -> Path:
-    """Write a wrk script POSTing ``body``; a 200 response must hold ``expect`` (if any) and no fault."""
-    path.write_text(SCRIPT % {"body": lua_string(body), "expect": lua_string(expect)})
+def write_script(path: Path, body: str, expect: str, headers: dict[str, str] | None = None) -> Path:
+    """
+    Write a wrk script POSTing ``body`` with ``headers`` too; a 200 response
+    must hold ``expect`` (if any) and no fault.
+    """
+    lines = "".join(
+        # The spaces keep "[[" from reading as the start of a long string.
+        f"wrk.headers[ {lua_string(name)} ] = {lua_string(value)}\n" for name, value in (headers or {}).items()
+    )
+    path.write_text(SCRIPT % {"body": lua_string(body), "expect": lua_string(expect), "headers": lines})
     return path
 
 

@@ -280,3 +280,28 @@ def test_the_unix_checker_refuses_a_wrong_password() -> None:
     auth = Authentication(["unix"], ["*"], MemoryReactorClock())
     assert result_of(auth.check("root", "certainly not the password")).check(UnauthorizedLogin)
     assert result_of(auth.check("no-such-user-here", "x")).check(UnauthorizedLogin)
+
+
+def test_a_checker_that_answers_later_holds_the_answer_in_order(calls: list[str]) -> None:
+    """A checker that answers later (unix:, or one of a plugin's) delays only its request's answer."""
+    from twisted.internet.defer import Deferred
+
+    factory = server(calls, ["*"])
+    pending: list[Deferred[Any]] = []
+
+    class Later:
+        def requestAvatarId(self, given: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            pending.append(d)
+            return d
+
+    factory.responder.authentication.checker = Later()
+    connection = Connection(factory)
+    connection.send(call("open.add", 1, 2, extra=basic("alice", "secret"))
+                    + call("open.add", 2, 2, extra=basic("mallory", "x")))
+    assert connection.responses() == [] and len(pending) == 2
+    pending[1].errback(UnauthorizedLogin())
+    assert connection.responses() == []
+    pending[0].callback("alice")
+    assert [status for status, _, _ in connection.responses()] == [200, 401]
+    assert calls == ["open.add"]
