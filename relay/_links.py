@@ -240,7 +240,6 @@ class LinkProtocol(amp.AMP):
             return
         self._box_bytes += 2 + len(string)
         if self._box_bytes > self.node.max_box_size:
-            self._refusing = True
             self._drop(f"a box of more than {self.node.max_box_size} bytes (max_message_size)")
             return
         super().stringReceived(string)
