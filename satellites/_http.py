@@ -43,6 +43,7 @@ from satellites._resource import (
     guarded,
     make_site,
     refusal_413,
+    who_is,
 )
 
 __all__ = ["MAX_HEAD", "MAX_PIPELINED", "XMLRPCChannel", "XMLRPCFactory", "make_server"]
@@ -262,9 +263,7 @@ class XMLRPCChannel(Protocol):
     def _unauthorized(self, username: str | None, why: str) -> _Status:
         authentication = self.server.responder.authentication
         assert authentication is not None
-        caller = self._caller
-        who = f"{caller[0]}:{caller[1]}" if caller is not None else "a local client"
-        authentication.refuse("the XML-RPC listener", who, username, why)
+        authentication.refuse("the XML-RPC listener", who_is(self._caller), username, why)
         return _UNAUTHORIZED
 
     def _ready(self, body: bytes, answer: _Answer) -> None:

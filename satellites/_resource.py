@@ -39,6 +39,7 @@ __all__ = [
     "guarded",
     "make_site",
     "refusal_413",
+    "who_is",
 ]
 
 XMLRPC_PATHS = (b"/", b"/RPC2")
@@ -276,14 +277,14 @@ class _Guard(HTTPAuthSessionWrapper):
                 header = request.getHeader(b"authorization")
                 why = "wrong user name or password" if header else "no credentials given"
                 self.authentication.refuse(
-                    "the XML-RPC listener", _address_of(request), basic_user(header), why
+                    "the XML-RPC listener", who_is(caller_of(request)), basic_user(header), why
                 )
 
         request.notifyFinish().addBoth(finished)
 
 
-def _address_of(request: Request) -> str:
-    caller = caller_of(request)
+def who_is(caller: Caller) -> str:
+    """How a log line names ``caller``."""
     return f"{caller[0]}:{caller[1]}" if caller is not None else "a local client"
 
 
