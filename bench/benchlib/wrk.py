@@ -115,9 +115,10 @@ def write_script(path: Path, body: str, expect: str, headers: dict[str, str] | N
     Write a wrk script POSTing ``body`` with ``headers`` too; a 200 response
     must hold ``expect`` (if any) and no fault.
     """
+    # The spaces keep "[[" from reading as the start of a long string.
     lines = "".join(
-        # The spaces keep "[[" from reading as the start of a long string.
-        f"wrk.headers[ {lua_string(name)} ] = {lua_string(value)}\n" for name, value in (headers or {}).items()
+        f"wrk.headers[ {lua_string(name)} ] = {lua_string(value)}\n"
+        for name, value in (headers or {}).items()
     )
     path.write_text(SCRIPT % {"body": lua_string(body), "expect": lua_string(expect), "headers": lines})
     return path
