@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from co2._errors import NotAttachedError
+from co2._state import MemoryStore, PluginState
 
 __all__ = ["Co2Plugin", "ICo2Plugin", "IPluginHost", "PluginSite", "in_thread"]
 
@@ -23,6 +24,7 @@ class ICo2Plugin(Interface):
     """What a satellite relies on in a loaded plugin instance."""
 
     var_dict = Attribute("The settings the plugin was created with.")
+    state = Attribute("The plugin's own key-value store (a MutableMapping).")
 
     def receive(data_dict: dict[str, Any]) -> Any:
         """
@@ -53,6 +55,9 @@ class IPluginHost(Protocol):
         self, function: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> Deferred[Any]:
         """Run ``function`` in a worker thread; fire with its result."""
+
+    def state_of(self, plugin: Co2Plugin) -> MutableMapping[str, Any]:
+        """The store ``plugin`` keeps its ``self.state`` in."""
 
 
 class PluginSite:
@@ -93,7 +98,8 @@ class Co2Plugin:
     Methods whose names start with ``x_`` are callable over XML-RPC as
     ``package.module.name`` (``x_`` removed).  Override :meth:`receive` to
     take messages, call :meth:`send` to emit them, override ``__exit__`` to
-    clean up at shutdown.  Subclasses that define ``__init__`` must call
+    clean up at shutdown, and keep what must outlive a restart in
+    :attr:`state`.  Subclasses that define ``__init__`` must call
     ``Co2Plugin.__init__(self, var_dict)``.
     """
 
@@ -107,6 +113,35 @@ class Co2Plugin:
         else:
             self._co2_name = f"{cls.__module__}.{cls.__qualname__}"
         self._co2_logger = Logger(namespace=self._co2_name, source=self)
+
+    @property
+    def state(self) -> MutableMapping[str, Any]:
+        """
+        This plugin's own key-value store: ``str`` keys, XML-RPC values
+        (checked when set: ``TypeError`` or ``ValueError`` for what co2
+        cannot carry), a copy returned at each read.
+
+        On a satellite with a ``spool`` it is kept in the spool and
+        committed with the reactor turn that wrote it: what ``receive``
+        writes is committed together with the delivery of the message.
+        Without a spool, or on an instance no satellite created, it lives
+        in memory until the process ends.  Use it from the reactor thread
+        only.  A plugin may assign its own object to ``self.state``; co2
+        then leaves that alone.
+        """
+        state: MutableMapping[str, Any] | None = self.__dict__.get("_co2_state")
+        if state is None:
+            site = getattr(self, "_co2_site", None)
+            if site is not None:
+                state = site.host.state_of(self)
+            else:
+                state = PluginState(MemoryStore(), str(self))
+            self._co2_state = state
+        return state
+
+    @state.setter
+    def state(self, value: MutableMapping[str, Any]) -> None:
+        self._co2_state = value
 
     def receive(self, data_dict: dict[str, Any]) -> Any:
         """

@@ -8,13 +8,22 @@ of :func:`co2._message.encode_message`): it decodes one only for relay
 plugins, and encodes the envelope once per hop, whatever the number of
 links it goes to.
 
-Each reactor turn ends with one *flush*: the spool (when there is one)
-commits what the turn changed, the links that have messages waiting send
-them, and the local plugins receive what arrived.  The links that brought
-it are acknowledged at the start of the next turn, once what was forwarded
-is on its way.  So a message is acknowledged only once this node is
-responsible for it, and a node never hands its plugins a message it could
-later take for new.
+Each reactor turn ends with one *flush*: the local plugins receive what
+arrived (and what they send as they receive it), then the spool (when
+there is one) commits in one transaction everything the turn changed: the
+ids seen, what each link owes, and what the plugins wrote to their
+``self.state``; then the links that have messages waiting send them.  The
+links that brought the messages are acknowledged at the start of the next
+turn.  So a message is acknowledged only once this node is responsible
+for it; a node killed before the commit has neither delivered nor seen
+it, and its sender, not acknowledged, sends it again; a node killed after
+it has done both.
+
+With a spool, a message goes into the outboxes only as the turn ends,
+just before the commit, so that no link sends what a crash could still
+take back: a message that left its first node before that node committed
+it could come back to it by another path, be taken for new there, and
+reach the plugin that sent it.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from co2._message import check_message, decode_message, encode_message
+from co2._state import MemoryStore, StateStore
 from co2._values import check_members
 from co2.protocol import encode_envelope
 from relay._outbox import Entry, Outbox
@@ -36,7 +46,7 @@ from relay._plugins import IRelayPlugin, apply_relay_plugins
 from relay._seen import SeenIds
 from relay._spool import Spool
 
-__all__ = ["INBOUND", "LOCAL", "Deliver", "Router", "Sender"]
+__all__ = ["INBOUND", "LOCAL", "REPLY_ROUNDS", "Deliver", "Router", "Sender"]
 
 LOCAL = "local"
 """The source of a message sent by a plugin of this node."""
@@ -51,6 +61,13 @@ Local = tuple[bytes, list[Any], Any]
 
 Deliver = Callable[[list[Local]], None]
 """Hands the messages of one turn, in order, to the local plugins."""
+
+REPLY_ROUNDS = 16
+"""
+How many times in one flush the local plugins are handed what they sent
+while receiving (messages sent in answer to messages, and so on); what is
+left waits for the next turn.
+"""
 
 
 class Sender(Protocol):
@@ -69,7 +86,9 @@ class Router:
 
     ``deliver`` hands each turn's messages to the node's plugins (a relay
     passes a function that does nothing); ``spool``, when given, keeps what
-    is owed and what was seen across restarts.
+    is owed and what was seen across restarts.  ``state`` is where the
+    node's plugins keep their ``self.state``: in the spool, committed with
+    the turn that wrote it, or in memory without one.
     """
 
     def __init__(
@@ -105,18 +124,26 @@ class Router:
         self._acks_due: list[Deferred[None]] = []
         self._local: list[Local] = []
         self._flush_call: IDelayedCall | None = None
+        self._flushing = False
+        self._holding = False
         self._ack_call: IDelayedCall | None = None
         # The outboxes a message from each source goes to, kept until the
         # set of outboxes changes.
         self._targets: dict[str, list[tuple[str, Outbox]]] = {}
-        # Spool writes of this turn, made at once before the commit.
+        # Spool writes of this turn, made at once before the commit, and the
+        # messages that go into outboxes then.
         self._spool_seen: list[str] = []
         self._spool_added: list[tuple[int, bytes, list[str]]] = []
+        self._placing: list[tuple[Entry, list[tuple[str, Outbox]]]] = []
+        self.state: StateStore = MemoryStore() if spool is None else _TurnStore(spool, self._flush_soon)
         seen: Iterable[str] = ()
         if spool is not None:
             state = spool.load()
             seen = state.seen
             self._seq = itertools.count(state.next_seq)
+            for key in state.links:
+                self.outboxes[key] = self._new_outbox(key)
+                self._expire_later(key)
             for key, owed in state.owed.items():
                 outbox = self.outbox(key)
                 for seq, body in owed:
@@ -127,14 +154,22 @@ class Router:
     # Outboxes and the links that drain them
 
     def outbox(self, key: str) -> Outbox:
-        """The outbox of the link ``key``, made empty if there is none yet."""
+        """
+        The outbox of the link ``key``, made empty if there is none yet.  A
+        new link a peer made (``node:``) is noted in the spool: after a
+        restart, messages are queued for it before the peer is back.
+        """
         outbox = self.outboxes.get(key)
         if outbox is None:
-            outbox = self.outboxes[key] = Outbox(
-                self.outbox_limit, self.outbox_bytes, lambda entries: self._dropped(key, entries)
-            )
+            outbox = self.outboxes[key] = self._new_outbox(key)
             self._targets.clear()
+            if self.spool is not None and key.startswith(INBOUND):
+                self.spool.add_link(key)
+                self._flush_soon()
         return outbox
+
+    def _new_outbox(self, key: str) -> Outbox:
+        return Outbox(self.outbox_limit, self.outbox_bytes, lambda entries: self._dropped(key, entries))
 
     def attach(self, key: str, sender: Sender) -> Outbox:
         """``sender`` now carries link ``key``: it drains the returned outbox."""
@@ -232,8 +267,11 @@ class Router:
         Route messages that came by link ``key`` from ``client_address``:
         ``(id, hops, message)`` each, as :func:`co2.protocol.decode_batch`
         gives them.  Fires once this node is responsible for them: then
-        the link may acknowledge them.
+        the link may acknowledge them.  Once :meth:`hold` was called, the
+        messages are not taken and the Deferred never fires.
         """
+        if self._holding:
+            return Deferred()
         self.counters["received"] += len(envelopes)
         take, max_hops = self.take, self.max_hops
         for message_id, hops, message in envelopes:
@@ -303,10 +341,18 @@ class Router:
         if self.spool is None:
             for _, outbox in targets:
                 outbox.put(entry)
-            return
-        kept = [key for key, outbox in targets if outbox.put(entry)]
-        if kept:
-            self._spool_added.append((entry.seq, entry.body, kept))
+        else:
+            self._placing.append((entry, targets))
+
+    def _place(self) -> None:
+        """Put the turn's forwarded messages into their outboxes, and note them for the spool."""
+        placing, self._placing = self._placing, []
+        outboxes = self.outboxes
+        for entry, targets in placing:
+            # An outbox forgotten since the message was taken gets nothing.
+            kept = [key for key, outbox in targets if outboxes.get(key) is outbox and outbox.put(entry)]
+            if kept:
+                self._spool_added.append((entry.seq, entry.body, kept))
 
     def _write_spool(self) -> None:
         """Write what this turn added to the spool, so that later changes apply to it."""
@@ -321,27 +367,34 @@ class Router:
     # The end of each turn
 
     def _flush_soon(self) -> None:
-        if self._flush_call is None:
+        # What changes while a flush hands messages to the plugins is
+        # committed by that flush.
+        if self._flush_call is None and not self._flushing:
             self._flush_call = self.reactor.callLater(0, self.flush)
 
     def flush(self) -> None:
         """
-        Commit the spool, send what waits and hand what arrived to the
-        plugins; acknowledge it at the start of the next turn.
+        Hand what arrived to the plugins, commit the spool and send what
+        waits; acknowledge what arrived at the start of the next turn.
         """
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()  # called before the end of the turn
         self._flush_call = None
+        self._flushing = True
+        try:
+            self._deliver_turn()
+        finally:
+            self._flushing = False
+        if self._local:
+            self._flush_soon()
         if self.spool is not None:
+            self._place()
             self._write_spool()
             self.spool.commit()
         outboxes = self.outboxes
         for key, sender in list(self.senders.items()):
             if outboxes[key].waiting:
                 sender.send_now()
-        local, self._local = self._local, []
-        if local:
-            self.deliver(local)
         if self._acks:
             self._acks_due += self._acks
             self._acks = []
@@ -349,6 +402,27 @@ class Router:
                 # The answers wait for the next turn, so that what this one
                 # forwarded goes out first: they are on no message's path.
                 self._ack_call = self.reactor.callLater(0, self.acknowledge)
+
+    def _deliver_turn(self) -> None:
+        """
+        Hand the turn's messages to the plugins, then what they sent while
+        receiving them, for at most :data:`REPLY_ROUNDS` rounds: each is
+        delivered in the turn whose commit marks it seen.
+        """
+        for _ in range(REPLY_ROUNDS):
+            local, self._local = self._local, []
+            if not local:
+                return
+            self.deliver(local)
+
+    def hold(self) -> None:
+        """
+        Take no more messages from links (the node is stopping): batches
+        that arrive from now on are left unanswered, and their senders
+        send them again when the link is next up.  Messages the node's
+        own plugins send are still routed.
+        """
+        self._holding = True
 
     def acknowledge(self) -> None:
         """Let the links answer the batches of every message flushed so far."""
@@ -370,6 +444,42 @@ class Router:
         self._expiries.clear()
         if self.spool is not None:
             self.spool.close()
+
+
+class _TurnStore:
+    """
+    The plugins' state in the spool: each write joins the spool's open
+    transaction and makes sure the turn ends with a flush, which commits it.
+    """
+
+    def __init__(self, spool: Spool, changed: Callable[[], None]) -> None:
+        self._spool = spool
+        self._changed = changed
+
+    def state_get(self, namespace: str, key: str) -> bytes | None:
+        return self._spool.state_get(namespace, key)
+
+    def state_put(self, namespace: str, key: str, value: bytes) -> None:
+        self._spool.state_put(namespace, key, value)
+        self._changed()
+
+    def state_delete(self, namespace: str, key: str) -> bool:
+        deleted = self._spool.state_delete(namespace, key)
+        self._changed()
+        return deleted
+
+    def state_keys(self, namespace: str) -> list[str]:
+        return self._spool.state_keys(namespace)
+
+    def state_items(self, namespace: str) -> list[tuple[str, bytes]]:
+        return self._spool.state_items(namespace)
+
+    def state_count(self, namespace: str) -> int:
+        return self._spool.state_count(namespace)
+
+    def state_clear(self, namespace: str) -> None:
+        self._spool.state_clear(namespace)
+        self._changed()
 
 
 def _same(passed: dict[str, Any], message: dict[str, Any]) -> bool:

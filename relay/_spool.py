@@ -14,6 +14,17 @@ spool is used from the reactor thread only.
 A message body is stored as its link sends it: an envelope encoded by
 :func:`co2.protocol.encode_envelope`.  A spool of the older layout (schema
 version 1, whose bodies were XML-RPC) is rewritten when it is opened.
+
+It also names the links peers made to the node (``node:`` links), owing
+anything or not: a node that restarts keeps queueing messages for a peer
+that has not reconnected yet, as it did before it stopped.
+
+The spool also holds the plugins' ``self.state`` (a :class:`co2._state.StateStore`):
+packed values by plugin and key, written inside the same transaction as the
+rest, so they are committed with the turn that wrote them.  The ``state``
+and ``links`` tables are created when a spool without them is opened:
+spools written before they existed open as they are, and a co2 that does
+not know them leaves them alone.
 """
 
 from __future__ import annotations
@@ -36,6 +47,15 @@ SCHEMA_VERSION = 2
 _UPGRADABLE = "1"
 """The older layout that is rewritten in place when opened (see ``relay/_spool_v1.py``)."""
 
+_STATE = (
+    "CREATE TABLE IF NOT EXISTS state (namespace TEXT NOT NULL, key TEXT NOT NULL,"
+    " value BLOB NOT NULL, PRIMARY KEY (namespace, key)) WITHOUT ROWID"
+)
+"""The plugins' values: each plugin's namespace is ``str(plugin)``."""
+
+_LINKS = "CREATE TABLE IF NOT EXISTS links (link TEXT PRIMARY KEY) WITHOUT ROWID"
+"""The links peers made to this node that it still queues messages for."""
+
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE messages (seq INTEGER PRIMARY KEY, body BLOB NOT NULL)",
@@ -46,6 +66,8 @@ _SCHEMA = (
     "CREATE TRIGGER owed_gone AFTER DELETE ON owed"
     " WHEN NOT EXISTS (SELECT 1 FROM owed WHERE seq = OLD.seq)"
     " BEGIN DELETE FROM messages WHERE seq = OLD.seq; END",
+    _STATE,
+    _LINKS,
 )
 
 
@@ -69,6 +91,8 @@ class SpoolState:
     """Link key -> ``(seq, body)`` pairs it still owes, by ascending ``seq``."""
     next_seq: int = 1
     """One more than the highest ``seq`` ever stored (1 for a new spool)."""
+    links: list[str] = field(default_factory=list)
+    """The links noted by :meth:`Spool.add_link`, owing anything or not, sorted."""
 
 
 class Spool:
@@ -121,6 +145,11 @@ class Spool:
                 f"({_UPGRADABLE} or {SCHEMA_VERSION}); run the co2 that wrote it or choose a new "
                 "spool path"
             )
+        tables = self._tables()
+        if "state" not in tables:
+            self._db.execute(_STATE)
+        if "links" not in tables:
+            self._db.execute(_LINKS)
         self._max_seq = int(meta.get("max_seq", "0"))
 
     def _meta(self) -> dict[str, str]:
@@ -207,7 +236,8 @@ class Spool:
             for link, seq, body in rows:
                 owed.setdefault(link, []).append((seq, bytes(body)))
             (highest,) = db.execute("SELECT MAX(seq) FROM messages").fetchone()
-        return SpoolState(str(node_id), seen, owed, max(self._max_seq, highest or 0) + 1)
+            links = [str(row[0]) for row in db.execute("SELECT link FROM links ORDER BY link")]
+        return SpoolState(str(node_id), seen, owed, max(self._max_seq, highest or 0) + 1, links)
 
     def add(self, seq: int, body: bytes, links: Iterable[str]) -> None:
         """
@@ -250,10 +280,17 @@ class Spool:
             with self._guard():
                 self._write().executemany("DELETE FROM owed WHERE link = ? AND seq = ?", rows)
 
-    def drop_link(self, link: str) -> None:
-        """Forget everything ``link`` owes; bodies no link owes any more go too."""
+    def add_link(self, link: str) -> None:
+        """Note that ``link`` exists, so that it is known again after a restart."""
         with self._guard():
-            self._write().execute("DELETE FROM owed WHERE link = ?", (link,))
+            self._write().execute("INSERT OR IGNORE INTO links (link) VALUES (?)", (link,))
+
+    def drop_link(self, link: str) -> None:
+        """Forget ``link`` and everything it owes; bodies no link owes any more go too."""
+        with self._guard():
+            db = self._write()
+            db.execute("DELETE FROM owed WHERE link = ?", (link,))
+            db.execute("DELETE FROM links WHERE link = ?", (link,))
 
     def mark_seen(self, ids: Iterable[str]) -> None:
         """
@@ -267,6 +304,63 @@ class Spool:
             with self._guard():
                 self._write().executemany("INSERT OR IGNORE INTO seen (id) VALUES (?)", rows)
             self._seen_dirty = True
+
+    # The plugins' state (co2._state.StateStore): reads see this process's
+    # writes not yet committed, as they share the connection.
+
+    def state_get(self, namespace: str, key: str) -> bytes | None:
+        """The packed value of ``key`` in ``namespace``, or None."""
+        with self._guard():
+            row = self._db.execute(
+                "SELECT value FROM state WHERE namespace = ? AND key = ?", (namespace, key)
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def state_put(self, namespace: str, key: str, value: bytes) -> None:
+        """Set ``key`` of ``namespace`` to the packed ``value``, until the next commit."""
+        with self._guard():
+            self._write().execute(
+                "INSERT INTO state (namespace, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+                (namespace, key, value),
+            )
+
+    def state_delete(self, namespace: str, key: str) -> bool:
+        """Remove ``key`` of ``namespace``; False when there was none."""
+        with self._guard():
+            cursor = self._write().execute(
+                "DELETE FROM state WHERE namespace = ? AND key = ?", (namespace, key)
+            )
+        return cursor.rowcount > 0
+
+    def state_keys(self, namespace: str) -> list[str]:
+        """The keys of ``namespace``, sorted."""
+        with self._guard():
+            rows = self._db.execute(
+                "SELECT key FROM state WHERE namespace = ? ORDER BY key", (namespace,)
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def state_items(self, namespace: str) -> list[tuple[str, bytes]]:
+        """The keys of ``namespace`` with their packed values, sorted by key."""
+        with self._guard():
+            rows = self._db.execute(
+                "SELECT key, value FROM state WHERE namespace = ? ORDER BY key", (namespace,)
+            ).fetchall()
+        return [(str(key), bytes(value)) for key, value in rows]
+
+    def state_count(self, namespace: str) -> int:
+        """How many keys ``namespace`` holds."""
+        with self._guard():
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM state WHERE namespace = ?", (namespace,)
+            ).fetchone()
+        return int(count)
+
+    def state_clear(self, namespace: str) -> None:
+        """Remove every key of ``namespace``."""
+        with self._guard():
+            self._write().execute("DELETE FROM state WHERE namespace = ?", (namespace,))
 
     def commit(self) -> None:
         """Make every write since the last commit durable; cheap when there is none."""

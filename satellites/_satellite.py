@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 from xmlrpc.client import Fault
@@ -31,6 +31,7 @@ from co2._message import (
     parse_host_id,
 )
 from co2._plugin import Co2Plugin
+from co2._state import PluginState
 from co2._values import check_members, check_value
 from relay._relay import Relay
 from relay._router import Local, Router
@@ -160,7 +161,14 @@ class Satellite:
         Call every plugin's ``__exit__`` in reverse load order, each bounded
         by ``exit_timeout`` when it returns a Deferred.  Fires when all are
         done; never fails.
+
+        First the plugins receive what the node has taken so far, and the
+        node stops taking messages from its links: what arrives from then
+        on is left unacknowledged, to be sent again once the node is back,
+        rather than committed as seen with no plugin left to receive it.
         """
+        self.router.hold()
+        self.router.flush()
         plugins, self.plugins = self.plugins, []
         return ensureDeferred(self._exit_each(list(reversed(plugins))))
 
@@ -222,6 +230,14 @@ class Satellite:
         """Run ``function`` in the reactor's thread pool; fire with its result."""
         threads: IReactorThreads = self.reactor
         return deferToThreadPool(self.reactor, threads.getThreadPool(), function, *args, **kwargs)
+
+    def state_of(self, plugin: Co2Plugin) -> MutableMapping[str, Any]:
+        """
+        ``plugin``'s ``self.state``: its namespace (``str(plugin)``) in the
+        router's store, in the spool when there is one, usable from the
+        reactor thread only.
+        """
+        return PluginState(self.router.state, str(plugin), self._thread)
 
     # Delivery
 

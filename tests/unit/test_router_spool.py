@@ -73,7 +73,7 @@ def test_an_acknowledged_message_stays_acknowledged_after_a_restart(tmp_path):
 
 
 def test_arrived_fires_only_after_the_spool_commits(tmp_path):
-    """The ack of arriving messages waits for the turn's commit and follows the hand-over to plugins."""
+    """The plugins receive the turn's messages before its commit; the ack waits for the commit."""
     reactor = TestReactor()
     events: list[str] = []
     router = Router(reactor, lambda turn: events.extend("deliver" for _ in turn),
@@ -91,7 +91,7 @@ def test_arrived_fires_only_after_the_spool_commits(tmp_path):
     d.addCallback(lambda _: events.append("ack"))
     assert events == []
     reactor.advance(0)
-    assert events == ["commit", "deliver", "deliver", "ack"]
+    assert events == ["deliver", "deliver", "commit", "ack"]
     reader = Spool(str(tmp_path / "spool.db"))
     state = reader.load()
     reader.close()
