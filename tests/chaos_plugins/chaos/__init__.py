@@ -1,0 +1,3 @@
+"""Chaos: records every message received, in self.state, so the record survives SIGKILL."""
+
+__all__ = ["a", "b"]
