@@ -18,7 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["OutputReader", "start_command", "timeout_proxy"]
+__all__ = ["AMP_LISTENING", "SERVING", "OutputReader", "rss_bytes", "start_command", "timeout_proxy"]
+
+SERVING = re.compile(r"serving XML-RPC at (https?://127\.0\.0\.1:(\d+)/)")
+"""The line a node on loopback logs once it serves XML-RPC: its URL, then its port."""
+
+AMP_LISTENING = re.compile(r"listening for AMP links at (?:tcp|ssl)://127\.0\.0\.1:(\d+)/")
+"""The line a node on loopback logs once it listens for AMP links: the port."""
 
 
 def _default_sigint() -> None:
@@ -125,3 +131,11 @@ class _TimeoutTransport(xmlrpc.client.Transport):
 def timeout_proxy(url: str, timeout: float = 30.0) -> xmlrpc.client.ServerProxy:
     """An ``xmlrpc.client`` proxy for ``url`` (nil allowed) whose calls give up after ``timeout`` seconds."""
     return xmlrpc.client.ServerProxy(url, transport=_TimeoutTransport(timeout), allow_none=True)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` (VmRSS of /proc/PID/status), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise LookupError(f"no VmRSS for process {pid}")

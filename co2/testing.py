@@ -33,12 +33,14 @@ from twisted.test import iosim
 from twisted.web.server import Site
 
 from co2._message import parse_host_id
-from co2._processes import OutputReader, start_command, timeout_proxy
+from co2._processes import AMP_LISTENING, SERVING, OutputReader, rss_bytes, start_command, timeout_proxy
 from co2._xmlrpc import dump_call, parse_response
 from relay._links import LinkProtocol, LinkServerFactory, Node, _PeerFactory, _prepare
 
 __all__ = [
+    "AMP_LISTENING",
     "RECORDER",
+    "SERVING",
     "HTTPResponse",
     "InlineThreadPool",
     "MemoryLink",
@@ -48,6 +50,7 @@ __all__ = [
     "OutputReader",
     "TestReactor",
     "format_events",
+    "rss_bytes",
     "start_command",
     "timeout_proxy",
     "write_package",

@@ -72,7 +72,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from co2.testing import start_command, timeout_proxy
+from co2.testing import AMP_LISTENING, SERVING, start_command, timeout_proxy
 
 BIN_DIR = Path(sys.executable).parent
 PLUGIN_DIR = Path(__file__).resolve().parent / "chaos_plugins"
@@ -85,8 +85,6 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 CALL_TIMEOUT = 10.0
 POLL_EVERY = 1.0
-SERVING = re.compile(r"serving XML-RPC at (http://127\.0\.0\.1:\d+/)")
-AMP_LISTENING = re.compile(r"listening for AMP links at tcp://127\.0\.0\.1:(\d+)/")
 LINK_UP = re.compile(r"link peer:\S+ up: ")
 ERROR_LINE = re.compile(r"#(error|critical)\]")
 TRACEBACK = re.compile(r"Traceback|Unhandled")

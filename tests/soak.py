@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from co2.testing import start_command, timeout_proxy
+from co2.testing import AMP_LISTENING, SERVING, rss_bytes, start_command, timeout_proxy
 
 BIN_DIR = Path(sys.executable).parent
 LOCAL = "tcp:port=0:interface=127.0.0.1"
@@ -75,8 +75,6 @@ JUDGED_FROM = 300.0
 """Runs at least this long (seconds) have their growth judged."""
 GROWTH_LIMIT = 10.0
 """Growth (percent) of RSS or descriptors that fails a judged run."""
-SERVING = re.compile(r"serving XML-RPC at (http://127\.0\.0\.1:\d+/)")
-AMP_LISTENING = re.compile(r"listening for AMP links at tcp://127\.0\.0\.1:(\d+)/")
 LINK_UP = re.compile(r"link node:\S+ up: ")
 ERROR_LINE = re.compile(r"#(error|critical)\]|Traceback|Unhandled")
 DEFAULT_SEEN_LIMIT = 100_000
@@ -285,14 +283,6 @@ def start_network(work: Path, nodes: list[Node], **settings: object) -> tuple[No
 
 # --------------------------------------------------------------------------
 # Measuring
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident set size of ``pid`` (VmRSS of /proc/PID/status), in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise SoakError(f"no VmRSS for process {pid}")
 
 
 def sample(nodes: list[Node], at: float) -> None:

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .procs import SERVING, BenchError, Processes
+from co2.testing import SERVING
+
+from .procs import BenchError, Processes
 
 SERVERS = Path(__file__).resolve().parent.parent / "servers"
 AMP_ECHO = re.compile(r"amp echo at tcp://127\.0\.0\.1:(\d+)/")

@@ -10,9 +10,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from co2.testing import rss_bytes
+
 from .nodes import start_satellite
 from .plugins import ping_name, write_pings
-from .procs import BenchError, Processes, rss_bytes
+from .procs import BenchError, Processes
 from .report import Row, Target, compare
 from .sizes import Sizes
 

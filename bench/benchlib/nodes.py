@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .procs import AMP_LISTENING, BIN_DIR, SERVING, BenchError, Proc, Processes, call
+from co2.testing import AMP_LISTENING, SERVING
+
+from .procs import BIN_DIR, BenchError, Proc, Processes, call
 
 EPHEMERAL = "tcp:port=0:interface=127.0.0.1"
 # Links may owe more than the defaults while a blast is in flight: the suite

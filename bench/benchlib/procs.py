@@ -25,8 +25,6 @@ from co2.testing import OutputReader, start_command, timeout_proxy
 BIN_DIR = Path(sys.executable).parent
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
-SERVING = re.compile(r"serving XML-RPC at (http://127\.0\.0\.1:(\d+)/)")
-AMP_LISTENING = re.compile(r"listening for AMP links at tcp://127\.0\.0\.1:(\d+)/")
 
 ERROR_LINE = re.compile(r"#(error|critical)\]|Traceback|Unhandled")
 # What the processes ended so far logged at error level, or how they exited
@@ -167,11 +165,3 @@ def cpu_seconds(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()  # fields from the 3rd (state) on
     utime, stime = int(fields[11]), int(fields[12])
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident set size of ``pid`` (VmRSS of /proc/PID/status), in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise BenchError(f"no VmRSS for process {pid}")

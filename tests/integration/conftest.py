@@ -23,15 +23,13 @@ from typing import Any
 
 import pytest
 
-from co2.testing import OutputReader, start_command, timeout_proxy, write_package
+from co2.testing import AMP_LISTENING, SERVING, OutputReader, start_command, timeout_proxy, write_package
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
 START_TIMEOUT = 15.0
 EXIT_TIMEOUT = 15.0
 CALL_TIMEOUT = 20.0
-SERVING = re.compile(r"serving XML-RPC at (https?://127\.0\.0\.1:(\d+)/)")
-AMP_LISTENING = re.compile(r"listening for AMP links at (?:tcp|ssl)://127\.0\.0\.1:(\d+)/")
 
 
 def eventually(probe: Callable[[], Any], timeout: float = 5.0) -> Any:
