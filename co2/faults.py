@@ -20,6 +20,7 @@ __all__ = [
     "METHOD_NOT_FOUND",
     "NODE_UNREACHABLE",
     "PARSE_ERROR",
+    "SHUTTING_DOWN",
     "Fault",
     "describe_exception",
 ]
@@ -50,6 +51,9 @@ NODE_UNREACHABLE = -32001
 
 CALL_TIMEOUT = -32002
 """A remote method did not answer in time."""
+
+SHUTTING_DOWN = -32003
+"""The node is stopping and takes no more messages: send it again later."""
 
 
 def describe_exception(error: BaseException) -> str:

@@ -28,6 +28,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
+from co2 import faults
 from co2._auth import basic_authorization
 from co2._message import HostId, decode_message, parse_host_id
 from co2._tls import web_policy
@@ -184,6 +185,9 @@ class ClassicLink(Service):
         try:
             parse_response(answer)
         except Fault as fault:
+            if fault.faultCode == faults.SHUTTING_DOWN:
+                _log.info("link {url} is stopping, will retry", url=self.url)
+                return False
             self.refused += 1
             _log.warn("link {url} refused message {id}: {code} {why}", url=self.url,
                       id=envelope.id, code=fault.faultCode, why=fault.faultString)

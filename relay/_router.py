@@ -424,6 +424,11 @@ class Router:
         """
         self._holding = True
 
+    @property
+    def holding(self) -> bool:
+        """Whether :meth:`hold` was called: the node takes no more messages from outside."""
+        return self._holding
+
     def acknowledge(self) -> None:
         """Let the links answer the batches of every message flushed so far."""
         if self._ack_call is not None and self._ack_call.active():

@@ -286,6 +286,8 @@ class Satellite:
         plugins receive it afterwards.  A message relayed by another co2
         node also holds its ``id`` and remaining ``hops``.
         """
+        if self.router.holding:
+            raise Fault(faults.SHUTTING_DOWN, "notify: this node is stopping; send the message again later")
         try:
             check_message(message)
             message_id, hops = _routing_of(message)

@@ -166,6 +166,33 @@ def test_new_messages_wait_for_the_retry(reactor, sender):
     assert len(link.outbox) == 0
 
 
+def test_a_peer_that_is_stopping_gets_the_message_again_later(reactor, sender):
+    """Fault -32003 (the peer is stopping) is not a refusal: the message is kept and posted again."""
+    satellite, link, agent = sender
+    satellite.plugins[0].send("wait for me")
+    reactor.advance(0)
+    agent.posted[0].fault(-32003)
+    assert link.refused == 0 and len(link.outbox) == 1
+    reactor.advance(2)
+    assert agent.posted[1].struct["data"] == "wait for me"
+    agent.posted[1].reply(True)
+    assert len(link.outbox) == 0
+
+
+def test_a_stopping_satellite_refuses_notify_for_now(reactor, build, stop):
+    """Once a satellite stops taking messages, notify gets fault -32003 and no plugin gets the message."""
+    satellite = build(reactor, 2, "rec")
+    client = MemoryXMLRPCClient(make_site(XMLRPCResource(satellite.dispatcher), 1 << 20, reactor),
+                                client=("10.0.0.1", 40000))
+    satellite.router.hold()
+    results: list[Any] = []
+    client.call("notify", {"data": "late", "host_id": "7@10.0.0.1:2004"}).addBoth(results.append)
+    reactor.advance(0)
+    assert results[0].value.faultCode == -32003
+    assert satellite.plugins[0].got == []
+    stop([satellite], reactor)
+
+
 def test_a_fault_answer_drops_the_message(reactor, sender, logged):
     """A peer that answers with a fault refused the message for good: counted, logged, not sent again."""
     satellite, link, agent = sender
