@@ -268,9 +268,13 @@ def test_shutdown_calls_every_exit_in_reverse_order_each_bounded(make_node, plug
 
 
 def test_shutdown_stops_delivery(two):
-    """After shutdown no plugin receives anything."""
+    """After shutdown no plugin receives anything: notify says to send it again later."""
+    received = [plugin.got for plugin in two.satellite.plugins if hasattr(plugin, "got")]
     two.satellite.shutdown()
     two.reactor.advance(10)
-    two.call("notify", {"data": 1, "host_id": "1@127.0.0.1:1"})
+    with pytest.raises(Fault) as refused:
+        two.call("notify", {"data": 1, "host_id": "1@127.0.0.1:1"})
+    assert refused.value.faultCode == faults.SHUTTING_DOWN
     two.reactor.advance(0)
     assert two.satellite.plugins == []
+    assert all(got == [] for got in received)
