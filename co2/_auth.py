@@ -138,14 +138,14 @@ class Authentication:
             return True
         return any(fnmatch.fnmatchcase(name, pattern) for name in names for pattern in self.protected)
 
-    def portal(self, realm: Any) -> Portal:
+    def portal(self, realm: Any, anonymous: bool | None = None) -> Portal:
         """
         A portal with this node's checkers for ``realm``; it lets in the
-        anonymous too unless every method is protected (each call is then
-        checked by name).
+        anonymous too when ``anonymous`` says so (by default: unless every
+        method is protected; each call is then checked by name).
         """
         found: list[Any] = [self.checker]
-        if not self.everything:
+        if not self.everything if anonymous is None else anonymous:
             found.append(checkers.AllowAnonymousAccess())
         return Portal(realm, found)
 

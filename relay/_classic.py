@@ -34,7 +34,7 @@ from co2._message import HostId, decode_message, parse_host_id
 from co2._tls import web_policy
 from co2._xmlrpc import dump_call, parse_response
 from co2.protocol import BadBatch, decode_envelope
-from relay._links import retry_policy
+from relay._links import LinkStats, retry_policy
 from relay._outbox import Outbox
 from relay._router import Router
 
@@ -77,6 +77,7 @@ class ClassicLink(Service):
         *,
         tls_ca: str | None = None,
         credentials: tuple[str, str] | None = None,
+        stats: LinkStats | None = None,
     ) -> None:
         self.router = router
         self.reactor = reactor
@@ -85,6 +86,7 @@ class ClassicLink(Service):
         self.host_id = host_id
         self.agent = agent
         self.tls_ca = tls_ca
+        self.stats = stats if stats is not None else LinkStats()
         self._headers = Headers({b"Content-Type": [b"text/xml"]})
         if credentials is not None:
             self._headers.setRawHeaders(b"Authorization", [basic_authorization(*credentials)])
@@ -150,6 +152,7 @@ class ClassicLink(Service):
                     self._retry_call = self.reactor.callLater(delay, self._retried)
                     return
                 self._failures = 0
+                self.stats.messages_out[self.key] += 1
                 self.router.acked(self.key, number)
         finally:
             self._busy = False

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from twisted.application.internet import ClientService, backoffPolicy
@@ -56,6 +58,7 @@ __all__ = [
     "WINDOW",
     "LinkProtocol",
     "LinkServerFactory",
+    "LinkStats",
     "Node",
     "max_box_size",
     "peer_service",
@@ -127,6 +130,16 @@ class Node(Protocol):
     authentication: Authentication | None
     max_box_size: int
     hello_timeout: float
+    link_stats: LinkStats
+
+
+@dataclass
+class LinkStats:
+    """Counts per link key, for ``/metrics``: messages in and out, and times it came up."""
+
+    messages_in: Counter[str] = field(default_factory=Counter)
+    messages_out: Counter[str] = field(default_factory=Counter)
+    ups: Counter[str] = field(default_factory=Counter)
 
 
 def _address(transport: Any) -> list[Any]:
@@ -375,6 +388,7 @@ class LinkProtocol(amp.AMP):
             if old.transport is not None:
                 old.transport.loseConnection()
         self.node.links[key] = self
+        self.node.link_stats.ups[key] += 1
         self.introduced = True
         self._stop_hello_timer()
         self.outbox = self.node.router.attach(key, self)
@@ -399,6 +413,7 @@ class LinkProtocol(amp.AMP):
     def deliver(self, batch: bytes) -> Deferred[dict[str, Any]]:
         key = self._check()
         envelopes = decode_batch(batch)
+        self.node.link_stats.messages_in[key] += len(envelopes)
         d = self.node.router.arrived(envelopes, key, self.peer_address)
         return d.addCallback(lambda _: {})
 
@@ -421,6 +436,7 @@ class LinkProtocol(amp.AMP):
             if not entries:
                 break
             d = self.callRemote(Deliver, batch=encode_batch([entry.body for entry in entries]))
+            self.node.link_stats.messages_out[self.key or ""] += len(entries)
             d.addCallbacks(self._acked, self._not_acked, callbackArgs=(number,), errbackArgs=(number,))
 
     def _acked(self, answer: object, number: int) -> None:

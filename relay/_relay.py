@@ -21,7 +21,7 @@ from co2._config import Config
 from co2._errors import Co2Error
 from relay._classic import ClassicLink
 from relay._directory import Directory
-from relay._links import LinkProtocol, LinkServerFactory, max_box_size, peer_service
+from relay._links import LinkProtocol, LinkServerFactory, LinkStats, max_box_size, peer_service
 from relay._plugins import load_relay_plugins
 from relay._router import Deliver, Router
 from relay._spool import Spool
@@ -76,16 +76,17 @@ class Relay(MultiService):
         self.authentication = make_authentication(config.auth, config.auth_methods, reactor)
         self.max_box_size = max_box_size(config)
         self.hello_timeout = config.request_timeout
+        self.link_stats = LinkStats()
         self.port: IListeningPort | None = None
         for peer in config.peers:
             if peer.startswith(("http://", "https://")):
                 ClassicLink(
                     self.router, reactor, peer, lambda: self.host_id,
-                    tls_ca=config.tls_ca, credentials=config.credentials_for(peer),
+                    tls_ca=config.tls_ca, credentials=config.credentials_for(peer), stats=self.link_stats,
                 ).setServiceParent(self)
             else:
                 peer_service(
-                    self, peer, tls_ca=config.tls_ca, credentials=config.credentials_for(peer),
+                    self, peer, tls_ca=config.tls_ca, credentials=config.credentials_for(peer), stats=self.link_stats,
                 ).setServiceParent(self)
 
     @property

@@ -32,6 +32,7 @@ from co2._admission import Admission
 from co2._auth import Authentication, login_failure_reason
 from co2._xmlrpc import DEFAULT_MAX_DEPTH
 from satellites._dispatch import Caller, Dispatcher
+from satellites._metrics import MetricsResource, node_registry
 from satellites._resource import (
     REALM,
     UNAUTHORIZED_TEXT,
@@ -40,9 +41,9 @@ from satellites._resource import (
     Responder,
     XMLRPCResource,
     basic_user,
-    guarded,
     make_site,
     refusal_413,
+    site_root,
     who_is,
 )
 
@@ -440,6 +441,7 @@ def make_server(
     idle_timeout: float = 60.0,
     request_timeout: float = 30.0,
     authentication: Authentication | None = None,
+    node: Any = None,
 ) -> XMLRPCFactory:
     """
     The factory a node's XML-RPC listener listens with: calls go to
@@ -447,12 +449,14 @@ def make_server(
     ``413``, documents nesting deeper than ``max_depth`` with a fault;
     the other limits are :class:`XMLRPCFactory`'s.  ``reactor`` gives time
     (the global one when None).  With ``authentication``, callers prove
-    themselves with HTTP Basic as it says.
+    themselves with HTTP Basic as it says.  With ``node`` (a satellite or
+    standalone relay), ``GET /metrics`` tells what it has done.
     """
     if reactor is None:
         from twisted.internet import reactor
     resource = XMLRPCResource(dispatcher, max_depth, authentication)
-    site = make_site(guarded(resource, authentication), max_request_size, reactor)
+    metrics = None if node is None else MetricsResource(node_registry(node, resource.responder.calls))
+    site = make_site(site_root(resource, authentication, metrics), max_request_size, reactor)
     site.timeOut = idle_timeout
     admission = Admission(max_connections, "the XML-RPC listener", reactor)
     return XMLRPCFactory(

@@ -28,6 +28,7 @@ from co2 import faults
 from co2._auth import Authentication
 from co2._xmlrpc import DEFAULT_MAX_DEPTH, XMLRPCParseError, dump_fault, dump_response, parse_call
 from satellites._dispatch import Caller, Dispatcher, Encoded
+from satellites._metrics import UNKNOWN_METHOD, UNREADABLE, CallStats
 
 __all__ = [
     "REALM",
@@ -39,6 +40,7 @@ __all__ = [
     "guarded",
     "make_site",
     "refusal_413",
+    "site_root",
     "who_is",
 ]
 
@@ -78,6 +80,7 @@ class Responder:
         self.dispatcher = dispatcher
         self.max_depth = max_depth
         self.authentication = authentication
+        self.calls = CallStats()
 
     def respond(self, body: bytes, caller: Caller, anonymous: bool = False) -> bytes | Deferred[bytes]:
         """
@@ -86,27 +89,68 @@ class Responder:
         fails).  Every error becomes a fault, except a protected call by
         an ``anonymous`` caller: :class:`NeedsCredentials` is raised.
         """
+        calls = self.calls
         try:
             name, params = parse_call(body, self.max_depth)
         except XMLRPCParseError as e:
+            calls.answered(UNREADABLE, e.code)
             return dump_fault(e.code, str(e))
         except Exception:
             # A reader's bug must not cost the client its answer.
             _log.failure("unexpected failure reading a request")
+            calls.answered(UNREADABLE, faults.INTERNAL_ERROR)
             return dump_fault(faults.INTERNAL_ERROR, "internal error")
         if anonymous and self.authentication is not None:
             if self.authentication.needs_credentials(_names_called(name, params)):
                 raise NeedsCredentials(name)
+        label = name if self._knows(name) else UNKNOWN_METHOD
         try:
             result = self.dispatcher.invoke(caller, name, params)
         except Fault as fault:
-            return _fault_response(fault)
+            answer = _fault_response(fault)
+            calls.answered(label, _code_of(fault))
+            return answer
         except Exception:
             _log.failure("unexpected failure calling {name}", name=name)
+            calls.answered(label, faults.INTERNAL_ERROR)
             return dump_fault(faults.INTERNAL_ERROR, "internal error")
         if isinstance(result, Deferred):
-            return result.addCallbacks(_response, _failure_response, (name,))
-        return _response(result, name)
+            return result.addCallbacks(
+                self._response, self._failure_response, callbackArgs=(name, label), errbackArgs=(label,)
+            )
+        return self._response(result, name, label)
+
+    def _knows(self, name: str) -> bool:
+        dispatcher = self.dispatcher
+        if dispatcher.registry.get(name) is not None:
+            return True
+        return dispatcher.remote is not None and name in dispatcher.remote.names()
+
+    def _response(self, result: Any, name: str, label: str) -> bytes:
+        if type(result) is Encoded:
+            self.calls.answered(label, 0)
+            return result
+        try:
+            answer = dump_response(result)
+        except (TypeError, ValueError, OverflowError) as e:
+            _log.error("{name} returned what XML-RPC cannot carry: {error}", name=name, error=e)
+            self.calls.answered(label, faults.INTERNAL_ERROR)
+            return dump_fault(faults.INTERNAL_ERROR, f"{name} returned what XML-RPC cannot carry: {e}")
+        self.calls.answered(label, 0)
+        return answer
+
+    def _failure_response(self, failure: Failure, label: str) -> bytes:
+        if isinstance(failure.value, Fault):
+            self.calls.answered(label, _code_of(failure.value))
+            return _fault_response(failure.value)
+        _log.failure("unexpected failure", failure)
+        self.calls.answered(label, faults.INTERNAL_ERROR)
+        return dump_fault(faults.INTERNAL_ERROR, "internal error")
+
+
+def _code_of(fault: Fault) -> int:
+    code = fault.faultCode
+    return code if type(code) is int else faults.INTERNAL_ERROR
 
 
 def _names_called(name: str, params: tuple[Any, ...]) -> list[str]:
@@ -119,29 +163,12 @@ def _names_called(name: str, params: tuple[Any, ...]) -> list[str]:
     return names
 
 
-def _response(result: Any, name: str) -> bytes:
-    if type(result) is Encoded:
-        return result
-    try:
-        return dump_response(result)
-    except (TypeError, ValueError, OverflowError) as e:
-        _log.error("{name} returned what XML-RPC cannot carry: {error}", name=name, error=e)
-        return dump_fault(faults.INTERNAL_ERROR, f"{name} returned what XML-RPC cannot carry: {e}")
-
-
 def _fault_response(fault: Fault) -> bytes:
     try:
         return dump_fault(int(fault.faultCode), str(fault.faultString))
     except (TypeError, ValueError, OverflowError):
         _log.error("a fault XML-RPC cannot carry: {fault!r}", fault=fault)
         return dump_fault(faults.INTERNAL_ERROR, "internal error")
-
-
-def _failure_response(failure: Failure) -> bytes:
-    if isinstance(failure.value, Fault):
-        return _fault_response(failure.value)
-    _log.failure("unexpected failure", failure)
-    return dump_fault(faults.INTERNAL_ERROR, "internal error")
 
 
 class XMLRPCResource(Resource):
@@ -253,14 +280,33 @@ def basic_user(header: bytes | None) -> str | None:
     return username.decode("utf-8", "replace") if isinstance(username, bytes) else str(username)
 
 
+@implementer(IRealm)
+class _Only:
+    """A realm whose every user sees the same resource."""
+
+    def __init__(self, resource: Resource) -> None:
+        self.resource = resource
+
+    def requestAvatar(self, avatar_id: Any, mind: Any, *interfaces: Any) -> tuple[Any, Any, Any]:
+        if IResource not in interfaces:
+            raise NotImplementedError("only resources here")
+        return IResource, self.resource, lambda: None
+
+
 class _Guard(HTTPAuthSessionWrapper):
     """
-    ``twisted.web.guard``'s Basic authentication in front of the XML-RPC
-    resource; each request it answers ``401`` is counted and logged.
+    ``twisted.web.guard``'s Basic authentication in front of a resource:
+    the XML-RPC one (callers without credentials may call what is not
+    protected) or another that users only may see.  Each request it
+    answers ``401`` is counted and logged.
     """
 
-    def __init__(self, resource: XMLRPCResource, authentication: Authentication) -> None:
-        super().__init__(authentication.portal(_Realm(resource)), [BasicCredentialFactory(REALM)])
+    def __init__(self, resource: Resource, authentication: Authentication) -> None:
+        if isinstance(resource, XMLRPCResource):
+            portal = authentication.portal(_Realm(resource))
+        else:
+            portal = authentication.portal(_Only(resource), anonymous=False)
+        super().__init__(portal, [BasicCredentialFactory(REALM)])
         self.authentication = authentication
 
     def render(self, request: Request) -> Any:
@@ -293,6 +339,42 @@ def guarded(resource: XMLRPCResource, authentication: Authentication | None) -> 
     if authentication is None:
         return resource
     return _Guard(resource, authentication)
+
+
+class _Root(Resource):
+    """
+    The site's root: ``/metrics`` (when the node has it) and, for every
+    other path, the XML-RPC resource, which answers ``/`` and ``/RPC2``.
+    """
+
+    def __init__(self, xmlrpc: Any, metrics: Any) -> None:
+        super().__init__()
+        self.xmlrpc = xmlrpc
+        self.metrics = metrics
+
+    def getChild(self, path: bytes, request: Request) -> Any:
+        if path == b"metrics" and not request.postpath and self.metrics is not None:
+            return self.metrics
+        return self.xmlrpc
+
+    def render(self, request: Request) -> Any:
+        return self.xmlrpc.render(request)
+
+
+def site_root(
+    resource: XMLRPCResource, authentication: Authentication | None, metrics: Resource | None = None
+) -> Any:
+    """
+    What a node's site serves: ``resource`` and ``metrics``, each behind
+    HTTP Basic when ``authentication`` protects it (``/metrics`` when the
+    name ``metrics`` matches ``auth_methods``).
+    """
+    if metrics is None:
+        return guarded(resource, authentication)
+    served: Any = metrics
+    if authentication is not None and authentication.needs_credentials(["metrics"]):
+        served = _Guard(metrics, authentication)
+    return _Root(guarded(resource, authentication), served)
 
 
 class LimitedRequest(Request):

@@ -34,6 +34,7 @@ from co2._plugin import Co2Plugin
 from co2._state import PluginState
 from co2._values import check_members, check_value
 from relay._relay import Relay
+from satellites._metrics import PluginStats
 from relay._router import Local, Router
 from satellites._dispatch import Caller, Dispatcher, settle
 from satellites._loader import LoadedPackage, PluginLoader
@@ -68,6 +69,7 @@ class Satellite:
         self.timer = timer
         self.registry = MethodRegistry()
         self.relay = Relay(config, reactor, self.deliver, self.registry.plugin_names, self._call_here)
+        self.plugin_stats = PluginStats()
         self.dispatcher = Dispatcher(self.registry, self.relay.directory, reactor, config.call_timeout)
         self.host_id = host_id
         self.packages: list[LoadedPackage] = []
@@ -258,12 +260,15 @@ class Satellite:
 
     def _deliver_to(self, plugin: Co2Plugin, message: dict[str, Any]) -> None:
         started = self.timer()
+        failed = False
         try:
             result = plugin.receive(message)
         except (Exception, SystemExit):  # sys.exit() in a plugin stops no other
             _log.failure("{plugin}.receive raised", level=LogLevel.error, plugin=plugin)
             result = None
+            failed = True
         took = self.timer() - started
+        self.plugin_stats.delivered(str(plugin), took, failed)
         if took > BUSY_WARNING:
             _log.warn(
                 "{plugin}.receive kept the reactor busy for {took:.2f}s; "
@@ -275,6 +280,7 @@ class Satellite:
             result.addErrback(self._receive_failed, plugin)
 
     def _receive_failed(self, failure: Failure, plugin: Co2Plugin) -> None:
+        self.plugin_stats.failed_later(str(plugin))
         _log.failure("{plugin}.receive failed", failure, LogLevel.error, plugin=plugin)
 
     # The server's own XML-RPC methods

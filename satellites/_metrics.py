@@ -1,0 +1,161 @@
+"""
+``GET /metrics``: what a node has done, in Prometheus's text format.
+
+The hot paths only count: plain dict and list increments in the links
+(:class:`relay._links.LinkStats`), the satellite (:class:`PluginStats`) and
+the XML-RPC responder (:class:`CallStats`).  ``prometheus_client`` turns
+those counts into metric families when a scraper asks, in the reactor
+thread, so that nothing is read while it changes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+__all__ = [
+    "BUCKETS", "UNKNOWN_METHOD", "UNREADABLE", "CallStats", "MetricsResource", "PluginStats", "node_registry",
+]
+
+BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+"""Upper bounds (seconds) of the ``receive`` latency histogram's buckets."""
+
+UNKNOWN_METHOD = "(unknown)"
+"""The ``method`` label of calls to names the node does not know: callers cannot grow the label set."""
+
+UNREADABLE = "(unreadable)"
+"""The ``method`` label of requests that are not XML-RPC calls."""
+
+
+class PluginStats:
+    """Per plugin: messages handed to ``receive``, the ones it raised on, and how long it took."""
+
+    def __init__(self) -> None:
+        self.deliveries: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self._buckets: dict[str, list[int]] = {}
+        self._sums: dict[str, float] = {}
+
+    def delivered(self, plugin: str, seconds: float, failed: bool) -> None:
+        """One ``receive`` of ``plugin`` ran for ``seconds``; ``failed`` if it raised."""
+        self.deliveries[plugin] += 1
+        if failed:
+            self.errors[plugin] += 1
+        counts = self._buckets.get(plugin)
+        if counts is None:
+            counts = self._buckets[plugin] = [0] * (len(BUCKETS) + 1)
+        counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        self._sums[plugin] = self._sums.get(plugin, 0.0) + seconds
+
+    def failed_later(self, plugin: str) -> None:
+        """A ``receive`` of ``plugin`` returned a Deferred that failed."""
+        self.errors[plugin] += 1
+
+    def histogram(self) -> Iterator[tuple[str, list[tuple[str, int]], float]]:
+        """Per plugin: cumulative ``(le, count)`` buckets and the sum of seconds."""
+        for plugin, counts in self._buckets.items():
+            total = 0
+            buckets = []
+            for bound, count in zip((*map(str, BUCKETS), "+Inf"), counts, strict=True):
+                total += count
+                buckets.append((bound, total))
+            yield plugin, buckets, self._sums[plugin]
+
+
+class CallStats:
+    """XML-RPC requests by method and by the fault code answered (0: no fault)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[tuple[str, int]] = Counter()
+
+    def answered(self, method: str, code: int) -> None:
+        self.calls[method, code] += 1
+
+
+class _NodeCollector:
+    """Reads a node's counts into metric families."""
+
+    def __init__(self, satellite: Any, calls: CallStats) -> None:
+        self.satellite = satellite
+        self.calls = calls
+
+    def collect(self) -> Iterator[Metric]:
+        satellite = self.satellite
+        relay = satellite.relay
+        links = relay.link_stats
+        router = relay.router
+        yield _counter("co2_link_messages_in", "Messages that arrived over each link.", "link",
+                       links.messages_in)
+        yield _counter("co2_link_messages_out", "Messages sent over each link.", "link",
+                       links.messages_out)
+        yield _counter("co2_link_reconnects", "Times each link came up again after its first time.",
+                       "link", {key: ups - 1 for key, ups in links.ups.items() if ups > 1})
+        depth = GaugeMetricFamily("co2_outbox_depth", "Messages each link's outbox holds.", labels=["link"])
+        for key, outbox in sorted(router.outboxes.items()):
+            depth.add_metric([key], len(outbox))
+        yield depth
+        messages = CounterMetricFamily(
+            "co2_router_messages", "Messages the router handled, by what happened.", labels=["outcome"]
+        )
+        for outcome, count in sorted(router.counters.items()):
+            messages.add_metric([outcome], count)
+        yield messages
+        plugins = satellite.plugin_stats
+        yield _counter("co2_plugin_deliveries", "Messages handed to each plugin's receive.", "plugin",
+                       plugins.deliveries)
+        yield _counter("co2_plugin_errors", "receive calls of each plugin that raised or failed.", "plugin",
+                       plugins.errors)
+        latency = HistogramMetricFamily(
+            "co2_plugin_receive_seconds", "Time each plugin's receive kept the reactor.", labels=["plugin"]
+        )
+        for plugin, buckets, total in plugins.histogram():
+            latency.add_metric([plugin], buckets, total)
+        yield latency
+        calls = CounterMetricFamily(
+            "co2_xmlrpc_calls", "XML-RPC requests by method and fault code (0: answered without a fault).",
+            labels=["method", "fault"],
+        )
+        for (method, code), count in sorted(self.calls.calls.items()):
+            calls.add_metric([method, str(code)], count)
+        yield calls
+
+
+def _counter(name: str, documentation: str, label: str, counts: Any) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, count in sorted(counts.items()):
+        family.add_metric([key], count)
+    return family
+
+
+def node_registry(satellite: Any, calls: CallStats) -> CollectorRegistry:
+    """A registry of its own for one node (tests run many nodes in one process)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_NodeCollector(satellite, calls))
+    return registry
+
+
+class MetricsResource(Resource):
+    """``GET /metrics``: the registry in Prometheus's text format, made in the reactor thread."""
+
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+        return generate_latest(self.registry)
