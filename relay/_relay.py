@@ -86,7 +86,7 @@ class Relay(MultiService):
                 ).setServiceParent(self)
             else:
                 peer_service(
-                    self, peer, tls_ca=config.tls_ca, credentials=config.credentials_for(peer), stats=self.link_stats,
+                    self, peer, tls_ca=config.tls_ca, credentials=config.credentials_for(peer),
                 ).setServiceParent(self)
 
     @property
