@@ -90,6 +90,10 @@ class Config:
     auth_methods: tuple[str, ...] = ("*",)
     peer_credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
     tls_ca: str | None = None
+    manhole: str | None = None
+    manhole_passwords: str | None = None
+    manhole_keys: Mapping[str, str] = field(default_factory=dict)
+    manhole_host_key: str | None = None
     path: str = ""
 
     def credentials_for(self, peer: str) -> tuple[str, str] | None:
@@ -361,6 +365,38 @@ def _tls_ca(base: str) -> Callable[[str, object], str]:
     return check
 
 
+def _manhole(base: str) -> Callable[[str, object], str]:
+    server = _server_endpoint(base)
+
+    def check(key: str, value: object) -> str:
+        from co2._ssh import check_loopback
+
+        endpoint = server(key, value)
+        check_loopback(endpoint)
+        return endpoint
+
+    return check
+
+
+def _manhole_keys(base: str) -> Callable[[str, object], dict[str, str]]:
+    to_file = _path(base, "file")
+
+    def check(key: str, value: object) -> dict[str, str]:
+        from co2._ssh import read_authorized_keys
+
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a dict of user name to authorized_keys file, got {_type_name(value)}")
+        result = {}
+        for user, path in value.items():
+            if not isinstance(user, str) or not user or ":" in user:
+                raise ValueError(f"{user!r} is not a user name")
+            result[user] = to_file(key, path)
+            read_authorized_keys(result[user])
+        return result
+
+    return check
+
+
 def _checks(base: str) -> dict[str, Callable[[str, object], Any]]:
     return {
         "plugin_dir": _path(base, "directory"),
@@ -390,6 +426,10 @@ def _checks(base: str) -> dict[str, Callable[[str, object], Any]]:
         "auth_methods": _auth_methods,
         "peer_credentials": _peer_credentials,
         "tls_ca": _optional(_tls_ca(base)),
+        "manhole": _optional(_manhole(base)),
+        "manhole_passwords": _optional(_path(base, "file")),
+        "manhole_keys": _manhole_keys(base),
+        "manhole_host_key": _optional(_path(base)),
     }
 
 
@@ -421,6 +461,10 @@ def make_config(
             raise ConfigError(shown, key, str(e)) from None
     if "peer_credentials" in values:
         values["peer_credentials"] = _resolved_peer_keys(values["peer_credentials"], base)
+    if values.get("manhole") and not (values.get("manhole_passwords") or values.get("manhole_keys")):
+        raise ConfigError(shown, "manhole", "needs manhole_passwords or manhole_keys to let anyone in")
+    if values.get("manhole") and not values.get("manhole_host_key"):
+        values["manhole_host_key"] = os.path.join(base, "manhole_host_key")
     return Config(path=path, **values)
 
 

@@ -22,8 +22,10 @@ from twisted.logger import Logger
 from co2._config import Config
 from co2._errors import Co2Error
 from co2._message import make_host_id
+from co2._ssh import read_authorized_keys
 from relay._relay import AMPListenError, stop_listening
 from satellites._http import make_server
+from satellites._manhole import host_key, manhole_factory
 from satellites._satellite import Satellite
 
 __all__ = ["ListenError", "SatelliteService", "StrictLoadError", "advertised_address"]
@@ -90,6 +92,7 @@ class SatelliteService(Service):
         self.strict = strict
         self.satellite = Satellite(config, reactor)
         self.port: IListeningPort | None = None
+        self.manhole_port: IListeningPort | None = None
         self.started: Deferred[None] = Deferred()
 
     def startService(self) -> None:
@@ -117,6 +120,8 @@ class SatelliteService(Service):
         if failures and self.strict:
             names = ", ".join(f.package for f in failures)
             raise StrictLoadError(f"--strict: plugin package(s) failed to load: {names}")
+        if config.manhole is not None:
+            yield self._open_manhole(config.manhole)
         relay = self.satellite.relay
         try:
             amp_port = yield relay.listen()
@@ -135,8 +140,36 @@ class SatelliteService(Service):
         )
 
     @inlineCallbacks
+    def _open_manhole(self, description: str) -> Any:
+        config = self.config
+        assert config.manhole_host_key is not None
+        try:
+            keys = {user: read_authorized_keys(path) for user, path in config.manhole_keys.items()}
+            factory = manhole_factory(
+                self.manhole_namespace(), host_key(config.manhole_host_key),
+                passwords=config.manhole_passwords, authorized_keys=keys,
+            )
+            endpoint = endpoints.serverFromString(self.reactor, description)
+            self.manhole_port = yield endpoint.listen(factory)
+        except Exception as e:
+            raise ListenError(f"cannot open the manhole on {description!r}: {e}") from None
+        assert self.manhole_port is not None
+        _log.info("co2 {role} manhole (SSH) at {url}; users: {users}", role=self.role,
+                  url=url_of(self.manhole_port.getHost(), "ssh"),
+                  users=", ".join(sorted(config.manhole_keys)) or "from " + str(config.manhole_passwords))
+
+    def manhole_namespace(self) -> dict[str, Any]:
+        """What a manhole session starts with: the running node's parts."""
+        return {
+            "service": self, "satellite": self.satellite, "relay": self.satellite.relay,
+            "router": self.satellite.router, "config": self.config, "reactor": self.reactor,
+        }
+
+    @inlineCallbacks
     def stopService(self) -> Any:
         super().stopService()
+        manhole, self.manhole_port = self.manhole_port, None
+        yield stop_listening(manhole, "the manhole")
         port, self.port = self.port, None
         yield stop_listening(port, "the XML-RPC listener")
         yield self.satellite.shutdown()
