@@ -141,6 +141,10 @@ class SatelliteService(Service):
 
     @inlineCallbacks
     def _open_manhole(self, description: str) -> Any:
+        # twisted.conch and its libraries load only in nodes with a manhole.
+        from co2._ssh import read_authorized_keys
+        from satellites._manhole import host_key, manhole_factory
+
         config = self.config
         assert config.manhole_host_key is not None
         try:
