@@ -22,10 +22,8 @@ from twisted.logger import Logger
 from co2._config import Config
 from co2._errors import Co2Error
 from co2._message import make_host_id
-from co2._ssh import read_authorized_keys
 from relay._relay import AMPListenError, stop_listening
 from satellites._http import make_server
-from satellites._manhole import host_key, manhole_factory
 from satellites._satellite import Satellite
 
 __all__ = ["ListenError", "SatelliteService", "StrictLoadError", "advertised_address"]
