@@ -46,6 +46,7 @@ from satellites._resource import (
     site_root,
     who_is,
 )
+from satellites._status import StatusJSON, StatusPage
 
 __all__ = ["MAX_HEAD", "MAX_PIPELINED", "XMLRPCChannel", "XMLRPCFactory", "make_server"]
 
@@ -442,6 +443,7 @@ def make_server(
     request_timeout: float = 30.0,
     authentication: Authentication | None = None,
     node: Any = None,
+    role: str = "satellite",
 ) -> XMLRPCFactory:
     """
     The factory a node's XML-RPC listener listens with: calls go to
@@ -450,13 +452,17 @@ def make_server(
     the other limits are :class:`XMLRPCFactory`'s.  ``reactor`` gives time
     (the global one when None).  With ``authentication``, callers prove
     themselves with HTTP Basic as it says.  With ``node`` (a satellite or
-    standalone relay), ``GET /metrics`` tells what it has done.
+    standalone relay, whose ``role`` the status page names), ``GET /``
+    shows its status and ``GET /metrics`` tells what it has done.
     """
     if reactor is None:
         from twisted.internet import reactor
     resource = XMLRPCResource(dispatcher, max_depth, authentication)
-    metrics = None if node is None else MetricsResource(node_registry(node, resource.responder.calls))
-    site = make_site(site_root(resource, authentication, metrics), max_request_size, reactor)
+    metrics = status = None
+    if node is not None:
+        metrics = MetricsResource(node_registry(node, resource.responder.calls))
+        status = (StatusPage(node, role), StatusJSON(node, role))
+    site = make_site(site_root(resource, authentication, metrics, status), max_request_size, reactor)
     site.timeOut = idle_timeout
     admission = Admission(max_connections, "the XML-RPC listener", reactor)
     return XMLRPCFactory(

@@ -343,18 +343,21 @@ def guarded(resource: XMLRPCResource, authentication: Authentication | None) -> 
 
 class _Root(Resource):
     """
-    The site's root: ``/metrics`` (when the node has it) and, for every
-    other path, the XML-RPC resource, which answers ``/`` and ``/RPC2``.
+    The site's root: ``GET /`` (the status page), ``/status.json`` and
+    ``/metrics`` when the node has them and, for every other request,
+    the XML-RPC resource, which answers ``POST /`` and ``/RPC2``.
     """
 
-    def __init__(self, xmlrpc: Any, metrics: Any) -> None:
+    def __init__(self, xmlrpc: Any, pages: dict[bytes, Any]) -> None:
         super().__init__()
         self.xmlrpc = xmlrpc
-        self.metrics = metrics
+        self.pages = pages
 
     def getChild(self, path: bytes, request: Request) -> Any:
-        if path == b"metrics" and not request.postpath and self.metrics is not None:
-            return self.metrics
+        if not request.postpath and request.method in (b"GET", b"HEAD"):
+            page = self.pages.get(path)
+            if page is not None:
+                return page
         return self.xmlrpc
 
     def render(self, request: Request) -> Any:
@@ -362,19 +365,33 @@ class _Root(Resource):
 
 
 def site_root(
-    resource: XMLRPCResource, authentication: Authentication | None, metrics: Resource | None = None
+    resource: XMLRPCResource,
+    authentication: Authentication | None,
+    metrics: Resource | None = None,
+    status: tuple[Resource, Resource] | None = None,
 ) -> Any:
     """
-    What a node's site serves: ``resource`` and ``metrics``, each behind
-    HTTP Basic when ``authentication`` protects it (``/metrics`` when the
-    name ``metrics`` matches ``auth_methods``).
+    What a node's site serves: ``resource``, and ``metrics`` and the
+    ``status`` page and JSON when given, each behind HTTP Basic when
+    ``authentication`` protects it (``/metrics`` when the name
+    ``metrics`` matches ``auth_methods``, the status when ``status`` does).
     """
-    if metrics is None:
+    pages: dict[bytes, Any] = {}
+    if metrics is not None:
+        pages[b"metrics"] = _guard_page("metrics", metrics, authentication)
+    if status is not None:
+        page, data = status
+        pages[b""] = _guard_page("status", page, authentication)
+        pages[b"status.json"] = _guard_page("status", data, authentication)
+    if not pages:
         return guarded(resource, authentication)
-    served: Any = metrics
-    if authentication is not None and authentication.needs_credentials(["metrics"]):
-        served = _Guard(metrics, authentication)
-    return _Root(guarded(resource, authentication), served)
+    return _Root(guarded(resource, authentication), pages)
+
+
+def _guard_page(name: str, page: Resource, authentication: Authentication | None) -> Any:
+    if authentication is not None and authentication.needs_credentials([name]):
+        return _Guard(page, authentication)
+    return page
 
 
 class LimitedRequest(Request):

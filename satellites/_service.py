@@ -104,7 +104,7 @@ class SatelliteService(Service):
             self.satellite.dispatcher, config.max_request_size, self.reactor,
             max_depth=config.max_xml_depth, max_connections=config.max_connections,
             idle_timeout=config.idle_timeout, request_timeout=config.request_timeout,
-            authentication=self.satellite.relay.authentication, node=self.satellite,
+            authentication=self.satellite.relay.authentication, node=self.satellite, role=self.role,
         )
         endpoint = endpoints.serverFromString(self.reactor, self.config.listen)
         try:

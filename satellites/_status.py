@@ -1,0 +1,138 @@
+"""
+The status page at ``GET /`` of a node's XML-RPC listener, and the same
+facts as JSON at ``GET /status.json``: who the node is, its plugins (and
+the packages that failed to load, with why), the methods it exposes, its
+links with their state and queue depth, and its message counters.  The
+page reloads itself every :data:`REFRESH` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Any
+
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+__all__ = ["REFRESH", "StatusJSON", "StatusPage", "status_of"]
+
+REFRESH = 5
+"""Seconds between two reloads of the status page."""
+
+
+def status_of(satellite: Any, role: str) -> dict[str, Any]:
+    """What the status page shows, as plain values (the JSON of ``/status.json``)."""
+    relay = satellite.relay
+    router = relay.router
+    stats = relay.link_stats
+    plugin_stats = satellite.plugin_stats
+    links = []
+    for key in sorted(router.outboxes):
+        links.append({
+            "link": key,
+            "state": "up" if key in router.senders else "down",
+            "queued": len(router.outboxes[key]),
+            "in": stats.messages_in.get(key, 0),
+            "out": stats.messages_out.get(key, 0),
+            "reconnects": max(0, stats.ups.get(key, 0) - 1),
+        })
+    return {
+        "role": role,
+        "host_id": satellite.host_id,
+        "node_id": relay.node_id,
+        "plugins": [
+            {"name": str(plugin), "deliveries": plugin_stats.deliveries.get(str(plugin), 0),
+             "errors": plugin_stats.errors.get(str(plugin), 0)}
+            for plugin in satellite.plugins
+        ],
+        "failed": [
+            {"package": failure.package, "problem": failure.problem} for failure in satellite.failures
+        ],
+        "methods": satellite.get_method_names(),
+        "links": links,
+        "counters": dict(sorted(router.counters.items())),
+    }
+
+
+class StatusJSON(Resource):
+    """``GET /status.json``."""
+
+    isLeaf = True
+
+    def __init__(self, satellite: Any, role: str) -> None:
+        super().__init__()
+        self.satellite = satellite
+        self.role = role
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(status_of(self.satellite, self.role), indent=1).encode()
+
+
+class StatusPage(Resource):
+    """``GET /``: the status as a page that reloads itself."""
+
+    isLeaf = True
+
+    def __init__(self, satellite: Any, role: str) -> None:
+        super().__init__()
+        self.satellite = satellite
+        self.role = role
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return render_page(status_of(self.satellite, self.role)).encode()
+
+
+def _rows(rows: list[list[Any]]) -> str:
+    cells = ("".join(f"<td>{escape(str(cell))}</td>" for cell in row) for row in rows)
+    return "".join(f"<tr>{row}</tr>" for row in cells)
+
+
+def _table(table_id: str, header: list[str], rows: list[list[Any]], empty: str) -> str:
+    if not rows:
+        return f'<p id="{table_id}" class="empty">{escape(empty)}</p>'
+    head = "".join(f"<th>{escape(name)}</th>" for name in header)
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{_rows(rows)}</tbody></table>'
+
+
+def render_page(status: dict[str, Any]) -> str:
+    """The HTML of the status page; every value from the node is escaped."""
+    title = f"co2 {status['role']} {status['host_id']}"
+    plugins = [[p["name"], p["deliveries"], p["errors"]] for p in status["plugins"]]
+    failed = [[f["package"], f["problem"]] for f in status["failed"]]
+    links = [
+        [x["link"], x["state"], x["queued"], x["in"], x["out"], x["reconnects"]] for x in status["links"]
+    ]
+    counters = [[name, count] for name, count in status["counters"].items()]
+    methods = "".join(f"<li>{escape(name)}</li>" for name in status["methods"])
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="{REFRESH}">
+<title>{escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; }}
+th {{ background: #eee; }}
+.empty {{ color: #777; }}
+</style></head>
+<body>
+<h1 id="host_id">{escape(title)}</h1>
+<p>node <span id="node_id">{escape(status["node_id"])}</span>; this page reloads every {REFRESH} s
+(<a href="/status.json">JSON</a>, <a href="/metrics">metrics</a>).</p>
+<h2>Plugins</h2>
+{_table("plugins", ["plugin", "messages received", "errors"], plugins, "no plugins loaded")}
+<h2>Failed to load</h2>
+{_table("failed", ["package", "why"], failed, "none")}
+<h2>Links</h2>
+{_table("links", ["link", "state", "queued", "in", "out", "reconnects"], links, "no links")}
+<h2>Messages</h2>
+{_table("counters", ["", "count"], counters, "none yet")}
+<h2>Methods</h2>
+<ul id="methods">{methods}</ul>
+</body></html>
+"""
