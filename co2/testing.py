@@ -9,6 +9,9 @@ reactor, every result available synchronously.
 - :func:`format_events` — captured log events as text.
 - :class:`MemoryNetwork` — nodes joined by in-memory AMP links that a
   test connects, cuts and runs until nothing moves.
+- :class:`PluginHarness` — one plugin package on an in-memory satellite,
+  for a plugin's own tests: call its methods, deliver messages, see what
+  it sends, move time, shut it down.
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IProtocol
+from twisted.internet.interfaces import IProtocol, IProtocolFactory
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 from twisted.test import iosim
-from twisted.web.server import Site
 
+from co2._harness import HOST_ID, PEER_HOST_ID, PluginFailed, PluginHarness, Sent
 from co2._message import parse_host_id
 from co2._processes import AMP_LISTENING, SERVING, OutputReader, rss_bytes, start_command, timeout_proxy
 from co2._xmlrpc import dump_call, parse_response
@@ -39,6 +42,8 @@ from relay._links import LinkProtocol, LinkServerFactory, Node, _PeerFactory, _p
 
 __all__ = [
     "AMP_LISTENING",
+    "HOST_ID",
+    "PEER_HOST_ID",
     "RECORDER",
     "SERVING",
     "HTTPResponse",
@@ -48,6 +53,9 @@ __all__ = [
     "MemoryXMLRPCClient",
     "NotSettled",
     "OutputReader",
+    "PluginFailed",
+    "PluginHarness",
+    "Sent",
     "TestReactor",
     "format_events",
     "rss_bytes",
@@ -198,7 +206,8 @@ def _parse_http(raw: bytes) -> HTTPResponse:
 
 class MemoryXMLRPCClient:
     """
-    Calls a ``Site`` (such as a satellite's) through memory.
+    Calls an HTTP server factory (a ``Site``, or a satellite's from
+    ``satellites.make_server``) through memory.
 
     Each request uses a fresh connection from ``client`` (an ``(ip, port)``
     pair), so the site sees that caller address.
@@ -206,7 +215,7 @@ class MemoryXMLRPCClient:
 
     def __init__(
         self,
-        site: Site,
+        site: IProtocolFactory,
         client: tuple[str, int] = ("127.0.0.1", 40000),
         server: tuple[str, int] = ("127.0.0.1", 2004),
     ) -> None:

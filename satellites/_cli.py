@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import gc
+import itertools
 import os
 import sys
 import threading
@@ -16,13 +17,7 @@ from typing import Any, NoReturn, TextIO
 
 from twisted.cred import strcred
 from twisted.cred.credentials import IUsernamePassword
-from twisted.logger import (
-    FilteringLogObserver,
-    Logger,
-    LogLevelFilterPredicate,
-    globalLogBeginner,
-    textFileLogObserver,
-)
+from twisted.logger import Logger, globalLogBeginner
 from twisted.python import usage
 
 from co2._config import RESERVED_PACKAGES, Config, auth_description, check_endpoint, load_config
@@ -30,9 +25,12 @@ from co2._errors import ConfigError
 from relay._plugins import RelayPluginError
 from relay._spool import SpoolError
 from satellites._loader import find_packages
+from satellites._logging import LOG_FORMATS, log_observer
+from satellites._scaffold import DEFAULT_DIR, ScaffoldError, new_plugin
 from satellites._service import SatelliteService, StrictLoadError
 
 __all__ = [
+    "NewPluginOptions",
     "Options",
     "RelayOptions",
     "list_plugins",
@@ -57,15 +55,20 @@ class Options(strcred.AuthOptionMixin, usage.Options):
     plugin; the ``--auth`` given replace ``auth`` of the config.
     """
 
-    synopsis = "[--config PATH] [--listen ENDPOINT] [--auth CHECKER]... [--strict] [--list-plugins]"
+    synopsis = (
+        "[--config PATH] [--listen ENDPOINT] [--auth CHECKER]... [--strict] [--list-plugins] "
+        "[--log-format text|json]"
+    )
     supportedInterfaces = [IUsernamePassword]
     longdesc = (
         "Run a co2 satellite: load the plugin packages named in the config "
-        "and answer XML-RPC calls for them."
+        "and answer XML-RPC calls for them.  "
+        "`co2-satellite new-plugin NAME [--dir DIR]` writes a new plugin package instead."
     )
     optParameters = [
         ["config", "c", "config.py", "the config file (a Python module)"],
         ["listen", "l", None, "XML-RPC endpoint, overriding `listen` of the config"],
+        ["log-format", None, "text", "how the log is written to stdout: text or json (one object per line)"],
     ]
     optFlags = [
         ["strict", None, "exit (status 2) if any plugin package fails to load"],
@@ -85,6 +88,10 @@ class Options(strcred.AuthOptionMixin, usage.Options):
         self.setdefault("auth", []).append(checked)
 
     def postOptions(self) -> None:
+        if self["log-format"] not in LOG_FORMATS:
+            raise usage.UsageError(
+                f"--log-format: expected one of {', '.join(LOG_FORMATS)}, got {self['log-format']!r}"
+            )
         warnings: list[str] = []
         try:
             config = load_config(self["config"], warn=warnings.append)
@@ -105,7 +112,7 @@ class Options(strcred.AuthOptionMixin, usage.Options):
 class RelayOptions(Options):
     """The command line of ``co2-relay`` (and ``twistd co2-relay``)."""
 
-    synopsis = "[--config PATH] [--listen ENDPOINT] [--auth CHECKER]..."
+    synopsis = "[--config PATH] [--listen ENDPOINT] [--auth CHECKER]... [--log-format text|json]"
     longdesc = (
         "Run a standalone co2 relay: a hub that links satellites and other "
         "relays and passes their messages and calls on; it loads no plugins."
@@ -167,6 +174,8 @@ def makeService(options: Options) -> SatelliteService:
         raise SystemExit(0)
     for warning in options.warnings:
         _log.warn("{warning}", warning=warning)
+    if options["log-format"] != LOG_FORMATS[0]:
+        _log.warn("--log-format is not applied under twistd: twistd writes the log")
     try:
         service = service_for(options, reactor)
     except CannotStart as e:
@@ -243,18 +252,77 @@ def _watchdog(seconds: float) -> None:
     timer.start()
 
 
-def _begin_logging(config: Config, out: TextIO) -> None:
-    predicate = LogLevelFilterPredicate(defaultLogLevel=config.log_level_constant)
-    observer = FilteringLogObserver(textFileLogObserver(out), [predicate])
+def _begin_logging(config: Config, out: TextIO, log_format: str = LOG_FORMATS[0]) -> None:
+    observer = log_observer(log_format, config.log_level_constant, out)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+class NewPluginOptions(usage.Options):
+    """The command line of ``co2-satellite new-plugin``."""
+
+    synopsis = "NAME [--dir DIR]"
+    longdesc = (
+        "Write a new plugin package NAME into DIR (default: `plugin` in the current "
+        "directory): __init__.py, NAME.py with an X_ class, and tests/test_NAME.py, "
+        "which runs it with co2.testing.PluginHarness."
+    )
+    optParameters = [
+        ["dir", "d", DEFAULT_DIR, "the plugin directory to write the package into (made if missing)"],
+    ]
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        # NAME may come before --dir, as the synopsis shows; getopt stops
+        # at the first argument, so the options are moved before it.
+        flags: list[str] = []
+        names: list[str] = []
+        args = iter(sys.argv[1:] if options is None else options)
+        for arg in args:
+            if arg == "--":
+                names.extend(args)
+            elif arg.startswith("-") and arg != "-":
+                flags.append(arg)
+                if arg in ("-d", "--dir"):
+                    flags.extend(itertools.islice(args, 1))
+            else:
+                names.append(arg)
+        super().parseOptions([*flags, "--", *names])
+
+    def parseArgs(self, *names: str) -> None:
+        if len(names) != 1:
+            raise usage.UsageError(f"expected one NAME, the new package's name; got {len(names)}")
+        self["name"] = names[0]
+
+    def getSynopsis(self) -> str:
+        return f"Usage: co2-satellite new-plugin {self.synopsis}"
+
+
+def new_plugin_main(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
+    """``co2-satellite new-plugin``: write the package; the exit status."""
+    options = NewPluginOptions()
+    try:
+        options.parseOptions(list(argv))
+        package = new_plugin(options["name"], options["dir"])
+    except (usage.UsageError, ScaffoldError) as e:
+        print(f"co2-satellite: new-plugin: {e}", file=err)
+        return EXIT_USAGE
+    name = options["name"]
+    out.write(
+        f"wrote plugin package {name} in {package.resolve()}\n"
+        f"  test it:  python -m pytest {package}\n"
+        f"  load it:  add {name!r} to plugin_list (and the directory as plugin_dir) in the config\n"
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None, options_class: type[Options] = Options) -> NoReturn:
     """The ``co2-satellite`` command (``co2-relay`` with :class:`RelayOptions`)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if options_class is Options and args[:1] == ["new-plugin"]:
+        sys.exit(new_plugin_main(args[1:], sys.stdout, sys.stderr))
     options = options_class()
     program = options.program
     try:
-        options.parseOptions(list(sys.argv[1:] if argv is None else argv))
+        options.parseOptions(args)
     except usage.UsageError as e:
         print(f"{program}: {e}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
@@ -263,7 +331,7 @@ def main(argv: Sequence[str] | None = None, options_class: type[Options] = Optio
     if options.get("list-plugins"):
         list_plugins(options.config, sys.stdout)
         sys.exit(0)
-    _begin_logging(options.config, sys.stdout)
+    _begin_logging(options.config, sys.stdout, options["log-format"])
     from twisted.internet import reactor
 
     try:
