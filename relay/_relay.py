@@ -25,6 +25,7 @@ from relay._links import LinkProtocol, LinkServerFactory, LinkStats, max_box_siz
 from relay._plugins import load_relay_plugins
 from relay._router import Deliver, Router
 from relay._spool import Spool
+from relay._watch import MAX_WAIT, Tap
 
 __all__ = ["AMPListenError", "Relay", "stop_listening"]
 
@@ -68,6 +69,8 @@ class Relay(MultiService):
             spool=spool,
             forget_after=config.forget_after,
             plugins=load_relay_plugins(config.relay_plugins, config.relay_plugin_config),
+            # A long poll of co2.watch answers before call_timeout cuts it short.
+            tap=Tap(reactor, max_wait=min(MAX_WAIT, 0.9 * config.call_timeout)),
         )
         self.directory = Directory(
             reactor, self.node_id, local_names, call_local or _no_local_calls,

@@ -45,6 +45,7 @@ from relay._outbox import Entry, Outbox
 from relay._plugins import IRelayPlugin, apply_relay_plugins
 from relay._seen import SeenIds
 from relay._spool import Spool
+from relay._watch import Tap
 
 __all__ = ["INBOUND", "LOCAL", "REPLY_ROUNDS", "Deliver", "Router", "Sender"]
 
@@ -88,7 +89,8 @@ class Router:
     passes a function that does nothing); ``spool``, when given, keeps what
     is owed and what was seen across restarts.  ``state`` is where the
     node's plugins keep their ``self.state``: in the spool, committed with
-    the turn that wrote it, or in memory without one.
+    the turn that wrote it, or in memory without one.  ``tap`` keeps the
+    last messages taken, for ``co2.watch`` (:mod:`relay._watch`).
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class Router:
         spool: Spool | None = None,
         plugins: Sequence[IRelayPlugin] = (),
         forget_after: float = 3600.0,
+        tap: Tap | None = None,
     ) -> None:
         self.reactor = reactor
         self.deliver = deliver
@@ -112,6 +115,8 @@ class Router:
         self.spool = spool
         self.plugins = list(plugins)
         self.forget_after = forget_after
+        self.tap = tap if tap is not None else Tap(reactor)
+        self._tapped = self.tap.pending
         self.outboxes: dict[str, Outbox] = {}
         self.senders: dict[str, Sender] = {}
         self._expiries: dict[str, IDelayedCall] = {}
@@ -306,6 +311,7 @@ class Router:
             if inspected is None:
                 return True
             message = inspected
+        self._tapped.extend((message_id, hops, message, source))
         if hops > 0:
             self._forward(message_id, hops - 1, message, source)
         self._local.append((message, client_address, sender))
@@ -387,6 +393,7 @@ class Router:
             self._flushing = False
         if self._local:
             self._flush_soon()
+        self.tap.end_turn()
         if self.spool is not None:
             self._place()
             self._write_spool()
@@ -447,6 +454,7 @@ class Router:
             if expiry.active():
                 expiry.cancel()
         self._expiries.clear()
+        self.tap.close()
         if self.spool is not None:
             self.spool.close()
 

@@ -34,10 +34,10 @@ from co2._plugin import Co2Plugin
 from co2._state import PluginState
 from co2._values import check_members, check_value
 from relay._relay import Relay
-from satellites._metrics import PluginStats
 from relay._router import Local, Router
 from satellites._dispatch import Caller, Dispatcher, settle
 from satellites._loader import LoadedPackage, PluginLoader
+from satellites._metrics import PluginStats
 from satellites._registry import DuplicateMethod, Method, MethodRegistry
 
 __all__ = ["BUSY_WARNING", "Satellite"]
@@ -85,6 +85,7 @@ class Satellite:
         ]
         self.registry.add(Method.of("notify", self.notify, takes_caller=True))
         self.registry.add(Method.of("co2.get_method_names", self.get_method_names))
+        self.registry.add(Method.of("co2.watch", self.router.tap.watch))
 
     @property
     def host_id(self) -> str:

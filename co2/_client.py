@@ -1,0 +1,562 @@
+"""
+``co2``: a command-line client for any co2 node (or any XML-RPC server).
+
+Four commands, each a small step: :func:`parse_args` reads the command
+line, :class:`Client` speaks XML-RPC (the standard ``xmlrpc.client``,
+with timeouts, ``nil`` and ``i8``), :func:`render` writes answers as JSON,
+and :func:`main` turns every failure into one line on stderr and an exit
+status: 0 done, 1 a fault or a node that cannot be reached, 2 bad usage.
+
+JSON stands in for XML-RPC values both ways; ``{"$base64": "..."}``
+stands for binary data and ``{"$datetime": "YYYY-MM-DDTHH:MM:SS"}`` for
+a dateTime in arguments.  In answers, binary data is written
+``{"$base64": "..."}`` and a dateTime as its ISO 8601 string.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import http.client
+import json
+import math
+import ssl
+import sys
+import time
+import xmlrpc.client
+from collections.abc import Callable, Sequence
+from typing import IO, Any, NoReturn
+from urllib.parse import SplitResult, urlsplit
+from xml.parsers.expat import ExpatError
+
+from co2._message import make_host_id
+
+__all__ = ["Client", "ClientError", "UsageError", "json_argument", "main", "parse_args", "render"]
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds a call may take before the client gives up."""
+
+WATCH_POLL = 25.0
+"""Seconds each ``co2.watch`` long poll may wait on the node."""
+
+WATCH_MARGIN = 10.0
+"""Seconds the answer to a long poll may take beyond the wait it asked for."""
+
+BASE64 = "$base64"
+DATETIME = "$datetime"
+
+
+class ClientError(Exception):
+    """A failure to report in one line, with exit status 1."""
+
+
+class UsageError(Exception):
+    """A command line that cannot be carried out, with exit status 2."""
+
+
+# Command line
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+        help=f"give up on a call after SECONDS (default {DEFAULT_TIMEOUT:g})",
+    )
+    common.add_argument(
+        "--ca", metavar="FILE",
+        help="trust the CA certificate(s) in FILE for https:// URLs (default: the system's)",
+    )
+    url_help = "the node's XML-RPC URL, e.g. http://127.0.0.1:2004/ (user:password@ for HTTP Basic)"
+    parser = argparse.ArgumentParser(
+        prog="co2",
+        description="Call a co2 node (or any XML-RPC server) from the command line.",
+        epilog="Exit status: 0 done, 1 a fault or an unreachable node, 2 bad usage.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    methods = commands.add_parser(
+        "methods", parents=[common], help="list the methods callable at URL, one per line",
+        description="List the methods callable at URL (co2.get_method_names, "
+                    "or system.listMethods for servers other than co2).",
+    )
+    methods.add_argument("url", metavar="URL", help=url_help)
+
+    call = commands.add_parser(
+        "call", parents=[common], help="call METHOD with JSON arguments; print the result as JSON",
+        description="Call METHOD at URL with each ARG read as JSON, and print the result as JSON "
+                    "(binary data as {\"$base64\": ...}, a dateTime as an ISO 8601 string).",
+    )
+    call.add_argument("url", metavar="URL", help=url_help)
+    call.add_argument("method", metavar="METHOD", help="e.g. ham.spam.call_me")
+    call.add_argument(
+        "args", nargs="*", metavar="ARG",
+        help="a JSON value: 42, true, null, '\"text\"', '[1, 2]', '{\"a\": 1}', "
+             "'{\"$base64\": \"aGk=\"}', '{\"$datetime\": \"2024-01-02T03:04:05\"}'",
+    )
+    call.add_argument(
+        "--raw", action="store_true",
+        help="print a string result as it is, anything else as JSON on one line",
+    )
+
+    notify = commands.add_parser(
+        "notify", parents=[common], help="send a message with JSON data to every plugin of the network",
+        description="Send {'data': DATA, 'host_id': ...} to URL's notify: every plugin of its "
+                    "network receives it.",
+    )
+    notify.add_argument("url", metavar="URL", help=url_help)
+    notify.add_argument("data", metavar="JSON", help="the message's data, a JSON value")
+
+    watch = commands.add_parser(
+        "watch", parents=[common], help="print the messages passing through URL, one JSON line each",
+        description="Print each message the node at URL takes (co2.watch), one JSON line each, "
+                    "until interrupted, --count or --seconds.",
+    )
+    watch.add_argument("url", metavar="URL", help=url_help)
+    watch.add_argument("--count", type=_count, metavar="N", help="stop after N messages")
+    watch.add_argument("--seconds", type=_seconds, metavar="S", help="stop after S seconds")
+    watch.add_argument(
+        "--backlog", action="store_true",
+        help="first print the messages the node still holds (its last 1000 or so)",
+    )
+    return parser, {"methods": methods, "call": call, "notify": notify, "watch": watch}
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """
+    Read a ``co2`` command line.  Exits 2 with argparse's message for
+    bad usage; JSON arguments become ``params`` (``call``) or ``value``
+    (``notify``), and the URL is checked.
+    """
+    parser, commands = _parser()
+    args = parser.parse_args(argv)
+    try:
+        args.url = check_url(args.url)
+        if args.command == "call":
+            args.params = tuple(
+                json_argument(text, f"argument {index} of {args.method}")
+                for index, text in enumerate(args.args, 1)
+            )
+        elif args.command == "notify":
+            args.value = json_argument(args.data, "the message's data")
+    except UsageError as e:
+        commands[args.command].error(str(e))
+    return args
+
+
+def check_url(url: str) -> str:
+    """``url`` as an XML-RPC URL (``http://`` added when no scheme is given); raises :class:`UsageError`."""
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"URL {shown_url(url)} must start with http:// or https://")
+    try:
+        parts.port  # noqa: B018 (reading it checks it)
+    except ValueError:
+        raise UsageError(f"URL {shown_url(url)} has a port that is not a number from 0 to 65535") from None
+    if not parts.hostname:
+        raise UsageError(f"URL {shown_url(url)} names no host")
+    return url
+
+
+def json_argument(text: str, what: str) -> Any:
+    """
+    ``text`` read as JSON, as an XML-RPC value.  Raises :class:`UsageError`
+    naming ``what`` and how to quote a string when ``text`` is not JSON.
+    """
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        hint = json.dumps(text)
+        raise UsageError(
+            f"{what} is not JSON: {text!r} ({e}); a string is written in double quotes, "
+            f"quoted again for the shell: '{hint}'"
+        ) from None
+    try:
+        return from_json(value)
+    except ValueError as e:
+        raise UsageError(f"{what}: {e}") from None
+
+
+def from_json(value: Any) -> Any:
+    """A JSON value as the XML-RPC value it stands for (see the module's docstring)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and BASE64 in value:
+            try:
+                return base64.b64decode(value[BASE64], validate=True)
+            except (TypeError, ValueError):
+                raise ValueError(f"{{{BASE64!r}: ...}} must hold base64 text") from None
+        if len(value) == 1 and DATETIME in value:
+            try:
+                return datetime.datetime.fromisoformat(value[DATETIME])
+            except (TypeError, ValueError):
+                raise ValueError(f"{{{DATETIME!r}: ...}} must hold an ISO 8601 date and time") from None
+        return {key: from_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [from_json(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("NaN and infinities are not XML-RPC values")
+    return value
+
+
+# Output
+
+
+def to_json(value: Any) -> Any:
+    """An XML-RPC value as JSON can hold it: bytes as ``{"$base64": ...}``, a dateTime as ISO text."""
+    if isinstance(value, dict):
+        return {str(key): to_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(item) for item in value]
+    if isinstance(value, (bytes, bytearray)):
+        return {BASE64: base64.b64encode(value).decode("ascii")}
+    if isinstance(value, xmlrpc.client.Binary):
+        return {BASE64: base64.b64encode(value.data).decode("ascii")}
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, xmlrpc.client.DateTime):
+        return _datetime_text(value.value)
+    return value
+
+
+def _datetime_text(text: str) -> str:
+    try:
+        return datetime.datetime.strptime(text, "%Y%m%dT%H:%M:%S").isoformat()
+    except ValueError:
+        return text
+
+
+def render(value: Any, pretty: bool = True) -> str:
+    """``value`` as JSON text: indented with sorted keys, or on one line (also sorted)."""
+    if pretty:
+        return json.dumps(to_json(value), indent=2, sort_keys=True, ensure_ascii=False)
+    return json.dumps(to_json(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password, if any, hidden."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"
+    return SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment).geturl()
+
+
+# Calls
+
+
+def _dump_int(marshaller: xmlrpc.client.Marshaller, value: Any, write: Callable[[str], object]) -> None:
+    if -(2**31) <= value < 2**31:
+        write(f"<value><int>{value}</int></value>\n")
+    elif -(2**63) <= value < 2**63:
+        write(f"<value><i8>{value}</i8></value>\n")
+    else:
+        raise OverflowError(f"{value} does not fit in 64 bits")
+
+
+class _Marshaller(xmlrpc.client.Marshaller):
+    """``xmlrpc.client``'s writer, with ints beyond 32 bits as ``i8`` (as co2 reads them)."""
+
+    dispatch = dict(xmlrpc.client.Marshaller.dispatch)
+    dispatch[int] = _dump_int
+
+
+def _request_body(method: str, params: tuple[Any, ...]) -> bytes:
+    marshaller = _Marshaller("utf-8", allow_none=True)
+    name = xmlrpc.client.escape(method)
+    return (
+        f"<?xml version='1.0'?>\n<methodCall>\n<methodName>{name}</methodName>\n"
+        f"{marshaller.dumps(params)}</methodCall>\n"
+    ).encode()
+
+
+def _timed(connection: http.client.HTTPConnection, timeout: float) -> None:
+    connection.timeout = timeout
+    if connection.sock is not None:
+        connection.sock.settimeout(timeout)
+
+
+class _Transport(xmlrpc.client.Transport):
+    """An http transport whose connection gives up after ``timeout`` seconds."""
+
+    timeout = DEFAULT_TIMEOUT
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        connection = super().make_connection(host)
+        _timed(connection, self.timeout)
+        return connection
+
+
+class _SafeTransport(xmlrpc.client.SafeTransport):
+    """An https transport whose connection gives up after ``timeout`` seconds."""
+
+    timeout = DEFAULT_TIMEOUT
+
+    def make_connection(self, host: Any) -> http.client.HTTPSConnection:
+        connection = super().make_connection(host)
+        _timed(connection, self.timeout)
+        return connection
+
+
+class Client:
+    """
+    Calls the node at ``url`` (``http://`` or ``https://``, with
+    ``user:password@`` for HTTP Basic); ``ca`` is a file of CA
+    certificates to trust for https.  Each call gives up after
+    ``timeout`` seconds.  Raises :class:`ClientError` for every failure
+    but a fault, which is raised as ``xmlrpc.client.Fault``.
+    """
+
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT, ca: str | None = None) -> None:
+        self.url = url
+        parts = urlsplit(url)
+        self.host = parts.netloc
+        self.handler = parts.path or "/"
+        if parts.query:
+            self.handler += "?" + parts.query
+        self.hostname = parts.hostname or ""
+        self.transport: _Transport | _SafeTransport
+        if parts.scheme == "https":
+            try:
+                context = ssl.create_default_context(cafile=ca)
+            except (OSError, ssl.SSLError) as e:
+                raise UsageError(f"--ca {ca}: cannot read CA certificates: {_reason(e)}") from None
+            self.transport = _SafeTransport(use_builtin_types=True, context=context)
+        else:
+            self.transport = _Transport(use_builtin_types=True)
+        self.transport.timeout = timeout
+
+    def set_timeout(self, timeout: float) -> None:
+        """Give up on the next calls after ``timeout`` seconds."""
+        self.transport.timeout = timeout  # the connection takes it at the next call
+
+    def call(self, method: str, *params: Any) -> Any:
+        """Call ``method`` with ``params``; its result."""
+        try:
+            body = _request_body(method, params)
+        except (OverflowError, TypeError) as e:
+            raise UsageError(f"{method}: an argument XML-RPC cannot carry: {e}") from None
+        with self._errors():
+            (result,) = self.transport.request(self.host, self.handler, body)
+        return result
+
+    def local_address(self) -> str:
+        """The address of this machine that the connection to the node comes from."""
+        with self._errors():
+            connection = self.transport.make_connection(self.host)
+            if connection.sock is None:
+                connection.connect()
+            assert connection.sock is not None
+            return str(connection.sock.getsockname()[0])
+
+    def close(self) -> None:
+        """Close the connection, if open."""
+        self.transport.close()
+
+    def _errors(self) -> _Translated:
+        return _Translated(self)
+
+
+class _Translated:
+    """Turns what a call can raise, but a fault, into :class:`ClientError`."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
+        if error is None or isinstance(error, (xmlrpc.client.Fault, KeyboardInterrupt, UsageError)):
+            return
+        if not isinstance(error, Exception):
+            return
+        self.client.close()
+        url = shown_url(self.client.url)
+        if isinstance(error, xmlrpc.client.ProtocolError):
+            if error.errcode == 401:
+                if urlsplit(self.client.url).password is None:
+                    raise ClientError(
+                        f"{url} needs credentials (HTTP 401): give them in the URL, "
+                        f"as {_with_credentials(self.client.url)}"
+                    ) from None
+                raise ClientError(f"{url} refused the credentials given (HTTP 401)") from None
+            raise ClientError(f"{url} answered HTTP {error.errcode} {error.errmsg}") from None
+        if isinstance(error, TimeoutError):
+            raise ClientError(
+                f"no answer from {url} within {self.client.transport.timeout:g}s"
+            ) from None
+        if isinstance(error, ssl.SSLError):
+            raise ClientError(f"TLS with {url} failed: {_reason(error)}") from None
+        if isinstance(error, ConnectionRefusedError) or (
+            isinstance(error, OSError) and not isinstance(error, ConnectionError)
+        ):
+            raise ClientError(f"cannot reach {url}: {_reason(error)}") from None
+        if isinstance(error, (OSError, http.client.HTTPException)):
+            raise ClientError(f"the connection to {url} failed: {_reason(error)}") from None
+        if isinstance(error, (xmlrpc.client.ResponseError, ExpatError, ValueError)):
+            raise ClientError(f"{url} did not answer in XML-RPC: {_reason(error)}") from None
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
+        return str(error.verify_message)
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    if isinstance(error, xmlrpc.client.Error) and error.args:
+        return str(error.args[0])  # its str() is its repr()
+    return str(error) or type(error).__name__
+
+
+def _with_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    return SplitResult(
+        parts.scheme, f"USER:PASSWORD@{parts.netloc}", parts.path, parts.query, parts.fragment
+    ).geturl()
+
+
+# The commands
+
+
+def list_methods(client: Client, out: IO[str]) -> None:
+    """Print the method names, one per line."""
+    try:
+        names = client.call("co2.get_method_names")
+    except xmlrpc.client.Fault:
+        names = client.call("system.listMethods")
+    if not isinstance(names, list):
+        raise ClientError(f"{shown_url(client.url)} gave no list of method names: {render(names, False)}")
+    for name in names:
+        print(name, file=out)
+
+
+def call_method(client: Client, method: str, params: tuple[Any, ...], raw: bool, out: IO[str]) -> None:
+    """Print the result of ``method`` as JSON (or, with ``raw``, a string as it is)."""
+    result = client.call(method, *params)
+    if raw and isinstance(result, str):
+        print(result, file=out)
+    else:
+        print(render(result, pretty=not raw), file=out)
+
+
+def notify(client: Client, value: Any, out: IO[str]) -> None:
+    """
+    Send ``{'data': value, 'host_id': ...}``: the host_id names the
+    address the node sees this client at (port 0, as the client serves
+    nothing), which the node checks.
+    """
+    host = client.local_address()
+    host_id = make_host_id(f"[{host}]" if ":" in host else host, 0)
+    print(render(client.call("notify", {"data": value, "host_id": host_id})), file=out)
+
+
+def watch(
+    client: Client,
+    out: IO[str],
+    err: IO[str],
+    count: int | None = None,
+    seconds: float | None = None,
+    backlog: bool = False,
+    timer: Callable[[], float] = time.monotonic,
+    poll: float = WATCH_POLL,
+) -> None:
+    """
+    Print each message the node takes as one JSON line, from now on (or,
+    with ``backlog``, from the oldest it holds), until ``count`` messages
+    or ``seconds`` have passed, or for ever.  A note on ``err`` tells of
+    messages the node no longer held when asked.
+    """
+    deadline = None if seconds is None else timer() + seconds
+    cursor: int = 0 if backlog else -1
+    printed = 0
+    while True:
+        wait = poll if deadline is None else max(0.0, min(poll, deadline - timer()))
+        client.set_timeout(wait + WATCH_MARGIN)
+        answer = client.call("co2.watch", cursor if -(2**31) <= cursor < 2**31 else str(cursor), wait)
+        if not isinstance(answer, dict) or not isinstance(answer.get("messages"), list):
+            raise ClientError(f"{shown_url(client.url)}: co2.watch gave {render(answer, False)}")
+        if answer.get("missed"):
+            print(f"co2: note: missed {answer['missed']} message(s): "
+                  f"the node no longer held them when asked", file=err, flush=True)
+        for message in answer["messages"]:
+            print(render(message, pretty=False), file=out, flush=True)
+            printed += 1
+            if count is not None and printed >= count:
+                return
+        cursor = int(answer["next"])
+        if deadline is not None and timer() >= deadline:
+            return
+
+
+def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> None:
+    """Carry out a parsed command line."""
+    client = Client(args.url, args.timeout, args.ca)
+    try:
+        if args.command == "methods":
+            list_methods(client, out)
+        elif args.command == "call":
+            call_method(client, args.method, args.params, args.raw, out)
+        elif args.command == "notify":
+            notify(client, args.value, out)
+        else:
+            watch(client, out, err, args.count, args.seconds, args.backlog)
+    finally:
+        client.close()
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``co2`` command."""
+    args = parse_args(argv)
+    status = 0
+    try:
+        run(args, sys.stdout, sys.stderr)
+    except xmlrpc.client.Fault as fault:
+        print(f"co2: fault {fault.faultCode}: {fault.faultString}", file=sys.stderr)
+        status = 1
+    except ClientError as e:
+        print(f"co2: {e}", file=sys.stderr)
+        status = 1
+    except UsageError as e:
+        print(f"co2: {e}", file=sys.stderr)
+        status = 2
+    except KeyboardInterrupt:
+        status = 0  # Ctrl-C is how watch is meant to end
+    except BrokenPipeError:
+        status = 0  # the reader (head, grep -m) has had enough
+        _silence_stdout()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    sys.exit(status)
+
+
+def _silence_stdout() -> None:
+    # Python would otherwise complain, at exit, of flushing a closed pipe.
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
