@@ -9,6 +9,7 @@ page reloads itself every :data:`REFRESH` seconds.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from html import escape
 from typing import Any
 
@@ -55,36 +56,34 @@ def status_of(satellite: Any, role: str) -> dict[str, Any]:
     }
 
 
-class StatusJSON(Resource):
+class _StatusResource(Resource):
+    """The node's status, as ``render`` turns it into a body of ``content_type``."""
+
+    isLeaf = True
+
+    def __init__(
+        self, satellite: Any, role: str, content_type: bytes, render: Callable[[dict[str, Any]], str]
+    ) -> None:
+        super().__init__()
+        self.satellite = satellite
+        self.role = role
+        self.content_type = content_type
+        self.render_status = render
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", self.content_type)
+        request.setHeader(b"cache-control", b"no-store")
+        return self.render_status(status_of(self.satellite, self.role)).encode()
+
+
+def StatusJSON(satellite: Any, role: str) -> Resource:
     """``GET /status.json``."""
-
-    isLeaf = True
-
-    def __init__(self, satellite: Any, role: str) -> None:
-        super().__init__()
-        self.satellite = satellite
-        self.role = role
-
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"application/json")
-        request.setHeader(b"cache-control", b"no-store")
-        return json.dumps(status_of(self.satellite, self.role), indent=1).encode()
+    return _StatusResource(satellite, role, b"application/json", lambda status: json.dumps(status, indent=1))
 
 
-class StatusPage(Resource):
+def StatusPage(satellite: Any, role: str) -> Resource:
     """``GET /``: the status as a page that reloads itself."""
-
-    isLeaf = True
-
-    def __init__(self, satellite: Any, role: str) -> None:
-        super().__init__()
-        self.satellite = satellite
-        self.role = role
-
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        request.setHeader(b"cache-control", b"no-store")
-        return render_page(status_of(self.satellite, self.role)).encode()
+    return _StatusResource(satellite, role, b"text/html; charset=utf-8", render_page)
 
 
 def _rows(rows: list[list[Any]]) -> str:
