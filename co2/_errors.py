@@ -10,6 +10,7 @@ The exceptions co2 raises, in one tree::
      +-- ListenError            an endpoint that cannot be bound (satellites)
      +-- AMPListenError         the amp_listen endpoint cannot be bound (relay)
      +-- StrictLoadError        --strict and a plugin package failed (satellites)
+     +-- ReloadRefused          a package that co2.reload may not reload (satellites)
 
 Faults sent to XML-RPC clients are ``xmlrpc.client.Fault`` instances whose
 codes are listed in :mod:`co2.faults`.

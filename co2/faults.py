@@ -20,6 +20,7 @@ __all__ = [
     "METHOD_NOT_FOUND",
     "NODE_UNREACHABLE",
     "PARSE_ERROR",
+    "RELOAD_FAILED",
     "SHUTTING_DOWN",
     "Fault",
     "describe_exception",
@@ -54,6 +55,9 @@ CALL_TIMEOUT = -32002
 
 SHUTTING_DOWN = -32003
 """The node is stopping and takes no more messages: send it again later."""
+
+RELOAD_FAILED = -32004
+"""``co2.reload`` could not load the package's new code; the old version still runs."""
 
 
 def describe_exception(error: BaseException) -> str:

@@ -8,7 +8,7 @@ from satellites._http import XMLRPCFactory, make_server
 from satellites._loader import LoadedPackage, PackageInfo, PluginLoader, find_packages
 from satellites._registry import Method, MethodRegistry
 from satellites._resource import XMLRPCResource, make_site
-from satellites._satellite import Satellite
+from satellites._satellite import ReloadRefused, Satellite
 from satellites._service import ListenError, SatelliteService, StrictLoadError
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "MethodRegistry",
     "PackageInfo",
     "PluginLoader",
+    "ReloadRefused",
     "Satellite",
     "SatelliteService",
     "StrictLoadError",

@@ -10,6 +10,7 @@ import dataclasses
 import gc
 import itertools
 import os
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -182,10 +183,36 @@ def makeService(options: Options) -> SatelliteService:
         print(f"{options.program}: {e}", file=sys.stderr)
         raise SystemExit(e.status) from None
     service.started.addCallbacks(_freeze_heap, _stop_on_failure, errbackArgs=(reactor,))
+    # twistd leaves SIGHUP alone (it rotates its log on SIGUSR1): a
+    # satellite under twistd reloads its changed plugins on it too.
+    reactor.callWhenRunning(install_reload_signal, service, reactor)
     # twistd ends a signalled run by raising the signal again; a satellite
     # that shut down cleanly exits 0 instead, as co2-satellite does.
     reactor.addSystemEventTrigger("after", "shutdown", _forget_exit_signal, reactor)
     return service
+
+
+def install_reload_signal(service: SatelliteService, reactor: Any) -> None:
+    """
+    Make SIGHUP reload every plugin package of ``service`` whose files
+    changed.  The handler only schedules the reload in the reactor's
+    thread (``callFromThread``), so the signal interrupts nothing.
+    """
+    if not hasattr(signal, "SIGHUP"):
+        return
+
+    def hangup(signum: int, frame: object) -> None:
+        reactor.callFromThread(reload_changed, service)
+
+    signal.signal(signal.SIGHUP, hangup)
+
+
+def reload_changed(service: SatelliteService) -> None:
+    """What SIGHUP does: reload the changed plugin packages (each outcome is logged)."""
+    if not service.running:
+        return
+    _log.info("SIGHUP: reloading the plugin packages whose files changed")
+    service.satellite.reload_changed()
 
 
 def _forget_exit_signal(reactor: Any) -> None:
@@ -223,6 +250,7 @@ def run(service: SatelliteService, reactor: Any) -> int:
         return None
 
     service.started.addCallbacks(_freeze_heap, failed)
+    reactor.callWhenRunning(install_reload_signal, service, reactor)
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", stop)
     reactor.run()

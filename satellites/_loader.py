@@ -11,18 +11,28 @@ from ``sys.path``: a plugin package named ``json`` does not hide the
 standard library's, and two satellites in one process keep their plugins
 apart.  Plugin modules import their siblings relatively (``from . import
 util``).
+
+A package is imported anew for a hot reload inside
+:meth:`PluginLoader.fresh_modules`: its modules leave ``sys.modules`` for
+the time of the import, which compiles them from their source files (not
+from ``__pycache__``, whose timestamps cannot tell two edits made within
+one second apart), and come back if the reload fails.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib
+import importlib.abc
+import importlib.machinery
 import itertools
 import os
 import sys
 import traceback
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +44,7 @@ from co2._errors import PluginError
 from co2._plugin import Co2Plugin, ICo2Plugin, IPluginHost, PluginSite, attached_to
 from satellites._registry import Method
 
-__all__ = ["LoadedPackage", "PackageInfo", "PluginLoader", "find_packages"]
+__all__ = ["LoadedPackage", "PackageInfo", "PluginLoader", "find_packages", "fingerprint"]
 
 _log = Logger(namespace="co2.loader")
 _namespaces = itertools.count(1)
@@ -80,6 +90,51 @@ def find_packages(plugin_dir: str) -> list[PackageInfo]:
         if name.isidentifier() and not name.startswith("_") and os.path.isfile(init):
             found.append(PackageInfo(name, os.path.dirname(init), _description(init)))
     return found
+
+
+def fingerprint(package_dir: str) -> str:
+    """
+    A digest of the ``.py`` files under ``package_dir`` (their paths and
+    contents, ``__pycache__`` left out): it changes when any of them is
+    edited, added or removed.  A missing directory has a digest too.
+    """
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(package_dir):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(f for f in files if f.endswith(".py")):
+            path = os.path.join(root, name)
+            try:
+                with open(path, "rb") as f:
+                    content = hashlib.sha256(f.read()).digest()
+            except OSError:
+                content = b"unreadable"
+            digest.update(os.path.relpath(path, package_dir).encode(errors="replace") + b"\0" + content)
+    return digest.hexdigest()
+
+
+class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Compiles a module from its source file, never from a cached ``.pyc``."""
+
+    def get_code(self, fullname: str) -> types.CodeType:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
+class _FreshFinder(importlib.abc.MetaPathFinder):
+    """Finds the modules under ``prefix`` as usual, to be loaded by :class:`_SourceOnlyLoader`."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != self.prefix and not fullname.startswith(self.prefix + "."):
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is not None and type(spec.loader) is importlib.machinery.SourceFileLoader:
+            spec.loader = _SourceOnlyLoader(spec.loader.name, spec.loader.path)
+        return spec
 
 
 def _defined_in(module: types.ModuleType, value: object) -> bool:
@@ -133,6 +188,40 @@ class PluginLoader:
         prefix = self._namespace + "."
         for name in [n for n in sys.modules if n == self._namespace or n.startswith(prefix)]:
             del sys.modules[name]
+
+    def _modules_of(self, package: str) -> dict[str, types.ModuleType]:
+        top = f"{self._namespace}.{package}"
+        return {n: m for n, m in sys.modules.items() if n == top or n.startswith(top + ".")}
+
+    @contextmanager
+    def fresh_modules(self, package: str) -> Iterator[None]:
+        """
+        Make :meth:`load` in the block import ``package`` anew, from its
+        source files: new module objects, while the previous ones (which
+        the running plugins use) stay as they are.  If the block raises,
+        the previous modules are put back, so nothing has changed.
+        """
+        previous = self._modules_of(package)
+        parent = sys.modules[self._namespace]
+        attribute = getattr(parent, package, None)
+        for name in previous:
+            del sys.modules[name]
+        importlib.invalidate_caches()  # see files added since the last import
+        finder = _FreshFinder(f"{self._namespace}.{package}")
+        sys.meta_path.insert(0, finder)
+        try:
+            yield
+        except BaseException:
+            for name in self._modules_of(package):
+                del sys.modules[name]
+            sys.modules.update(previous)
+            if attribute is not None:
+                setattr(parent, package, attribute)
+            elif hasattr(parent, package):
+                delattr(parent, package)
+            raise
+        finally:
+            sys.meta_path.remove(finder)
 
     def load(self, package: str) -> LoadedPackage:
         """

@@ -160,6 +160,25 @@ class MethodRegistry:
         for method in methods:
             self._methods[method.name] = method
 
+    def replace_owner(self, owner: str, methods: Iterable[Method]) -> None:
+        """
+        Put ``methods`` in place of every method of the plugin package
+        ``owner`` at once, or, when one of their names is taken by another
+        owner (or given twice), raise :class:`DuplicateMethod` and change
+        nothing.
+        """
+        methods = list(methods)
+        names = [m.name for m in methods]
+        clashes = sorted({
+            n for n in names
+            if (n in self._methods and self._methods[n].owner != owner) or names.count(n) > 1
+        })
+        if clashes:
+            raise DuplicateMethod(f"{', '.join(clashes)} already registered")
+        self.remove_owner(owner)
+        for method in methods:
+            self._methods[method.name] = method
+
     def remove_owner(self, owner: str) -> None:
         """Forget every method of the plugin package ``owner``."""
         for name in [n for n, m in self._methods.items() if m.owner == owner]:

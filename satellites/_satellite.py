@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from xmlrpc.client import Fault
 
-from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogLevel
@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 
 from co2 import faults
 from co2._config import RESERVED_PACKAGES, Config
-from co2._errors import PluginError
+from co2._errors import Co2Error, PluginError
 from co2._message import (
     HostId,
     check_message,
@@ -36,16 +36,23 @@ from co2._values import check_members, check_value
 from relay._relay import Relay
 from relay._router import Local, Router
 from satellites._dispatch import Caller, Dispatcher, settle
-from satellites._loader import LoadedPackage, PluginLoader
+from satellites._loader import LoadedPackage, PluginLoader, fingerprint
 from satellites._metrics import PluginStats
 from satellites._registry import DuplicateMethod, Method, MethodRegistry
 
-__all__ = ["BUSY_WARNING", "Satellite"]
+__all__ = ["BUSY_WARNING", "ReloadRefused", "Satellite"]
 
 BUSY_WARNING = 1.0
 """Seconds a plugin's ``receive`` may hold the reactor before it is warned about."""
 
 _log = Logger(namespace="co2.satellite")
+
+
+class ReloadRefused(Co2Error):
+    """
+    A package that cannot be reloaded here: not in ``plugin_list``, a
+    reserved name, or a satellite that is not running its plugins.
+    """
 
 
 class Satellite:
@@ -75,7 +82,9 @@ class Satellite:
         self.packages: list[LoadedPackage] = []
         self.failures: list[PluginError] = []
         self.plugins: list[Co2Plugin] = []
+        self.reload_failures: dict[str, PluginError] = {}
         self._loader: PluginLoader | None = None
+        self._fingerprints: dict[str, str] = {}
         self._thread = threading.get_ident()
         self._address_of: tuple[str, list[Any]] = ("", [])
         self._classic_peers = [
@@ -85,6 +94,7 @@ class Satellite:
         ]
         self.registry.add(Method.of("notify", self.notify, takes_caller=True))
         self.registry.add(Method.of("co2.get_method_names", self.get_method_names))
+        self.registry.add(Method.of("co2.reload", self.reload))
         self.registry.add(Method.of("co2.watch", self.router.tap.watch))
 
     @property
@@ -132,6 +142,7 @@ class Satellite:
                     package=package, reserved=", ".join(sorted(RESERVED_PACKAGES)),
                 )
                 continue
+            self._fingerprints[package] = fingerprint(self._package_dir(package))
             try:
                 loaded = self._loader.load(package)
                 self.registry.add_all(loaded.methods)
@@ -151,6 +162,112 @@ class Satellite:
                 package=package, plugins=len(loaded.plugins), methods=len(loaded.methods),
             )
         return self.failures
+
+    def _package_dir(self, package: str) -> str:
+        return os.path.join(self.config.plugin_dir, package)
+
+    def reload_package(self, package: str) -> Deferred[dict[str, Any]]:
+        """
+        Load ``package`` anew from its files and put it in place of the
+        running version, in one go between two deliveries: its methods and
+        receivers are replaced, the network's directory is told, then the
+        old instances get their ``__exit__`` (each bounded by
+        ``exit_timeout``; a failing one is logged).  A package that failed
+        to load at start is loaded.
+
+        Fires, once the old instances have exited, with ``{"package",
+        "plugins", "methods"}`` (the new plugins' names and the package's
+        method names).  Fails with :class:`ReloadRefused` for a package
+        that is not in ``plugin_list``, is reserved, or when the satellite
+        is not running; with :class:`co2.PluginError` when the new code
+        does not load (an import error, an ``__init__`` that raises, a
+        method name taken by another package): then nothing has changed
+        and the old version still runs.
+        """
+        try:
+            summary, old = self._reload(package)
+        except (ReloadRefused, PluginError):
+            return fail()
+        done = ensureDeferred(self._exit_each(list(reversed(old))))
+        return done.addCallback(lambda _: summary)
+
+    def _reload(self, package: str) -> tuple[dict[str, Any], list[Co2Plugin]]:
+        if package in RESERVED_PACKAGES:
+            raise ReloadRefused(f"{package!r} is a reserved name; no plugin package has it")
+        if package not in self.config.plugin_list:
+            raise ReloadRefused(f"{package!r} is not in plugin_list")
+        if self._loader is None or self.router.holding:
+            raise ReloadRefused("the satellite is not running its plugins")
+        loader = self._loader
+        # What was taken before the reload goes to the running version.
+        self.router.flush()
+        self._fingerprints[package] = fingerprint(self._package_dir(package))
+        try:
+            with loader.fresh_modules(package):
+                loaded = loader.load(package)
+                try:
+                    self.registry.replace_owner(package, loaded.methods)
+                except DuplicateMethod as e:
+                    loader.exit_all(loaded.plugins)
+                    raise PluginError(package, str(e)) from None
+        except PluginError as e:
+            self._reload_failed(e)
+            raise
+        # The swap: from here on every message goes to the new instances.
+        old = next((p for p in self.packages if p.name == package), None)
+        order = {name: index for index, name in enumerate(self.config.plugin_list)}
+        self.packages = sorted(
+            [p for p in self.packages if p.name != package] + [loaded], key=lambda p: order[p.name]
+        )
+        self.plugins = [plugin for p in self.packages for plugin in p.plugins]
+        self.failures = [f for f in self.failures if f.package != package]
+        self.reload_failures.pop(package, None)
+        self.relay.directory.changed()
+        for warning in loaded.warnings:
+            _log.warn("{warning}", warning=warning)
+        _log.info(
+            "reloaded plugin package {package}: {plugins} plugin(s), {methods} method(s)",
+            package=package, plugins=len(loaded.plugins), methods=len(loaded.methods),
+        )
+        summary = {
+            "package": package,
+            "plugins": [str(p) for p in loaded.plugins],
+            "methods": sorted(m.name for m in loaded.methods),
+        }
+        return summary, [] if old is None else old.plugins
+
+    def _reload_failed(self, error: PluginError) -> None:
+        if any(p.name == error.package for p in self.packages):
+            self.reload_failures[error.package] = error
+            _log.error(
+                "reload of plugin package {package} failed; the running version is kept: "
+                "{problem}\n{details}",
+                package=error.package, problem=error.problem, details=error.details,
+            )
+        else:
+            self.failures = [f for f in self.failures if f.package != error.package]
+            self._failed(error)
+
+    def reload_changed(self) -> Deferred[list[Any]]:
+        """
+        Reload every package of ``plugin_list`` (loaded, or failed at start)
+        whose ``.py`` files changed since it was last loaded or tried; log
+        each outcome.  Fires with the outcomes, in ``plugin_list`` order:
+        the summary of :meth:`reload_package`, the ``PluginError`` of a
+        failed reload, or None for an unchanged package.  Never fails.
+        """
+        outcomes: list[Deferred[Any]] = []
+        for package in self.config.plugin_list:
+            if package in RESERVED_PACKAGES or package not in self._fingerprints:
+                continue
+            if fingerprint(self._package_dir(package)) == self._fingerprints[package]:
+                _log.info("plugin package {package} unchanged; not reloaded", package=package)
+                outcomes.append(succeed(None))
+                continue
+            d = self.reload_package(package)
+            d.addErrback(lambda failure: failure.value)  # already logged
+            outcomes.append(d)
+        return gatherResults(outcomes)
 
     def _failed(self, error: PluginError) -> None:
         self.failures.append(error)
@@ -173,7 +290,11 @@ class Satellite:
         self.router.hold()
         self.router.flush()
         plugins, self.plugins = self.plugins, []
-        return ensureDeferred(self._exit_each(list(reversed(plugins))))
+        return ensureDeferred(self._exit_each(list(reversed(plugins)))).addCallback(self._forget)
+
+    def _forget(self, _: object) -> None:
+        if self._loader is not None:
+            self._loader.forget()
 
     async def _exit_each(self, plugins: list[Co2Plugin]) -> None:
         bound = self.config.exit_timeout
@@ -190,8 +311,6 @@ class Satellite:
             except (Exception, SystemExit):  # sys.exit() in a plugin stops no other
                 _log.failure("{plugin}.__exit__ failed or took over {bound}s",
                              plugin=plugin, bound=bound)
-        if self._loader is not None:
-            self._loader.forget()
 
     # What plugins call (IPluginHost)
 
@@ -332,6 +451,29 @@ class Satellite:
         """Return the names of every method callable here, sorted: those of
         this satellite and those hosted elsewhere in the network."""
         return self.dispatcher.names()
+
+    def reload(self, package: str) -> Deferred[dict[str, Any]]:
+        """
+        Reload the plugin package ``package`` from its files, without
+        stopping the satellite; return ``{package, plugins, methods}`` of
+        the new version.  Fault -32602 for a package not in plugin_list (or
+        reserved), -32004 when the new code does not load (the old version
+        keeps running), -32003 when the node is stopping.
+        """
+        if not isinstance(package, str):
+            raise Fault(faults.INVALID_PARAMS, "co2.reload takes a package name (a string)")
+        if self.router.holding:
+            raise Fault(faults.SHUTTING_DOWN, "co2.reload: this node is stopping")
+
+        def failed(failure: Failure) -> dict[str, Any]:
+            if failure.check(ReloadRefused):
+                raise Fault(faults.INVALID_PARAMS, f"co2.reload: {failure.getErrorMessage()}")
+            error = failure.value
+            if isinstance(error, PluginError):
+                raise Fault(faults.RELOAD_FAILED, f"co2.reload: {package}: {error.problem}")
+            failure.raiseException()
+
+        return self.reload_package(package).addErrback(failed)
 
 
 _ROUTING = ("id", "hops")

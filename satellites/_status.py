@@ -49,6 +49,10 @@ def status_of(satellite: Any, role: str) -> dict[str, Any]:
         ],
         "failed": [
             {"package": failure.package, "problem": failure.problem} for failure in satellite.failures
+        ] + [
+            {"package": failure.package,
+             "problem": f"reload failed, the previous version still runs: {failure.problem}"}
+            for failure in satellite.reload_failures.values()
         ],
         "methods": satellite.get_method_names(),
         "links": links,
