@@ -34,6 +34,9 @@ __all__ = [
     "make_config",
 ]
 
+SPOOL_FILE = "spool.sqlite"
+"""The spool's file name in ``data_dir`` when ``spool`` is not set."""
+
 RESERVED_PACKAGES = frozenset({"sys", "system", "co2", "relay", "web"})
 """Package names the loader skips: they name the server's own methods."""
 
@@ -70,6 +73,7 @@ class Config:
     amp_listen: str | None = None
     peers: tuple[str, ...] = ()
     spool: str | None = None
+    data_dir: str | None = None
     log_level: str = "info"
     max_request_size: int = 1024 * 1024
     max_message_size: int = 16 * 1024 * 1024
@@ -406,6 +410,7 @@ def _checks(base: str) -> dict[str, Callable[[str, object], Any]]:
         "amp_listen": _optional(_server_endpoint(base)),
         "peers": _peers(base),
         "spool": _optional(_path(base)),
+        "data_dir": _optional(_path(base)),
         "log_level": _log_level,
         "max_request_size": _positive(int),
         "max_message_size": _positive(int),
@@ -461,6 +466,9 @@ def make_config(
             raise ConfigError(shown, key, str(e)) from None
     if "peer_credentials" in values:
         values["peer_credentials"] = _resolved_peer_keys(values["peer_credentials"], base)
+    if values.get("data_dir") and not values.get("spool"):
+        # The node's one SQLite file: what it owes, what it has seen, its plugins' state.
+        values["spool"] = os.path.join(values["data_dir"], SPOOL_FILE)
     if values.get("manhole") and not (values.get("manhole_passwords") or values.get("manhole_keys")):
         raise ConfigError(shown, "manhole", "needs manhole_passwords or manhole_keys to let anyone in")
     if values.get("manhole") and not values.get("manhole_host_key"):

@@ -166,3 +166,13 @@ def test_settings_for_every_config_field():
     from co2._config import _checks
 
     assert set(_checks("/")) == {f.name for f in fields(Config)} - {"path"}
+
+
+def test_data_dir_holds_the_spool_unless_spool_names_one(tmp_path):
+    """data_dir gives the spool (and with it the plugins' state) a home; spool still wins."""
+    config = make_config({"data_dir": "var"}, str(tmp_path / "config.py"))
+    assert config.data_dir == str(tmp_path / "var")
+    assert config.spool == str(tmp_path / "var" / "spool.sqlite")
+    config = make_config({"data_dir": "var", "spool": "elsewhere.db"}, str(tmp_path / "config.py"))
+    assert config.spool == str(tmp_path / "elsewhere.db")
+    assert make_config({}).spool is None
