@@ -99,3 +99,19 @@ def test_the_status_page_shows_the_node_and_follows_it(
     assert browser.save_screenshot(str(screenshot))
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert proc.stop() == 0
+
+
+def test_a_relay_has_the_page_too(relay: Any, make_config: Any, tmp_path: Path) -> None:
+    """co2-relay serves the same status page and JSON, naming its role (no browser needed)."""
+    import json
+    import urllib.request
+
+    proc = relay("--config", make_config(listen="tcp:0:interface=127.0.0.1"), cwd=tmp_path)
+    proc.wait_serving()
+    with urllib.request.urlopen(proc.url, timeout=10) as answer:
+        page = answer.read().decode()
+    assert "<title>co2 relay " in page
+    with urllib.request.urlopen(proc.url + "status.json", timeout=10) as answer:
+        status = json.loads(answer.read())
+    assert status["role"] == "relay" and status["plugins"] == []
+    assert proc.stop() == 0
