@@ -8,6 +8,7 @@ its length is known, before anything is parsed or buffered.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 from xmlrpc.client import Fault
 
@@ -242,14 +243,15 @@ class _UserView(Resource):
 
 @implementer(IRealm)
 class _Realm:
-    def __init__(self, resource: XMLRPCResource) -> None:
-        self.resource = resource
+    """A realm whose avatars are resources: ``view`` makes one for each user (``ANONYMOUS`` included)."""
+
+    def __init__(self, view: Callable[[Any], Resource]) -> None:
+        self.view = view
 
     def requestAvatar(self, avatar_id: Any, mind: Any, *interfaces: Any) -> tuple[Any, Any, Any]:
         if IResource not in interfaces:
             raise NotImplementedError("only resources here")
-        view = _UserView(self.resource, anonymous=avatar_id is ANONYMOUS)
-        return IResource, view, lambda: None
+        return IResource, self.view(avatar_id), lambda: None
 
 
 REALM = b"co2"
@@ -280,19 +282,6 @@ def basic_user(header: bytes | None) -> str | None:
     return username.decode("utf-8", "replace") if isinstance(username, bytes) else str(username)
 
 
-@implementer(IRealm)
-class _Only:
-    """A realm whose every user sees the same resource."""
-
-    def __init__(self, resource: Resource) -> None:
-        self.resource = resource
-
-    def requestAvatar(self, avatar_id: Any, mind: Any, *interfaces: Any) -> tuple[Any, Any, Any]:
-        if IResource not in interfaces:
-            raise NotImplementedError("only resources here")
-        return IResource, self.resource, lambda: None
-
-
 class _Guard(HTTPAuthSessionWrapper):
     """
     ``twisted.web.guard``'s Basic authentication in front of a resource:
@@ -303,9 +292,11 @@ class _Guard(HTTPAuthSessionWrapper):
 
     def __init__(self, resource: Resource, authentication: Authentication) -> None:
         if isinstance(resource, XMLRPCResource):
-            portal = authentication.portal(_Realm(resource))
+            xmlrpc = resource
+            realm = _Realm(lambda user: _UserView(xmlrpc, anonymous=user is ANONYMOUS))
+            portal = authentication.portal(realm)
         else:
-            portal = authentication.portal(_Only(resource), anonymous=False)
+            portal = authentication.portal(_Realm(lambda user: resource), anonymous=False)
         super().__init__(portal, [BasicCredentialFactory(REALM)])
         self.authentication = authentication
 
