@@ -32,7 +32,10 @@ from xml.parsers.expat import ExpatError
 
 from co2._message import make_host_id
 
-__all__ = ["Client", "ClientError", "UsageError", "json_argument", "main", "parse_args", "render"]
+__all__ = [
+    "Client", "ClientError", "TimedSafeTransport", "TimedTransport", "UsageError", "json_argument", "main",
+    "parse_args", "render",
+]
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a call may take before the client gives up."""
@@ -292,32 +295,25 @@ def _request_body(method: str, params: tuple[Any, ...]) -> bytes:
     ).encode()
 
 
-def _timed(connection: http.client.HTTPConnection, timeout: float) -> None:
-    connection.timeout = timeout
-    if connection.sock is not None:
-        connection.sock.settimeout(timeout)
+class _Timed:
+    """A transport whose connections give up after ``timeout`` seconds, reused ones too."""
 
+    timeout: float = DEFAULT_TIMEOUT
 
-class _Transport(xmlrpc.client.Transport):
-    """An http transport whose connection gives up after ``timeout`` seconds."""
-
-    timeout = DEFAULT_TIMEOUT
-
-    def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        connection = super().make_connection(host)
-        _timed(connection, self.timeout)
+    def make_connection(self, host: Any) -> Any:
+        connection: http.client.HTTPConnection = super().make_connection(host)  # type: ignore[misc]
+        connection.timeout = self.timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(self.timeout)
         return connection
 
 
-class _SafeTransport(xmlrpc.client.SafeTransport):
-    """An https transport whose connection gives up after ``timeout`` seconds."""
+class TimedTransport(_Timed, xmlrpc.client.Transport):
+    """An http transport whose connections give up after ``timeout`` seconds."""
 
-    timeout = DEFAULT_TIMEOUT
 
-    def make_connection(self, host: Any) -> http.client.HTTPSConnection:
-        connection = super().make_connection(host)
-        _timed(connection, self.timeout)
-        return connection
+class TimedSafeTransport(_Timed, xmlrpc.client.SafeTransport):
+    """An https transport whose connections give up after ``timeout`` seconds."""
 
 
 class Client:
@@ -337,15 +333,15 @@ class Client:
         if parts.query:
             self.handler += "?" + parts.query
         self.hostname = parts.hostname or ""
-        self.transport: _Transport | _SafeTransport
+        self.transport: TimedTransport | TimedSafeTransport
         if parts.scheme == "https":
             try:
                 context = ssl.create_default_context(cafile=ca)
             except (OSError, ssl.SSLError) as e:
                 raise UsageError(f"--ca {ca}: cannot read CA certificates: {_reason(e)}") from None
-            self.transport = _SafeTransport(use_builtin_types=True, context=context)
+            self.transport = TimedSafeTransport(use_builtin_types=True, context=context)
         else:
-            self.transport = _Transport(use_builtin_types=True)
+            self.transport = TimedTransport(use_builtin_types=True)
         self.transport.timeout = timeout
 
     def set_timeout(self, timeout: float) -> None:

@@ -6,7 +6,6 @@ calling it over XML-RPC without waiting for ever.
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import signal
@@ -18,7 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["AMP_LISTENING", "SERVING", "OutputReader", "rss_bytes", "start_command", "timeout_proxy"]
+from co2._client import TimedTransport
+
+__all__ = [
+    "AMP_LISTENING", "SERVING", "OutputReader", "end_process", "rss_bytes", "start_command", "timeout_proxy",
+]
 
 SERVING = re.compile(r"serving XML-RPC at (https?://127\.0\.0\.1:(\d+)/)")
 """The line a node on loopback logs once it serves XML-RPC: its URL, then its port."""
@@ -115,22 +118,11 @@ class OutputReader:
         self._thread.join(timeout)
 
 
-class _TimeoutTransport(xmlrpc.client.Transport):
-    """An XML-RPC transport (kept alive between calls) whose socket gives up after ``timeout``."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self.timeout = timeout
-
-    def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        connection = super().make_connection(host)
-        connection.timeout = self.timeout
-        return connection
-
-
 def timeout_proxy(url: str, timeout: float = 30.0) -> xmlrpc.client.ServerProxy:
     """An ``xmlrpc.client`` proxy for ``url`` (nil allowed) whose calls give up after ``timeout`` seconds."""
-    return xmlrpc.client.ServerProxy(url, transport=_TimeoutTransport(timeout), allow_none=True)
+    transport = TimedTransport()
+    transport.timeout = timeout
+    return xmlrpc.client.ServerProxy(url, transport=transport, allow_none=True)
 
 
 def rss_bytes(pid: int) -> int:
@@ -139,3 +131,20 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise LookupError(f"no VmRSS for process {pid}")
+
+
+def end_process(popen: subprocess.Popen[Any], timeout: float) -> bool:
+    """
+    End ``popen`` however it takes: SIGTERM, up to ``timeout`` seconds for
+    it to exit, then SIGKILL (and again up to ``timeout``).  True when it
+    exited by itself or on SIGTERM; False when it had to be killed.
+    """
+    if popen.poll() is None:
+        popen.terminate()
+    try:
+        popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait(timeout)
+        return False
+    return True

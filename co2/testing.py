@@ -36,7 +36,15 @@ from twisted.test import iosim
 
 from co2._harness import HOST_ID, PEER_HOST_ID, PluginFailed, PluginHarness, Sent
 from co2._message import parse_host_id
-from co2._processes import AMP_LISTENING, SERVING, OutputReader, rss_bytes, start_command, timeout_proxy
+from co2._processes import (
+    AMP_LISTENING,
+    SERVING,
+    OutputReader,
+    end_process,
+    rss_bytes,
+    start_command,
+    timeout_proxy,
+)
 from co2._xmlrpc import dump_call, parse_response
 from relay._links import LinkProtocol, LinkServerFactory, Node, _PeerFactory, _prepare
 
@@ -57,6 +65,7 @@ __all__ = [
     "PluginHarness",
     "Sent",
     "TestReactor",
+    "end_process",
     "format_events",
     "rss_bytes",
     "start_command",

@@ -72,7 +72,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from co2.testing import AMP_LISTENING, SERVING, start_command, timeout_proxy
+from co2.testing import AMP_LISTENING, SERVING, end_process, start_command, timeout_proxy
 
 BIN_DIR = Path(sys.executable).parent
 PLUGIN_DIR = Path(__file__).resolve().parent / "chaos_plugins"
@@ -289,15 +289,7 @@ class Node:
         """SIGTERM the current process; its exit status, or None when it had to be killed."""
         assert self.popen is not None
         self.ready = False
-        status: int | None
-        if self.popen.poll() is None:
-            self.popen.terminate()
-        try:
-            status = self.popen.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait(STOP_TIMEOUT)
-            status = None
+        status = self.popen.returncode if end_process(self.popen, STOP_TIMEOUT) else None
         self.stops += 1
         self._close_log()
         return status

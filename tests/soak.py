@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from co2.testing import AMP_LISTENING, SERVING, rss_bytes, start_command, timeout_proxy
+from co2.testing import AMP_LISTENING, SERVING, end_process, rss_bytes, start_command, timeout_proxy
 
 BIN_DIR = Path(sys.executable).parent
 LOCAL = "tcp:port=0:interface=127.0.0.1"
@@ -240,13 +240,7 @@ def wait_serving(node: Node, amp: bool = False) -> Node:
 
 def stop(node: Node) -> None:
     """End ``node``: SIGTERM, a bounded wait, then SIGKILL; close its log."""
-    if node.popen.poll() is None:
-        node.popen.terminate()
-        try:
-            node.popen.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            node.popen.kill()
-            node.popen.wait(STOP_TIMEOUT)
+    end_process(node.popen, STOP_TIMEOUT)
     node.log_file.close()
 
 

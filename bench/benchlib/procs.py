@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 import xmlrpc.client
@@ -20,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from co2.testing import OutputReader, start_command, timeout_proxy
+from co2.testing import OutputReader, end_process, start_command, timeout_proxy
 
 BIN_DIR = Path(sys.executable).parent
 START_TIMEOUT = 30.0
@@ -87,14 +86,8 @@ class Proc:
     def end(self) -> int | None:
         """End the process however it takes: SIGTERM, a bounded wait, then SIGKILL; note any trouble."""
         exited_before = self.popen.poll() is not None
-        if not exited_before:
-            self.popen.terminate()
-            try:
-                self.popen.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(STOP_TIMEOUT)
-                PROBLEMS.append(f"{self.name}: still running {STOP_TIMEOUT:g}s after SIGTERM; killed")
+        if not end_process(self.popen, STOP_TIMEOUT):
+            PROBLEMS.append(f"{self.name}: still running {STOP_TIMEOUT:g}s after SIGTERM; killed")
         self.stdout.join(2)
         self.stderr.join(2)
         self._note_problems(exited_before)

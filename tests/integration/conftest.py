@@ -23,7 +23,15 @@ from typing import Any
 
 import pytest
 
-from co2.testing import AMP_LISTENING, SERVING, OutputReader, start_command, timeout_proxy, write_package
+from co2.testing import (
+    AMP_LISTENING,
+    SERVING,
+    OutputReader,
+    end_process,
+    start_command,
+    timeout_proxy,
+    write_package,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
@@ -117,13 +125,7 @@ class Proc:
 
     def kill(self) -> None:
         """End the process however it takes (for finalizers)."""
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
+        end_process(self.popen, 5)
         self._stdout.join(2)
         self._stderr.join(2)
 

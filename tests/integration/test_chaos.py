@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from co2.testing import OutputReader, start_command
+from co2.testing import OutputReader, end_process, start_command
 
 CHAOS = Path(__file__).resolve().parents[1] / "chaos.py"
 SECONDS = 10
@@ -26,12 +26,7 @@ def test_a_short_chaos_run_loses_and_repeats_nothing(tmp_path):
     try:
         status = proc.wait(BOUND)
     except subprocess.TimeoutExpired:
-        proc.terminate()  # chaos.py ends its nodes on SIGTERM
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        end_process(proc, 30)  # chaos.py ends its nodes on SIGTERM
         raise AssertionError(f"chaos.py still running after {BOUND}s\n{out.text}\n{err.text}") from None
     finally:
         out.join(5)
