@@ -26,6 +26,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from co2.faults import METHOD_NOT_FOUND
+
 __all__ = [
     "BUCKETS", "UNKNOWN_METHOD", "UNREADABLE", "CallStats", "MetricsResource", "PluginStats", "node_registry",
 ]
@@ -82,6 +84,9 @@ class CallStats:
         self.calls: Counter[tuple[str, int]] = Counter()
 
     def answered(self, method: str, code: int) -> None:
+        """A request for ``method`` answered with fault ``code`` (0: none); unknown names count as one."""
+        if code == METHOD_NOT_FOUND:
+            method = UNKNOWN_METHOD
         self.calls[method, code] += 1
 
 

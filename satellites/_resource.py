@@ -29,7 +29,7 @@ from co2 import faults
 from co2._auth import Authentication
 from co2._xmlrpc import DEFAULT_MAX_DEPTH, XMLRPCParseError, dump_fault, dump_response, parse_call
 from satellites._dispatch import Caller, Dispatcher, Encoded
-from satellites._metrics import UNKNOWN_METHOD, UNREADABLE, CallStats
+from satellites._metrics import UNREADABLE, CallStats
 
 __all__ = [
     "REALM",
@@ -104,48 +104,41 @@ class Responder:
         if anonymous and self.authentication is not None:
             if self.authentication.needs_credentials(_names_called(name, params)):
                 raise NeedsCredentials(name)
-        label = name if self._knows(name) else UNKNOWN_METHOD
         try:
             result = self.dispatcher.invoke(caller, name, params)
         except Fault as fault:
             answer = _fault_response(fault)
-            calls.answered(label, _code_of(fault))
+            calls.answered(name, _code_of(fault))
             return answer
         except Exception:
             _log.failure("unexpected failure calling {name}", name=name)
-            calls.answered(label, faults.INTERNAL_ERROR)
+            calls.answered(name, faults.INTERNAL_ERROR)
             return dump_fault(faults.INTERNAL_ERROR, "internal error")
         if isinstance(result, Deferred):
             return result.addCallbacks(
-                self._response, self._failure_response, callbackArgs=(name, label), errbackArgs=(label,)
+                self._response, self._failure_response, callbackArgs=(name,), errbackArgs=(name,)
             )
-        return self._response(result, name, label)
+        return self._response(result, name)
 
-    def _knows(self, name: str) -> bool:
-        dispatcher = self.dispatcher
-        if dispatcher.registry.get(name) is not None:
-            return True
-        return dispatcher.remote is not None and name in dispatcher.remote.names()
-
-    def _response(self, result: Any, name: str, label: str) -> bytes:
+    def _response(self, result: Any, name: str) -> bytes:
         if type(result) is Encoded:
-            self.calls.answered(label, 0)
+            self.calls.answered(name, 0)
             return result
         try:
             answer = dump_response(result)
         except (TypeError, ValueError, OverflowError) as e:
             _log.error("{name} returned what XML-RPC cannot carry: {error}", name=name, error=e)
-            self.calls.answered(label, faults.INTERNAL_ERROR)
+            self.calls.answered(name, faults.INTERNAL_ERROR)
             return dump_fault(faults.INTERNAL_ERROR, f"{name} returned what XML-RPC cannot carry: {e}")
-        self.calls.answered(label, 0)
+        self.calls.answered(name, 0)
         return answer
 
-    def _failure_response(self, failure: Failure, label: str) -> bytes:
+    def _failure_response(self, failure: Failure, name: str) -> bytes:
         if isinstance(failure.value, Fault):
-            self.calls.answered(label, _code_of(failure.value))
+            self.calls.answered(name, _code_of(failure.value))
             return _fault_response(failure.value)
         _log.failure("unexpected failure", failure)
-        self.calls.answered(label, faults.INTERNAL_ERROR)
+        self.calls.answered(name, faults.INTERNAL_ERROR)
         return dump_fault(faults.INTERNAL_ERROR, "internal error")
 
 
