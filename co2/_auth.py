@@ -18,11 +18,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from twisted.cred import checkers, credentials, error, strcred
-from twisted.cred.portal import IRealm, Portal
-from twisted.internet.defer import Deferred
+from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import Interface, implementer
+from zope.interface import implementer
 
 __all__ = [
     "REPORT_EVERY",
@@ -103,14 +103,6 @@ def _other_form(username: bytes | str, password: bytes | str) -> tuple[Any, Any]
     return None
 
 
-@implementer(IRealm)
-class _Names:
-    """A realm whose avatars are the user names themselves."""
-
-    def requestAvatar(self, avatar_id: Any, mind: Any, *interfaces: Any) -> tuple[Any, Any, Any]:
-        return interfaces[0], avatar_id, lambda: None
-
-
 class Authentication:
     """
     The checkers of one node and which XML-RPC methods need credentials.
@@ -130,7 +122,6 @@ class Authentication:
         self.refused = 0
         self._window_start: float | None = None
         self._in_window = 0
-        self._portal = Portal(_Names(), [self.checker])
 
     def needs_credentials(self, names: Iterable[str]) -> bool:
         """Whether calling all of ``names`` needs credentials."""
@@ -154,9 +145,10 @@ class Authentication:
         Fires with the user name when the password is right; fails with
         ``UnauthorizedLogin`` otherwise.
         """
-        given = credentials.UsernamePassword(username, password)  # type: ignore[arg-type]
-        d: Deferred[Any] = self._portal.login(given, None, _IName)
-        return d.addCallback(lambda answer: answer[1])
+        outcome = self.verify(username, password)
+        if isinstance(outcome, Deferred):
+            return outcome
+        return fail(outcome) if isinstance(outcome, Failure) else succeed(outcome)
 
     def verify(self, username: str | bytes, password: str | bytes) -> str | Failure | Deferred[str]:
         """
@@ -167,14 +159,11 @@ class Authentication:
         """
         given = credentials.UsernamePassword(username, password)  # type: ignore[arg-type]
         d: Deferred[Any] = self.checker.requestAvatarId(given)
-        known: list[Any] = []
-        d.addBoth(known.append)
-        if known:
-            return known[0]
-        later: Deferred[str] = Deferred()
-        d.addBoth(lambda _: later.callback(known[0]) if not isinstance(known[0], Failure)
-                  else later.errback(known[0]))
-        return later
+        if not d.called:
+            return d
+        outcome: Any = d.result
+        d.addErrback(lambda _: None)  # a refusal is handed over, not left unhandled
+        return outcome
 
     def refuse(self, where: str, who: str, username: str | None, why: str) -> None:
         """Count and log a refusal at ``where`` (a listener) of ``who`` (an address)."""
@@ -190,10 +179,6 @@ class Authentication:
         if self._in_window <= _REPORTED:
             user = "" if username is None else f" (user {username[:64]!r})"
             _log.warn("{where}: refused {who}{user}: {why}", where=where, who=who, user=user, why=why)
-
-
-class _IName(Interface):
-    """What the name-only realm is asked for: a user name."""
 
 
 def login_failure_reason(failure: Failure) -> str:
