@@ -7,36 +7,98 @@ One :class:`Authentication` per node serves both of its doors: HTTP Basic
 on the XML-RPC listener (through ``twisted.web.guard``) and the
 ``Hello`` of AMP links.  Credentials are a user name and a password;
 every refusal is logged, at most a few lines every :data:`REPORT_EVERY`
-seconds so that a flood of bad attempts cannot flood the log too.
+seconds so that a flood of bad attempts cannot flood the log too: the
+count of the others is logged when those seconds end.
+
+A source (a client's IP; every UNIX-socket client is the one source
+:data:`LOCAL_SOURCE`) that fails :data:`FAILURES_ALLOWED` logins within
+:data:`THROTTLE_WINDOW` seconds is refused unchecked until the window
+ends (:class:`LoginThrottled`), so that passwords cannot be guessed at
+the speed of the checker.
 """
 
 from __future__ import annotations
 
 import base64
 import fnmatch
+import math
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.cred import checkers, credentials, error, strcred
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 __all__ = [
+    "FAILURES_ALLOWED",
+    "LOCAL_SOURCE",
+    "MAX_SOURCES",
     "REPORT_EVERY",
+    "THROTTLE_WINDOW",
     "Authentication",
+    "LoginThrottled",
     "basic_authorization",
+    "login_source",
     "make_authentication",
 ]
 
 REPORT_EVERY = 10.0
-"""Seconds over which at most :data:`_REPORTED` refusals are logged one by one."""
+"""
+Seconds over which at most :data:`_REPORTED` refusals are logged one by
+one; how many others there were is logged when those seconds end.
+"""
+
+FAILURES_ALLOWED = 10
+"""
+Failed logins (a wrong user name or password) one source may make within
+:data:`THROTTLE_WINDOW` seconds; past that, its logins are refused without
+being checked until the window ends.
+"""
+
+THROTTLE_WINDOW = 10.0
+"""Seconds, from a source's first counted failure, over which its failed logins are counted."""
+
+MAX_SOURCES = 10_000
+"""Sources whose failed logins are tracked at once; past that, the oldest entry is forgotten."""
+
+LOCAL_SOURCE = "local"
+"""The source every client of a UNIX socket counts as: such clients have no address."""
 
 _REPORTED = 5
 
 _log = Logger(namespace="co2.auth")
+
+
+def login_source(host: str | None) -> str:
+    """
+    The source whose failed logins are counted together: the client's
+    ``host`` (its IP), or :data:`LOCAL_SOURCE` when it has none (a UNIX
+    socket).
+    """
+    return host or LOCAL_SOURCE
+
+
+class LoginThrottled(error.UnauthorizedLogin):
+    """
+    A login refused without being checked: its ``source`` failed
+    :data:`FAILURES_ALLOWED` logins within :data:`THROTTLE_WINDOW` seconds,
+    and may try again in ``retry_after`` seconds.  A kind of
+    ``UnauthorizedLogin``, so that what refuses those refuses this too.
+    """
+
+    def __init__(self, source: str, retry_after: float) -> None:
+        self.source = source
+        self.retry_after = retry_after
+        super().__init__(
+            f"too many failed logins from {source} ({FAILURES_ALLOWED} within {THROTTLE_WINDOW:g}s); "
+            f"try again in {math.ceil(retry_after)}s"
+        )
 
 
 def basic_authorization(username: str, password: str) -> bytes:
@@ -103,6 +165,54 @@ def _other_form(username: bytes | str, password: bytes | str) -> tuple[Any, Any]
     return None
 
 
+@dataclass(slots=True)
+class _Failures:
+    since: float
+    count: int
+
+
+class _Throttle:
+    """
+    Failed logins per source, each source's counted over ``window``
+    seconds from its first; at most ``most`` sources at once.  Entries are
+    kept in the order their windows started, so that the expired and the
+    oldest are at the front.
+    """
+
+    def __init__(self, clock: Any, allowed: int, window: float, most: int) -> None:
+        self.clock = clock
+        self.allowed = allowed
+        self.window = window
+        self.most = most
+        self._sources: OrderedDict[str, _Failures] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def retry_after(self, source: str) -> float:
+        """Seconds until ``source`` may log in again: 0 unless it is throttled."""
+        entry = self._sources.get(source)
+        if entry is None or entry.count < self.allowed:
+            return 0.0
+        return max(0.0, entry.since + self.window - self.clock.seconds())
+
+    def failed(self, source: str) -> None:
+        """Count a failed login from ``source``."""
+        now = self.clock.seconds()
+        while self._sources:
+            oldest = next(iter(self._sources.values()))
+            if now - oldest.since < self.window:
+                break
+            self._sources.popitem(last=False)
+        entry = self._sources.get(source)
+        if entry is None:
+            self._sources[source] = _Failures(now, 1)
+            if len(self._sources) > self.most:
+                self._sources.popitem(last=False)
+        else:
+            entry.count += 1
+
+
 class Authentication:
     """
     The checkers of one node and which XML-RPC methods need credentials.
@@ -110,7 +220,7 @@ class Authentication:
     ``descriptions`` are ``twisted.cred.strcred`` strings; a name matching
     one of ``protected`` (shell-style patterns, ``*`` for all) may be
     called only with valid credentials.  ``clock`` (a reactor) times the
-    refusal reports.
+    refusal reports and the throttling of sources that fail too often.
     """
 
     def __init__(self, descriptions: Iterable[str], protected: Sequence[str], clock: Any) -> None:
@@ -120,8 +230,11 @@ class Authentication:
         self.everything = "*" in self.protected
         self.clock = clock
         self.refused = 0
+        self.throttle = _Throttle(clock, FAILURES_ALLOWED, THROTTLE_WINDOW, MAX_SOURCES)
         self._window_start: float | None = None
         self._in_window = 0
+        self._unlogged: Counter[str] = Counter()
+        self._report: IDelayedCall | None = None
 
     def needs_credentials(self, names: Iterable[str]) -> bool:
         """Whether calling all of ``names`` needs credentials."""
@@ -140,45 +253,106 @@ class Authentication:
             found.append(checkers.AllowAnonymousAccess())
         return Portal(realm, found)
 
-    def check(self, username: str | bytes, password: str | bytes) -> Deferred[str]:
+    def throttled(self, source: str) -> bool:
+        """
+        Whether logins from ``source`` (see :func:`login_source`) are
+        refused unchecked now, having failed too often lately.
+        """
+        return self.retry_after(source) > 0
+
+    def retry_after(self, source: str) -> float:
+        """
+        Seconds until ``source`` may log in again (0 unless it is
+        throttled): what an HTTP ``Retry-After`` says, rounded up.
+        """
+        return self.throttle.retry_after(source)
+
+    def record_failure(self, source: str) -> None:
+        """
+        Count a failed login from ``source``, for a door that checks
+        credentials elsewhere than in :meth:`verify` (such as a
+        ``twisted.web.guard``).
+        """
+        self.throttle.failed(source)
+
+    def check(
+        self, username: str | bytes, password: str | bytes, source: str | None = None
+    ) -> Deferred[str]:
         """
         Fires with the user name when the password is right; fails with
-        ``UnauthorizedLogin`` otherwise.
+        ``UnauthorizedLogin`` otherwise, or :class:`LoginThrottled` when
+        ``source`` is throttled (see :meth:`verify`).
         """
-        outcome = self.verify(username, password)
+        outcome = self.verify(username, password, source)
         if isinstance(outcome, Deferred):
             return outcome
         return fail(outcome) if isinstance(outcome, Failure) else succeed(outcome)
 
-    def verify(self, username: str | bytes, password: str | bytes) -> str | Failure | Deferred[str]:
+    def verify(
+        self, username: str | bytes, password: str | bytes, source: str | None = None
+    ) -> str | Failure | Deferred[str]:
         """
         What :meth:`check` says, as soon as it is known: the user name, or
         a ``Failure`` at once when the checkers answer at once (as
         ``memory:`` and ``file:`` do), else a Deferred.  A request on the
         XML-RPC fast lane then needs no Deferred of its own.
+
+        With a ``source`` (see :func:`login_source`), a wrong user name or
+        password counts against it, and a source that is throttled gets a
+        :class:`LoginThrottled` Failure at once, its credentials unchecked.
+        Nothing resets the count but the end of the source's window: a
+        right password between guesses does not.
         """
+        if source is not None:
+            wait = self.retry_after(source)
+            if wait > 0:
+                return Failure(LoginThrottled(source, wait))
         given = credentials.UsernamePassword(username, password)  # type: ignore[arg-type]
         d: Deferred[Any] = self.checker.requestAvatarId(given)
+        if source is not None:
+            d.addErrback(self._failed, source)
         if not d.called:
             return d
         outcome: Any = d.result
         d.addErrback(lambda _: None)  # a refusal is handed over, not left unhandled
         return outcome
 
+    def _failed(self, failure: Failure, source: str) -> Failure:
+        if failure.check(error.UnauthorizedLogin):
+            self.throttle.failed(source)
+        return failure
+
     def refuse(self, where: str, who: str, username: str | None, why: str) -> None:
-        """Count and log a refusal at ``where`` (a listener) of ``who`` (an address)."""
+        """
+        Count and log a refusal at ``where`` (a listener) of ``who`` (an
+        address): the first few of a window one by one, the others as one
+        count per listener when the window ends.
+        """
         self.refused += 1
         now = self.clock.seconds()
         if self._window_start is None or now - self._window_start >= REPORT_EVERY:
-            if self._in_window > _REPORTED:
-                _log.warn("{where}: {count} more refusal(s) not logged one by one",
-                          where=where, count=self._in_window - _REPORTED)
+            self._end_window()
             self._window_start = now
-            self._in_window = 0
         self._in_window += 1
         if self._in_window <= _REPORTED:
             user = "" if username is None else f" (user {username[:64]!r})"
             _log.warn("{where}: refused {who}{user}: {why}", where=where, who=who, user=user, why=why)
+            return
+        self._unlogged[where] += 1
+        if self._report is None:
+            self._report = self.clock.callLater(self._window_start + REPORT_EVERY - now, self._end_window)
+
+    def _end_window(self) -> None:
+        """Log how many refusals of the window ending were not logged, and start afresh."""
+        if self._report is not None and self._report.active():
+            self._report.cancel()
+        self._report = None
+        for where, count in self._unlogged.items():
+            _log.warn("{where}: {count} more refusal(s) within {seconds:g}s not logged one by one",
+                      where=where, count=count, seconds=REPORT_EVERY)
+        self._unlogged.clear()
+        self._window_start = None
+        self._in_window = 0
 
 
 def login_failure_reason(failure: Failure) -> str:

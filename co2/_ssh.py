@@ -8,34 +8,61 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory
+from twisted.internet.testing import MemoryReactor
+from twisted.python.failure import Failure
+
 from co2._tls import parameters
 
 __all__ = ["check_loopback", "read_authorized_keys"]
 
-_LOOPBACK_KINDS = ("tcp", "tcp6")
+# The kinds of endpoint that can listen on loopback only.  Any other (ssl:
+# would read its key files; systemd: and plugins listen where they like)
+# is refused before Twisted parses it.
+_LOOPBACK_KINDS = ("tcp", "tcp6", "unix")
+
+_WANTED = "the manhole listens on loopback only: tcp:PORT:interface=127.0.0.1 (or ::1), or unix:PATH"
 
 
 def check_loopback(description: str) -> None:
     """
-    Raise ``ValueError`` unless the server endpoint ``description`` listens
-    on loopback only: ``tcp:``/``tcp6:`` with an ``interface`` that is a
+    Raise ``ValueError`` naming ``description`` unless that server
+    endpoint listens on loopback only: ``tcp:``/``tcp6:`` bound to a
     loopback address, or a ``unix:`` socket.
+
+    The string is read by Twisted's own parser and "listened" on a
+    ``MemoryReactor``, and the address checked is the one Twisted recorded
+    it would bind: ``interface=`` given twice binds the last, no
+    ``interface`` binds every one.  A string Twisted cannot read is a
+    ``ValueError`` too, never Twisted's own exception.
     """
-    params = parameters(description)
-    kind = (params[0][1] if params else "").lower()
-    if kind == "unix":
-        return
+    kind = parameters(description)[0][1].lower()
     if kind not in _LOOPBACK_KINDS:
-        raise ValueError(f"{description!r}: the manhole listens on tcp: with a loopback interface, or unix:")
-    interface = next((value for name, value in params[1:] if name == "interface"), "")
+        raise ValueError(f"{description!r}: {_WANTED}")
+    reactor = MemoryReactor()
+    failed: list[Failure] = []
     try:
-        loopback = ipaddress.ip_address(interface).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise ValueError(
-            f"{description!r}: the manhole listens on loopback only (interface=127.0.0.1 or ::1)"
-        )
+        serverFromString(reactor, description).listen(Factory()).addErrback(failed.append)
+    except Exception as e:  # endpoint parsers raise many kinds of error
+        failed.append(Failure(e))
+    if failed:
+        why = failed[0].getErrorMessage()
+        raise ValueError(f"{description!r} is not an endpoint Twisted can read ({why}); {_WANTED}")
+    bound = [interface for _, _, _, interface in reactor.tcpServers]
+    if reactor.unixServers and not bound:
+        return
+    if len(bound) == 1 and not reactor.unixServers and _is_loopback(bound[0]):
+        return
+    where = ", ".join(repr(interface) if interface else "every interface" for interface in bound)
+    raise ValueError(f"{description!r}: Twisted would bind {where or 'no TCP interface'}; {_WANTED}")
+
+
+def _is_loopback(interface: str) -> bool:
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:  # a host name, or "" for every interface
+        return False
 
 
 def read_authorized_keys(path: str) -> list[Any]:

@@ -39,6 +39,7 @@ __all__ = [
     "Envelope",
     "Hello",
     "IncompatibleVersion",
+    "NodeIdTaken",
     "NotIntroduced",
     "SameNode",
     "Unauthorized",
@@ -119,6 +120,17 @@ class Unauthorized(Exception):
     """
 
 
+class NodeIdTaken(Exception):
+    """
+    The Hello claims the node id of a link already up, and did not prove
+    the same identity as that link: the listening node requires
+    credentials, and they name another user than those of the link that
+    holds the node id.  That link stays up; this connection is closed
+    after the answer.  (A node that requires no credentials cannot tell
+    peers apart: there a new Hello replaces the link of its node id.)
+    """
+
+
 _LINK_ERRORS: dict[type[Exception], bytes] = {NotIntroduced: b"HELLO_FIRST"}
 _FATAL_ERRORS: dict[type[Exception], bytes] = {BadArguments: b"BAD_ARGUMENTS"}
 
@@ -128,6 +140,11 @@ class Hello(amp.Command):
     Sent by the connecting node before anything else: who it is and,
     when the listening node requires it, the user name and password that
     prove it.  The answer says who the listening node is.
+
+    A Hello with the node id of a link already up replaces that link
+    when it proves the same user name as that link did (or when the
+    listening node requires no credentials); otherwise it is refused
+    with :class:`NodeIdTaken`.
     """
 
     arguments = [
@@ -147,7 +164,7 @@ class Hello(amp.Command):
         SameNode: b"SAME_NODE",
         UnexpectedHello: b"UNEXPECTED_HELLO",
     }
-    fatalErrors = {**_FATAL_ERRORS, Unauthorized: b"UNAUTHORIZED"}
+    fatalErrors = {**_FATAL_ERRORS, Unauthorized: b"UNAUTHORIZED", NodeIdTaken: b"NODE_ID_TAKEN"}
 
 
 class Deliver(amp.Command):

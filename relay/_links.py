@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 
 from co2 import faults, protocol
 from co2._admission import Admission
-from co2._auth import Authentication, login_failure_reason
+from co2._auth import Authentication, LoginThrottled, login_failure_reason, login_source
 from co2._tls import client_endpoint
 from co2._xmlrpc import dump_fault
 from co2._xmlrpc_exact import NOT_XML
@@ -40,6 +40,7 @@ from co2.protocol import (
     Deliver,
     Hello,
     IncompatibleVersion,
+    NodeIdTaken,
     NotIntroduced,
     SameNode,
     Unauthorized,
@@ -83,6 +84,9 @@ _NODE_ID = re.compile("[!-~]{1,64}")
 _LONGEST_HOST_ID = 255
 # How much of a refused value a description or a log line shows.
 _SHOWN = 100
+# Refusals of Hello that Authentication.refuse has logged already, at its
+# bounded rate: the link does not log them again, once per connection.
+_LOGGED_BY_AUTHENTICATION = (Unauthorized, NodeIdTaken)
 
 
 BOX_OVERHEAD = 64 * 1024
@@ -166,6 +170,8 @@ class LinkProtocol(amp.AMP):
         self.peer_node = ""
         self.peer_host_id = ""
         self.peer_address: list[Any] = ["", 0]
+        self.user: str | None = None
+        """The user name the peer proved in its Hello; None when none was needed."""
         self.outbox: Outbox | None = None
         self._pump_call: IDelayedCall | None = None
         self.on_closed: Callable[[], None] | None = None
@@ -299,9 +305,10 @@ class LinkProtocol(amp.AMP):
         if not isinstance(error, amp.RemoteAmpError):
             return failure
         if error.fatal:
-            _log.warn("{name}: refused {command}: {why}; connection closed", name=self.name,
-                      command=box.get(amp.COMMAND, b"").decode("ascii", "replace")[:_SHOWN],
-                      why=error.description)
+            if not (isinstance(error.local, Failure) and error.local.check(*_LOGGED_BY_AUTHENTICATION)):
+                _log.warn("{name}: refused {command}: {why}; connection closed", name=self.name,
+                          command=box.get(amp.COMMAND, b"").decode("ascii", "replace")[:_SHOWN],
+                          why=error.description)
             if amp.ASK not in box and self.transport is not None:
                 self.transport.loseConnection()
         if amp.ASK not in box:
@@ -362,17 +369,39 @@ class LinkProtocol(amp.AMP):
 
         def refused(failure: Failure) -> Failure:
             self._checking = False
-            authentication.refuse("the AMP listener", who, username, login_failure_reason(failure))
+            why = login_failure_reason(failure)
+            authentication.refuse("the AMP listener", who, username, why)
+            if failure.check(LoginThrottled):
+                return Failure(Unauthorized(why))
             return Failure(Unauthorized("wrong user name or password"))
 
         def accepted(user: str) -> dict[str, Any]:
             self._checking = False
             if self._lost:
+                authentication.refuse("the AMP listener", who, user, "the connection closed during the check")
                 raise Unauthorized("the connection closed during the check")
+            self._claim(node, user, who, authentication)
             _log.info("link from {who}: user {user!r} authenticated", who=who, user=user)
+            self.user = user
             return self._welcome(node, host_id)
 
-        return authentication.check(username, password).addCallbacks(accepted, refused)
+        source = login_source(self.peer_address[0])
+        return authentication.check(username, password, source).addCallbacks(accepted, refused)
+
+    def _claim(self, node: str, user: str, who: str, authentication: Authentication) -> None:
+        """
+        Raise :class:`NodeIdTaken` when a link that proved another user
+        than ``user`` holds ``node``: only the same identity may replace it.
+        """
+        holder = self.node.links.get(f"{INBOUND}{node}")
+        if holder is None or holder is self or holder.user == user:
+            return
+        authentication.refuse(
+            "the AMP listener", who, user,
+            f"node {node} is held by the link from {holder.peer_address[0]}:{holder.peer_address[1]} "
+            f"of user {holder.user!r}; that link stays up",
+        )
+        raise NodeIdTaken(f"node {node} is linked here already, under another user name")
 
     def _welcome(self, node: str, host_id: str) -> dict[str, Any]:
         self._introduce(f"{INBOUND}{node}", node, host_id)

@@ -45,14 +45,18 @@ class X_Example(Co2Plugin):
         self.send(data)
         return True
 
-    # Work that blocks (files, sleeping, a slow library) must not run in the
-    # reactor thread.  ``@in_thread`` runs each call in a worker thread; the
-    # caller still gets the return value (or the exception as a fault).
+    # Work that blocks or takes long (heavy computation, sleeping, a slow
+    # library) must not run in the reactor thread.  ``@in_thread`` runs each
+    # call in a worker thread; the caller still gets the return value (or
+    # the exception as a fault).  A method callable over the network works
+    # on what the caller sends, never on a file the caller names: whoever
+    # can reach the satellite could read the host's files through it.
     @in_thread
-    def x_count_lines(self, path: str) -> int:
-        """Return the number of lines of the file ``path`` on the satellite."""
-        with open(path, "rb") as f:
-            return sum(1 for _ in f)
+    def x_count_lines(self, text: str) -> int:
+        """Return the number of lines of ``text``."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a string, not {type(text).__name__}")
+        return len(text.splitlines())
 
     # ``__exit__`` is called once, with no arguments, when the satellite
     # shuts down: close files, stop threads, say goodbye.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+import io
 import os
 import xmlrpc.client
 
@@ -63,15 +65,60 @@ def test_example_shout_sends(example):
     assert example.call("example.example.last") == []
 
 
-def test_example_counts_lines_in_a_thread(example, tmp_path):
-    """example.example.count_lines counts a file's lines; a missing file is fault -32500."""
+def test_example_counts_the_lines_of_a_text_in_a_thread(example):
+    """example.example.count_lines counts the lines of the text it is given; a non-string is fault -32500."""
+    assert example.call("example.example.count_lines", "a\nb\nc\n") == 3
+    assert example.call("example.example.count_lines", "") == 0
+    with pytest.raises(xmlrpc.client.Fault) as info:
+        example.call("example.example.count_lines", 3)
+    assert info.value.faultCode == faults.APPLICATION_ERROR
+    assert info.value.faultString == "TypeError: text must be a string, not int"
+
+
+def test_example_count_lines_reads_no_file_it_is_named(example, tmp_path):
+    """Given the path of a three-line file, count_lines counts the one line of the path itself."""
     path = tmp_path / "lines"
     path.write_text("a\nb\nc\n")
-    assert example.call("example.example.count_lines", str(path)) == 3
-    with pytest.raises(xmlrpc.client.Fault) as info:
-        example.call("example.example.count_lines", str(tmp_path / "missing"))
-    assert info.value.faultCode == faults.APPLICATION_ERROR
-    assert info.value.faultString.startswith("FileNotFoundError:")
+    assert example.call("example.example.count_lines", str(path)) == 1
+
+
+def shipped_packages():
+    """The plugin packages shipped in plugin/."""
+    root = default_plugin_dir()
+    packages = [name for name in os.listdir(root) if os.path.isfile(os.path.join(root, name, "__init__.py"))]
+    return sorted(packages)
+
+
+@pytest.mark.parametrize("package", shipped_packages())
+def test_no_shipped_plugin_method_opens_a_file_a_caller_names(package, tmp_path, monkeypatch):
+    """Every x_ method of every shipped package, called with a file's path as each argument, opens no file."""
+    secret = tmp_path / "secret"
+    secret.write_text("do not read\n")
+    with PluginHarness(default_plugin_dir(), package) as harness:
+        opened = []
+        real_open, real_os_open = builtins.open, os.open
+
+        def spy_open(file, *args, **kwargs):
+            opened.append(os.fspath(file) if isinstance(file, (str, bytes, os.PathLike)) else file)
+            return real_open(file, *args, **kwargs)
+
+        def spy_os_open(file, *args, **kwargs):
+            opened.append(os.fspath(file))
+            return real_os_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", spy_open)
+        monkeypatch.setattr(io, "open", spy_open)
+        monkeypatch.setattr(os, "open", spy_os_open)
+        methods = [name for name in harness.methods if name.startswith(f"{package}.")]
+        assert methods
+        for name in methods:
+            for arity in range(4):
+                try:
+                    harness.call(name, *[str(secret)] * arity)
+                except xmlrpc.client.Fault:
+                    pass  # a wrong number of arguments, or a value refused: only what is opened matters
+        monkeypatch.undo()
+    assert [path for path in opened if "secret" in str(path)] == []
 
 
 def test_example_add(example):

@@ -52,8 +52,8 @@ def test_nothing_is_accepted_before_the_hello_is_checked(network, make_satellite
     pending: list[Any] = []
     original = relay.authentication.check
 
-    def slow_check(username: str, password: str) -> Any:
-        d = original(username, password)
+    def slow_check(username: str, password: str, source: str | None = None) -> Any:
+        d = original(username, password, source)
         later: Deferred[Any] = Deferred()
         pending.append((d, later))
         return later
