@@ -16,11 +16,20 @@ Messages are numbered in the order taken, from 1.  A watcher passes the
 number of the last message it has seen (its *cursor*) and gets those
 after it, with the cursor to pass next time; messages that left the
 buffer before it asked are counted as *missed*.
+
+A watcher with nothing new to read waits (a *long poll*).  Each waiting
+watcher is one entry, found by its Deferred, with one timer: a timeout
+or a cancel removes its own entry, and a turn answers them all at once,
+so that no waiter costs the others anything.  Waiting is capped, per
+caller (:data:`MAX_WAITERS_PER_CALLER`) and per node
+(:data:`MAX_WAITERS`): past a cap a watcher is answered at once, as if
+its wait had passed, rather than held.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Hashable
 from typing import Any
 from xmlrpc.client import Fault
 
@@ -30,7 +39,7 @@ from twisted.internet.interfaces import IDelayedCall
 from co2 import faults
 from co2._message import decode_message
 
-__all__ = ["MAX_ANSWER", "MAX_WAIT", "Tap", "Tapped"]
+__all__ = ["MAX_ANSWER", "MAX_WAIT", "MAX_WAITERS", "MAX_WAITERS_PER_CALLER", "Tap", "Tapped"]
 
 MAX_WAIT = 30.0
 """The longest, in seconds, ``co2.watch`` waits for a message before answering."""
@@ -38,7 +47,24 @@ MAX_WAIT = 30.0
 MAX_ANSWER = 256
 """The most messages one answer of ``co2.watch`` holds (a watcher behind asks again at once)."""
 
+MAX_WAITERS_PER_CALLER = 16
+"""
+The most ``co2.watch`` calls one caller may have waiting at once.  A
+caller is one HTTP connection (its address and port); the peers of a
+UNIX socket count as one caller together.  Past the cap a call that
+would wait is answered at once, with no messages and the same cursor.
+"""
+
+MAX_WAITERS = 1024
+"""
+The most ``co2.watch`` calls waiting on one node at once, from all
+callers.  Past the cap, too, a call that would wait is answered at once,
+with no messages and the same cursor.
+"""
+
 _ANSWER_BYTES = 4 * 1024 * 1024
+
+_Answer = dict[str, Any]
 
 Tapped = tuple[str, int, bytes, str]
 """A message as the router hands it over: ``(id, hops, encoded message, source)``."""
@@ -84,7 +110,10 @@ class Tap:
         self._turns: deque[tuple[int, list[Any], int]] = deque()
         self._held = 0
         self._bytes = 0
-        self._waiters: list[tuple[Deferred[None], IDelayedCall]] = []
+        # Each waiting watcher, by its Deferred: its timer, its caller and
+        # its cursor; and how many watchers each caller has waiting.
+        self._waiters: dict[Deferred[_Answer], tuple[IDelayedCall, Hashable, int]] = {}
+        self._waiting: dict[Hashable, int] = {}
 
     def record(self, message_id: str, hops: int, message: bytes, source: str) -> None:
         """Note one message taken, as the router does (without the call); it is kept as the turn ends."""
@@ -165,7 +194,9 @@ class Tap:
         next_cursor = messages[-1]["seq"] if messages else max(after, start - 1)
         return {"messages": messages, "next": next_cursor, "missed": missed}
 
-    def watch(self, after: int | str = -1, timeout: float | int = MAX_WAIT) -> Any:
+    def watch_from(
+        self, caller: Hashable, after: int | str = -1, timeout: float | int = MAX_WAIT
+    ) -> _Answer | Deferred[_Answer]:
         """
         Return the messages this node took after the cursor ``after``:
         ``{messages, next, missed}``.  When there are none yet, wait up to
@@ -175,8 +206,13 @@ class Tap:
         the oldest message still held.  Each message is a struct: ``seq``,
         ``id``, ``hops``, ``source`` (the link it came by, or ``local``),
         ``host_id``, ``data``, and ``extra`` for any other members.
+        A connection may have 16 calls waiting at once, and the node 1024:
+        past either, a call that would wait answers at once, with no
+        messages and the same cursor, as if its wait had passed.
         Raises fault -32602 for arguments of the wrong type.
         """
+        # ``caller`` (given by the dispatcher, not the client) is who asks,
+        # for the caps: see MAX_WAITERS_PER_CALLER.
         cursor = _cursor(after)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout != timeout:
             raise Fault(faults.INVALID_PARAMS, "co2.watch: timeout must be a number of seconds")
@@ -184,24 +220,61 @@ class Tap:
             cursor = 0  # a cursor from before this node restarted
         elif cursor < 0:
             cursor = self.last
-        if cursor < self.last or timeout <= 0:
+        if (
+            cursor < self.last
+            or timeout <= 0
+            or len(self._waiters) >= MAX_WAITERS
+            or self._waiting.get(caller, 0) >= MAX_WAITERS_PER_CALLER
+        ):
             return self.since(cursor)
-        wait = min(float(timeout), self.max_wait)
-        d: Deferred[None] = Deferred()
-        call = self.clock.callLater(wait, self._timed_out, d)
-        self._waiters.append((d, call))
-        return d.addCallback(lambda _: self.since(cursor))
+        d: Deferred[_Answer] = Deferred(self._cancelled)
+        call = self.clock.callLater(min(float(timeout), self.max_wait), self._timed_out, d)
+        self._waiters[d] = (call, caller, cursor)
+        self._waiting[caller] = self._waiting.get(caller, 0) + 1
+        return d
+
+    def watch(self, after: int | str = -1, timeout: float | int = MAX_WAIT) -> _Answer | Deferred[_Answer]:
+        """:meth:`watch_from` for a watcher in this process, counted as caller None, as UNIX peers are."""
+        return self.watch_from(None, after, timeout)
+
+    def _forget(self, d: Deferred[_Answer]) -> tuple[IDelayedCall, int]:
+        # Remove one waiter: its timer and cursor.
+        call, caller, cursor = self._waiters.pop(d)
+        left = self._waiting[caller] - 1
+        if left:
+            self._waiting[caller] = left
+        else:
+            del self._waiting[caller]
+        return call, cursor
+
+    def _timed_out(self, d: Deferred[_Answer]) -> None:
+        _, cursor = self._forget(d)
+        d.callback(self.since(cursor))
+
+    def _cancelled(self, d: Deferred[_Answer]) -> None:
+        # The watcher gave up (its call timed out, or its client left).  A
+        # waiter being woken is no longer held: _wake stops its timer and
+        # skips it.
+        if d in self._waiters:
+            call, _ = self._forget(d)
+            call.cancel()
 
     def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for d, call in waiters:
-            if call.active():
-                call.cancel()
-            d.callback(None)
-
-    def _timed_out(self, d: Deferred[None]) -> None:
-        self._waiters = [(waiting, call) for waiting, call in self._waiters if waiting is not d]
-        d.callback(None)
+        # All are taken first, so that a watcher answered here may watch
+        # again.  Watchers after the same cursor share one answer, made
+        # once: and all are after the same one, since a watcher waits only
+        # when it has read up to the last message, and each turn that adds
+        # one wakes them all.
+        waiters, self._waiters = self._waiters, {}
+        self._waiting = {}
+        answers: dict[int, _Answer] = {}
+        for d, (call, _, cursor) in waiters.items():
+            call.cancel()
+            if d.called:
+                continue  # cancelled by a watcher answered before it
+            if cursor not in answers:
+                answers[cursor] = self.since(cursor)
+            d.callback(answers[cursor])
 
     def close(self) -> None:
         """Keep what is pending and answer every waiting watcher now (the node is stopping)."""

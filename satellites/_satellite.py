@@ -95,7 +95,7 @@ class Satellite:
         self.registry.add(Method.of("notify", self.notify, takes_caller=True))
         self.registry.add(Method.of("co2.get_method_names", self.get_method_names))
         self.registry.add(Method.of("co2.reload", self.reload))
-        self.registry.add(Method.of("co2.watch", self.router.tap.watch))
+        self.registry.add(Method.of("co2.watch", self.router.tap.watch_from, takes_caller=True))
 
     @property
     def host_id(self) -> str:
