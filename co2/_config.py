@@ -76,6 +76,7 @@ class Config:
     data_dir: str | None = None
     log_level: str = "info"
     max_request_size: int = 1024 * 1024
+    max_response_size: int = 32 * 1024 * 1024
     max_message_size: int = 16 * 1024 * 1024
     max_xml_depth: int = 256
     max_connections: int = 1000
@@ -92,6 +93,8 @@ class Config:
     forget_after: float = 3600.0
     auth: tuple[str, ...] = field(default=(), repr=False)
     auth_methods: tuple[str, ...] = ("*",)
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
     peer_credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
     tls_ca: str | None = None
     manhole: str | None = None
@@ -331,6 +334,25 @@ def _auth_methods(key: str, value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _allowed_hosts(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"expected a list of host names, got {value!r}")
+    for name in value:
+        if any(c in name for c in " /@:") and not name.startswith("["):
+            raise ValueError(f"{name!r} is not a host name (give it without scheme, port or path)")
+    return tuple(name.lower() for name in value)
+
+
+def _allowed_origins(key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"expected a list of origins such as 'https://example.org', got {value!r}")
+    for origin in value:
+        scheme, sep, rest = origin.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest or "/" in rest:
+            raise ValueError(f"{origin!r} is not an origin: scheme://host[:port], with no path")
+    return tuple(origin.lower() for origin in value)
+
+
 def _credential_pair(what: str, value: object) -> tuple[str, str]:
     if (
         not isinstance(value, (list, tuple))
@@ -413,6 +435,7 @@ def _checks(base: str) -> dict[str, Callable[[str, object], Any]]:
         "data_dir": _optional(_path(base)),
         "log_level": _log_level,
         "max_request_size": _positive(int),
+        "max_response_size": _positive(int),
         "max_message_size": _positive(int),
         "max_xml_depth": _positive(int),
         "max_connections": _positive(int),
@@ -429,6 +452,8 @@ def _checks(base: str) -> dict[str, Callable[[str, object], Any]]:
         "forget_after": _positive((int, float)),
         "auth": _auth(base),
         "auth_methods": _auth_methods,
+        "allowed_hosts": _allowed_hosts,
+        "allowed_origins": _allowed_origins,
         "peer_credentials": _peer_credentials,
         "tls_ca": _optional(_tls_ca(base)),
         "manhole": _optional(_manhole(base)),

@@ -21,6 +21,7 @@ __all__ = [
     "NODE_UNREACHABLE",
     "PARSE_ERROR",
     "RELOAD_FAILED",
+    "RESPONSE_TOO_LARGE",
     "SHUTTING_DOWN",
     "Fault",
     "describe_exception",
@@ -58,6 +59,9 @@ SHUTTING_DOWN = -32003
 
 RELOAD_FAILED = -32004
 """``co2.reload`` could not load the package's new code; the old version still runs."""
+
+RESPONSE_TOO_LARGE = -32005
+"""The answer would be over the node's ``max_response_size`` (a multicall is cut short as soon as it is)."""
 
 
 def describe_exception(error: BaseException) -> str:

@@ -258,9 +258,11 @@ class MemoryXMLRPCClient:
 
         transport = _ClosingTransport(peer, host, closed)
         protocol.makeConnection(transport)
-        head = [method + b" " + path + b" HTTP/1.1", b"Host: co2.test", b"Connection: close"]
-        head += [name + b": " + value for name, value in headers]
         names = {name.lower() for name, _ in headers}
+        head = [method + b" " + path + b" HTTP/1.1", b"Connection: close"]
+        if b"host" not in names:
+            head.append(b"Host: %s:%d" % (host.host.encode(), host.port))
+        head += [name + b": " + value for name, value in headers]
         if b"content-length" not in names and b"transfer-encoding" not in names:
             head.append(b"Content-Length: %d" % len(body))
         data = b"\r\n".join(head) + b"\r\n\r\n" + body

@@ -4,15 +4,16 @@ delivers messages to them and serves XML-RPC for them.
 """
 
 from satellites._dispatch import Dispatcher
-from satellites._http import XMLRPCFactory, make_server
+from satellites._http import HTTPFactory
 from satellites._loader import LoadedPackage, PackageInfo, PluginLoader, find_packages
 from satellites._registry import Method, MethodRegistry
-from satellites._resource import XMLRPCResource, make_site
+from satellites._routes import make_server
 from satellites._satellite import ReloadRefused, Satellite
 from satellites._service import ListenError, SatelliteService, StrictLoadError
 
 __all__ = [
     "Dispatcher",
+    "HTTPFactory",
     "ListenError",
     "LoadedPackage",
     "Method",
@@ -23,9 +24,6 @@ __all__ = [
     "Satellite",
     "SatelliteService",
     "StrictLoadError",
-    "XMLRPCFactory",
-    "XMLRPCResource",
     "find_packages",
     "make_server",
-    "make_site",
 ]

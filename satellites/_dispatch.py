@@ -88,9 +88,12 @@ class Dispatcher:
         remote: RemoteMethods | None = None,
         clock: Any = None,
         call_timeout: float | None = None,
+        max_response_size: int | None = None,
     ) -> None:
         self.registry = registry
         self.remote = remote
+        self.max_response_size = max_response_size
+        """The longest answer, in bytes, a call may have (None: no bound); see :meth:`multicall`."""
         # A plugin method still unanswered after call_timeout seconds (by
         # clock) gives its caller fault -32002; without a clock, no bound.
         self.clock = clock
@@ -232,21 +235,24 @@ class Dispatcher:
         """
         Make many calls in one request: ``calls`` is an array of structs
         ``{methodName, params}``; the answer holds, in order, ``[result]``
-        or a fault struct for each.  Calls may not nest.
+        or a fault struct for each.  Calls may not nest.  Once the answers
+        known pass ``max_response_size``, they are let go and the whole
+        multicall answers fault -32005; calls not yet made are not made.
         """
         if not isinstance(calls, list):
             raise Fault(faults.INVALID_PARAMS, "system.multicall takes an array of calls")
-        answers = [self._one_of_many(caller, call) for call in calls]
-        waiting = [(index, d) for index, d in enumerate(answers) if isinstance(d, Deferred)]
-        if not waiting:
-            return _array_response(answers)
-
-        def fill(results: list[bytes]) -> Encoded:
-            for (index, _), encoded in zip(waiting, results, strict=True):
-                answers[index] = encoded
-            return _array_response(answers)
-
-        return gatherResults([d for _, d in waiting]).addCallback(fill)
+        limit = self.max_response_size
+        gathered = _Gathered(limit)
+        for call in calls:
+            answer = self._one_of_many(caller, call)
+            if isinstance(answer, Deferred):
+                gathered.wait(answer)
+            else:
+                gathered.answers.append(answer)
+                gathered.add(answer)
+            if gathered.over:
+                raise Fault(faults.RESPONSE_TOO_LARGE, too_large("system.multicall", gathered.limit or 0))
+        return gathered.result()
 
     def _one_of_many(self, caller: Caller, call: Any) -> bytes | Deferred[bytes]:
         # Each answer is encoded once, as soon as it is known.
@@ -266,6 +272,60 @@ class Dispatcher:
         if isinstance(result, Deferred):
             return result.addCallbacks(_result_value, _failure_value, (name,))
         return _result_value(result, name)
+
+
+class _Gathered:
+    """The answers of one multicall as they come, holding no more than ``limit`` bytes of them."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.answers: list[Any] = []
+        self.size = 0
+        self.over = False
+        self._waiting: list[Deferred[bytes]] = []
+
+    def add(self, answer: bytes) -> None:
+        self.size += len(answer)
+        if self.limit is not None and self.size > self.limit and not self.over:
+            self.over = True
+            self.give_up()
+
+    def wait(self, answer: Deferred[bytes]) -> None:
+        index = len(self.answers)
+        self.answers.append(None)
+        self._waiting.append(answer)
+
+        def got(encoded: bytes) -> None:
+            if not self.over:
+                self.answers[index] = encoded
+                self.add(encoded)
+
+        answer.addCallback(got)
+
+    def give_up(self) -> None:
+        # What is held goes now; calls still under way are cancelled.
+        self.answers = []
+        for waiting in self._waiting:
+            waiting.cancel()
+
+    def result(self) -> Encoded | Deferred[Encoded]:
+        if not self._waiting:
+            return _array_response(self.answers)
+
+        def done(outcome: object) -> Any:
+            if self.over:
+                raise Fault(faults.RESPONSE_TOO_LARGE, too_large("system.multicall", self.limit or 0))
+            if isinstance(outcome, Failure):
+                return outcome
+            return _array_response(self.answers)
+
+        gathered: Deferred[Any] = gatherResults(self._waiting, consumeErrors=True)
+        return gathered.addBoth(done)
+
+
+def too_large(name: str, limit: int) -> str:
+    """What a fault says of an answer over ``max_response_size``."""
+    return f"the answer to {name} would be over max_response_size ({limit} bytes)"
 
 
 def _check_params(name: str, params: tuple[Any, ...]) -> None:

@@ -1,368 +1,579 @@
 """
-The connections of a node's XML-RPC listener.
+The HTTP/1.1 front end of a node's listener.
 
-Almost every request a node gets is the same: ``POST / HTTP/1.1`` (or
-``/RPC2``) with a ``Content-Length``, on a connection kept alive for the
-next one.  :class:`XMLRPCChannel` answers exactly those itself, with a
-parser that does no more than they need, and pipelined requests in order.
-The first request that is anything else (another method or path,
-HTTP/1.0, a chunked body, ``Expect``, a malformed head) is handed, with
-the rest of the connection, to a ``twisted.web`` channel of the node's
-``Site``, which answers it as any HTTP server would.
+Every request on every connection is framed by llhttp (through
+``httptools``), the parser of Node.js, in its strict mode: it alone says
+where a request's head and body end.  What RFC 9112 asks a server to
+refuse and llhttp leaves to its user is refused here: an empty line
+before the request line, a request in HTTP/1.1 with no ``Host``, a
+transfer coding other than ``chunked``, a version other than 1.0 and
+1.1, a head over :data:`MAX_HEAD` bytes or :data:`MAX_HEADERS` lines, a
+body over ``max_request_size``.  A refusal is answered in its turn, after
+the requests before it, and the connection is closed.
+
+What a framed :class:`Request` gets is the business of a router
+(:class:`satellites._routes.Routes`); the channel keeps the order of the
+answers, the flow of bytes and the time:
+
+- at most :data:`MAX_PIPELINED` requests of a connection are framed and
+  unanswered at once; past that, and while the client does not take what
+  was written, the connection is not read;
+- a request must arrive whole within ``request_timeout`` seconds of its
+  first byte (else ``408``); a connection with nothing to do for
+  ``idle_timeout`` seconds is closed, and one whose client takes none of
+  its answers (or of its last answer, once closing) for ``idle_timeout``
+  seconds is aborted.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
+from typing import Protocol as TypingProtocol
 
-from twisted.cred.error import LoginFailed
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IProtocol, IProtocolNegotiationFactory
+from twisted.internet.interfaces import IDelayedCall, IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.guard import BasicCredentialFactory
 from twisted.web.http import datetimeToString
-from twisted.web.server import Site
 from zope.interface import implementer
 
 from co2._admission import Admission
-from co2._auth import Authentication, login_failure_reason
-from co2._xmlrpc import DEFAULT_MAX_DEPTH
-from satellites._dispatch import Caller, Dispatcher
-from satellites._metrics import MetricsResource, node_registry
-from satellites._resource import (
-    REALM,
-    UNAUTHORIZED_TEXT,
-    XMLRPC_PATHS,
-    NeedsCredentials,
-    Responder,
-    XMLRPCResource,
-    basic_user,
-    make_site,
-    refusal_413,
-    site_root,
-    who_is,
-)
-from satellites._status import StatusJSON, StatusPage
 
-__all__ = ["MAX_HEAD", "MAX_PIPELINED", "XMLRPCChannel", "XMLRPCFactory", "make_server"]
+__all__ = [
+    "MAX_HEAD",
+    "MAX_HEADERS",
+    "MAX_PIPELINED",
+    "HTTPChannel",
+    "HTTPFactory",
+    "Refused",
+    "Request",
+    "Responding",
+    "Response",
+]
 
 MAX_HEAD = 16 * 1024
-"""A request head longer than this is left to ``twisted.web`` (which refuses it)."""
+"""The longest request head, request line included, in bytes: a longer one gets ``431``."""
 
-MAX_PIPELINED = 64
-"""Requests a connection may have unanswered before it is read no further."""
+MAX_HEADERS = 100
+"""The most header lines in one request: more get ``431``."""
 
-_log = Logger(namespace="co2.xmlrpc")
+MAX_PIPELINED = 16
+"""Requests of one connection framed and not yet answered, at most: past that it is not read."""
+
+_log = Logger(namespace="co2.http")
 
 _END_OF_HEAD = b"\r\n\r\n"
 
+# The framing of the request under way.
+_IDLE, _HEAD, _BODY, _CHUNKED, _DONE = range(5)
 
-class _Answer:
-    """The place of one request's response in the connection's order."""
 
-    __slots__ = ("close", "response")
+class Response(NamedTuple):
+    """What a router answers: a status line's code and reason, header lines (each ending in CRLF), a body."""
 
-    def __init__(self, close: bool, response: bytes | None = None) -> None:
+    status: bytes
+    headers: bytes
+    body: bytes
+    close: bool = False
+
+
+class Refused(Exception):
+    """A request refused while it is framed: answered with ``status`` and ``text``, then closed."""
+
+    def __init__(self, status: bytes, text: str) -> None:
+        super().__init__(text)
+        self.response = plain(status, text, close=True)
+
+
+def plain(status: bytes, text: str, headers: bytes = b"", close: bool = False) -> Response:
+    """A ``text/plain`` response saying ``text``."""
+    return Response(
+        status,
+        b"Content-Type: text/plain; charset=utf-8\r\n" + _PAGE_HEADERS + headers,
+        text.encode() + b"\n",
+        close,
+    )
+
+
+_PAGE_HEADERS = (
+    b"X-Content-Type-Options: nosniff\r\n"
+    b"Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'\r\n"
+)
+
+
+class Request:
+    """One request as framed: what routers read of it."""
+
+    __slots__ = (
+        "_length",
+        "_parts",
+        "_size",
+        "_transfer",
+        "authorization",
+        "body",
+        "content_type",
+        "expect",
+        "host",
+        "keep_alive",
+        "method",
+        "origin",
+        "target",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.method = b""
+        self.target = b""
+        self.version = ""
+        self.host: bytes | None = None
+        self.origin: bytes | None = None
+        self.content_type: bytes | None = None
+        self.authorization: bytes | None = None
+        self.expect: bytes | None = None
+        self.keep_alive = True
+        self.body = b""
+        self._length: bytes | None = None
+        self._transfer: bytes | None = None
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    @property
+    def path(self) -> bytes:
+        """The target without its query."""
+        return self.target.partition(b"?")[0]
+
+
+# The header lines a request is read for; each may appear once.
+_NOTED = {
+    b"host": "host",
+    b"origin": "origin",
+    b"content-type": "content_type",
+    b"authorization": "authorization",
+    b"expect": "expect",
+    b"content-length": "_length",
+    b"transfer-encoding": "_transfer",
+}
+
+
+class Responding(TypingProtocol):
+    """What answers the requests a channel frames (a :class:`satellites._routes.Routes`)."""
+
+    def answer(self, request: Request, channel: HTTPChannel) -> Response | Deferred[Response]:
+        """The response to ``request``, now or later (a Deferred that never fails)."""
+
+
+class _Slot:
+    """The place of one answer in the connection's order."""
+
+    __slots__ = ("close", "data", "head_only")
+
+    def __init__(self, close: bool, head_only: bool) -> None:
         self.close = close
-        self.response = response
+        self.head_only = head_only
+        self.data: bytes | None = None
 
 
-class XMLRPCChannel(Protocol):
-    """One connection to the XML-RPC listener."""
+class HTTPChannel(Protocol):
+    """One connection to a node's HTTP listener."""
 
-    def __init__(self, server: XMLRPCFactory) -> None:
+    def __init__(self, server: HTTPFactory) -> None:
         self.server = server
-        self._buffer = b""
-        self._answers: deque[_Answer] = deque()
-        self._handed: IProtocol | None = None
-        self._hand_over = False
-        self._closing = False
-        self._paused = False
-        self._caller: Caller = None
-        self._last = 0.0
+        self.caller: tuple[str, int] | None = None
+        """The client's ``(ip, port)``; None for a UNIX socket."""
+        self.local_host: str | None = None
+        """The address the client reached, as a ``Host`` header names it; None for a UNIX socket."""
+        self._parser = HttpRequestParser(self)
+        self._phase = _IDLE
+        self._request = Request()
+        self._url = b""
+        self._headers = 0
+        self._head_size = 0
+        self._tail = b""
+        self._line = b""
+        self._remaining = 0
+        self._waiting: deque[Request | Response] = deque()
+        self._answers: deque[_Slot] = deque()
+        self._advancing = False
+        self._reading = True
+        self._blocked_since: float | None = None
+        self._closing_since: float | None = None
         self._started: float | None = None
+        self._now = 0.0
+        self._last = 0.0
         self._timer: IDelayedCall | None = None
         self._counted = False
 
     # Connection events
 
     def connectionMade(self) -> None:
-        assert self.transport is not None
-        peer = self.transport.getPeer()
+        transport = self._io()
+        peer = transport.getPeer()
         if isinstance(peer, (IPv4Address, IPv6Address)):
-            self._caller = (peer.host, peer.port)
-        self._io().registerProducer(self, True)
-        self._last = self.server.reactor.seconds()
-        first = min(self.server.idle_timeout, self.server.request_timeout)
-        self._timer = self.server.reactor.callLater(first, self._check_time)
+            self.caller = (peer.host, peer.port)
+            host = transport.getHost()
+            self.local_host = f"[{host.host}]" if isinstance(host, IPv6Address) else host.host
+        transport.registerProducer(self, True)
+        self._now = self._last = self.server.reactor.seconds()
+        self._arm(self._last + self.server.idle_timeout)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._handed is not None:
-            self._handed.dataReceived(data)
+        if self._phase == _DONE:
             return
-        self._last = self.server.reactor.seconds()
-        if not self._buffer:
-            self._started = self._last
-        self._buffer += data
-        self._serve()
+        self._now = self._last = self.server.reactor.seconds()
+        try:
+            self._frame(data)
+        except Refused as refused:
+            self._refuse(refused)
+        except HttpParserUpgrade:
+            # The request asked to switch protocols: it is answered in
+            # HTTP, and nothing after it is read.
+            self._phase = _DONE
+            last = self._waiting[-1] if self._waiting else None
+            if isinstance(last, Request):
+                last.keep_alive = False
+        except HttpParserError as e:
+            cause = e.__context__
+            if isinstance(cause, Refused):
+                self._refuse(cause)
+            elif not isinstance(cause, _Ignored):
+                self._refuse(Refused(b"400 Bad Request", f"Malformed request: {e}."))
+        self._advance()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
-        self._stop_timer()
+        self._phase = _DONE
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
         if self._counted:
             self._counted = False
             self.server.admission.release()
+        self._waiting.clear()
         self._answers.clear()
-        if self._handed is not None:
-            self._handed.connectionLost(reason)
 
     # Flow control: the transport tells its producer when its buffer is full.
 
     def pauseProducing(self) -> None:
-        self._paused = True
-        self._io().pauseProducing()
+        self._blocked_since = self._now = self.server.reactor.seconds()
+        self._pace()
+        self._arm(self._now + self.server.idle_timeout)
 
     def resumeProducing(self) -> None:
-        self._paused = False
-        if len(self._answers) < MAX_PIPELINED:
-            self._io().resumeProducing()
+        self._blocked_since = None
+        self._last = self.server.reactor.seconds()
+        self._advance()
 
     def stopProducing(self) -> None:
-        assert self.transport is not None
-        self.transport.loseConnection()
+        self._io().abortConnection()
 
     def _io(self) -> Any:
         # The transport as the stream it is: a consumer and a producer too.
         return self.transport
 
-    def _stop_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+    def _pace(self) -> None:
+        # Read while there is room for more requests and the client takes its answers.
+        want = (
+            self._phase != _DONE
+            and self._blocked_since is None
+            and len(self._waiting) + len(self._answers) < MAX_PIPELINED
+        )
+        if want != self._reading and self.transport is not None:
+            self._reading = want
+            if want:
+                self._io().resumeProducing()
+            else:
+                self._io().pauseProducing()
+
+    # Framing: llhttp decides; the channel feeds it so that each request's
+    # head is measured exactly (a head ends at the first empty line) and
+    # nothing after a request is fed before the request is whole.
+
+    def _frame(self, data: bytes) -> None:
+        view = memoryview(data)
+        at, end = 0, len(data)
+        parser = self._parser
+        while at < end:
+            phase = self._phase
+            if phase == _BODY and self._remaining:
+                take = min(self._remaining, end - at)
+                self._remaining -= take
+                parser.feed_data(view[at:at + take])
+                at += take
+            elif phase == _IDLE or phase == _HEAD:
+                at = self._frame_head(data, view, at)
+            elif phase != _DONE:
+                # A chunked body's end is llhttp's to find; nothing after it is read.
+                parser.feed_data(view[at:])
+                return
+            else:
+                return
+
+    def _frame_head(self, data: bytes, view: memoryview, at: int) -> int:
+        if self._phase == _IDLE:
+            if data[at] in b"\r\n":
+                raise Refused(b"400 Bad Request", "An empty line stands before the request line.")
+            self._phase = _HEAD
+            self._head_size = 0
+            self._tail = b""
+            self._line = b""
+            self._started = self._now
+            self._arm(self._now + self.server.request_timeout)
+        stop = -1
+        if self._tail:
+            # The empty line may begin in an earlier read.
+            found = (self._tail + data[at:at + 3]).find(_END_OF_HEAD)
+            if found >= 0:
+                stop = at + found + 4 - len(self._tail)
+        if stop < 0:
+            found = data.find(_END_OF_HEAD, at)
+            stop = len(data) if found < 0 else found + 4
+            if found < 0:
+                self._tail = (self._tail + data[max(at, stop - 3):])[-3:]
+        self._head_size += stop - at
+        if self._head_size > MAX_HEAD:
+            raise Refused(b"431 Request Header Fields Too Large", f"A request head over {MAX_HEAD} bytes.")
+        if self._line[-1:] != b"\n":
+            # The request line as sent, to check that llhttp read it as written.
+            line_end = data.find(b"\n", at, stop)
+            self._line += data[at:stop if line_end < 0 else line_end + 1]
+        self._parser.feed_data(view[at:stop])
+        return stop
+
+    # llhttp's callbacks
+
+    def on_message_begin(self) -> None:
+        if self._phase == _DONE:
+            raise _Ignored()
+        self._request = Request()
+        self._url = b""
+        self._headers = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers += 1
+        if self._headers > MAX_HEADERS:
+            raise Refused(b"431 Request Header Fields Too Large", f"More than {MAX_HEADERS} header lines.")
+        noted = _NOTED.get(name.lower())
+        if noted is not None:
+            request = self._request
+            if getattr(request, noted) is not None:
+                raise Refused(b"400 Bad Request", f"More than one {name.decode('latin-1')} header.")
+            setattr(request, noted, value)
+
+    def on_headers_complete(self) -> None:
+        request = self._request
+        parser = self._parser
+        request.method = parser.get_method()
+        request.target = self._url
+        request.version = version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise Refused(b"505 HTTP Version Not Supported", "This server speaks HTTP/1.1 and HTTP/1.0.")
+        if request.host is None and version == "1.1":
+            raise Refused(b"400 Bad Request", "An HTTP/1.1 request needs a Host header.")
+        if self._url[:1] != b"/":
+            raise Refused(b"400 Bad Request", "The request target must be a path.")
+        if self._line != b"%s %s HTTP/%s\r\n" % (request.method, self._url, version.encode()):
+            raise Refused(b"400 Bad Request", "Malformed request line: one space between its three parts.")
+        request.keep_alive = parser.should_keep_alive()
+        if request._transfer is not None:
+            if request._transfer.strip().lower() != b"chunked":
+                raise Refused(b"501 Not Implemented", "The only transfer coding taken is chunked.")
+            self._phase = _CHUNKED
+            request.keep_alive = False
+        else:
+            length = int(request._length) if request._length is not None else 0
+            if length > self.server.max_request_size:
+                raise Refused(b"413 Content Too Large", _too_large(self.server.max_request_size))
+            self._phase = _BODY
+            self._remaining = length
+        if request.expect is not None:
+            if request.expect.strip().lower() != b"100-continue":
+                raise Refused(b"417 Expectation Failed", "The only expectation met is 100-continue.")
+            if not self._waiting and not self._answers and self.transport is not None:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        request = self._request
+        request._size += len(body)
+        if request._size > self.server.max_request_size:
+            raise Refused(b"413 Content Too Large", _too_large(self.server.max_request_size))
+        request._parts.append(body)
+
+    def on_message_complete(self) -> None:
+        request = self._request
+        parts = request._parts
+        request.body = parts[0] if len(parts) == 1 else b"".join(parts)
+        request._parts = []
+        self._started = None
+        self._phase = _IDLE if request.keep_alive else _DONE
+        self._waiting.append(request)
+
+    # Answers, in the order of their requests
+
+    def _refuse(self, refused: Refused) -> None:
+        self._phase = _DONE
+        self._started = None
+        self._waiting.append(refused.response)
+
+    def _advance(self) -> None:
+        if self._advancing:
+            return
+        self._advancing = True
+        try:
+            while True:
+                if not self._flush():
+                    return
+                full = len(self._answers) >= MAX_PIPELINED or self._blocked_since is not None
+                if not self._waiting or full:
+                    break
+                self._start(self._waiting.popleft())
+        finally:
+            self._advancing = False
+        self._pace()
+
+    def _start(self, item: Request | Response) -> None:
+        if type(item) is Response:
+            slot = _Slot(True, False)
+            self._answers.append(slot)
+            self._ready(item, slot)
+            return
+        assert isinstance(item, Request)
+        slot = _Slot(not item.keep_alive, item.method == b"HEAD")
+        self._answers.append(slot)
+        answer = self.server.responding.answer(item, self)
+        if isinstance(answer, Deferred):
+            answer.addCallback(self._ready, slot)
+            answer.addErrback(lambda failure: _log.failure("answering a request", failure))
+        else:
+            self._ready(answer, slot)
+
+    def _ready(self, response: Response, slot: _Slot) -> None:
+        status, headers, body, close = response
+        if close:
+            slot.close = True
+        slot.data = b"HTTP/1.1 %s\r\n%sContent-Length: %d\r\n%s%s\r\n%s" % (
+            status,
+            headers,
+            len(body),
+            self.server.date_header(),
+            b"Connection: close\r\n" if slot.close else b"",
+            b"" if slot.head_only else body,
+        )
+        if not self._advancing:
+            self._advance()
+
+    def _flush(self) -> bool:
+        # Write the answers that are ready, in order; False once closing.
+        transport = self.transport
+        if transport is None or self._closing_since is not None:
+            return False
+        answers = self._answers
+        while answers and answers[0].data is not None:
+            slot = answers.popleft()
+            assert slot.data is not None
+            transport.write(slot.data)
+            if slot.close:
+                self._close()
+                return False
+        return True
+
+    def _close(self) -> None:
+        # The producer goes first: a transport that still has one would
+        # resume it once its buffer drains, instead of closing.
+        self._phase = _DONE
+        self._waiting.clear()
+        self._answers.clear()
+        self._closing_since = self.server.reactor.seconds()
+        transport = self._io()
+        transport.unregisterProducer()
+        transport.loseConnection()
+        self._arm(self._closing_since + self.server.idle_timeout)
+
+    # Time: one timer a connection, set for the nearest deadline.
+
+    def _arm(self, deadline: float) -> None:
+        timer = self._timer
+        if timer is not None and timer.active():
+            if timer.getTime() <= deadline:
+                return
+            timer.cancel()
+        self._timer = self.server.reactor.callLater(
+            max(0.0, deadline - self.server.reactor.seconds()), self._check_time
+        )
 
     def _check_time(self) -> None:
-        # One timer per connection, put off rather than reset on each read:
-        # it closes a connection idle (no request begun, none unanswered)
-        # for idle_timeout, and one whose request has not arrived whole
-        # within request_timeout.
         self._timer = None
         server = self.server
         now = server.reactor.seconds()
-        idle = self._started is None and not self._answers
-        if self._started is not None and now >= self._started + server.request_timeout:
-            self._time_out()
-            return
-        if idle and now >= self._last + server.idle_timeout:
-            if self.transport is not None:
-                self.transport.loseConnection()
-            return
-        # A request that begins before the next check is timed from then.
-        deadline = now + server.request_timeout
-        if self._started is not None:
-            deadline = min(deadline, self._started + server.request_timeout)
-        if idle:
-            deadline = min(deadline, self._last + server.idle_timeout)
-        self._timer = server.reactor.callLater(deadline - now, self._check_time)
-
-    def _time_out(self) -> None:
-        transport = self.transport
-        if transport is None:
-            return
-        if not self._answers:
-            transport.write(_plain_response(
-                b"408 Request Timeout",
-                b"The request did not arrive whole within %gs.\n" % self.server.request_timeout,
-            ))
-        transport.loseConnection()
-
-    # Requests
-
-    def _serve(self) -> None:
-        # Answer every complete request in the buffer, in order; the buffer
-        # is cut once at the end, not once per request.
-        buffer = self._buffer
-        at = 0
-        while not (self._hand_over or self._closing):
-            end = buffer.find(_END_OF_HEAD, at)
-            if end < 0 and len(buffer) - at <= MAX_HEAD:
-                break
-            if end < 0 or end - at > MAX_HEAD:
-                # A head too long goes to twisted.web, which refuses it,
-                # however many reads brought it.
-                self._hand_over = True
-                break
-            head = _parse_head(buffer[at:end])
-            if head is None:
-                self._hand_over = True
-                break
-            length, close, authorization = head
-            if length > self.server.max_request_size:
-                self._refuse_too_large()
-                return
-            start = end + 4
-            if len(buffer) - start < length:
-                break
-            at = start + length
-            self._answer(buffer[start:at], close, authorization)
-        if at:
-            self._buffer = buffer[at:]
-            # What is left is the start of the next request.
-            self._started = self._last if self._buffer else None
-        if len(self._answers) >= MAX_PIPELINED and self.transport is not None:
-            self._io().pauseProducing()
-        if self._hand_over and not self._answers:
-            self._hand_to_site()
-
-    def _answer(self, body: bytes, close: bool, authorization: bytes | None) -> None:
-        answer = _Answer(close)
-        self._answers.append(answer)
-        if close:
-            self._closing = True
-        if self.server.responder.authentication is None:
-            response = self.server.responder.respond(body, self._caller)
-        else:
-            response = self._authenticated(body, authorization)
-        if isinstance(response, Deferred):
-            response.addCallback(self._ready, answer)
-            response.addErrback(lambda f: _log.failure("answering a request", f))
-        else:
-            self._ready(response, answer)
-
-    def _authenticated(self, body: bytes, authorization: bytes | None) -> Any:
-        # The same rules as the twisted.web.guard in front of the site:
-        # no credentials is an anonymous caller, who may call what is not
-        # protected; credentials that are wrong or unreadable are refused.
-        responder = self.server.responder
-        authentication = responder.authentication
-        assert authentication is not None
-        if authorization is None:
-            if authentication.everything:
-                return self._unauthorized(None, "no credentials given")
-            try:
-                return responder.respond(body, self._caller, anonymous=True)
-            except NeedsCredentials:
-                return self._unauthorized(None, "no credentials given")
-        scheme, _, token = authorization.partition(b" ")
-        try:
-            if scheme.lower() != b"basic":
-                raise LoginFailed("not HTTP Basic")
-            given = _BASIC.decode(token.strip(), None)
-        except LoginFailed:
-            return self._unauthorized(None, "credentials that are not HTTP Basic")
-        outcome = authentication.verify(given.username, given.password)
-        if isinstance(outcome, Deferred):
-            return outcome.addCallbacks(
-                lambda _: responder.respond(body, self._caller),
-                lambda failure: self._unauthorized(basic_user(authorization), login_failure_reason(failure)),
-            )
-        if isinstance(outcome, Failure):
-            return self._unauthorized(basic_user(authorization), login_failure_reason(outcome))
-        return responder.respond(body, self._caller)
-
-    def _unauthorized(self, username: str | None, why: str) -> _Status:
-        authentication = self.server.responder.authentication
-        assert authentication is not None
-        authentication.refuse("the XML-RPC listener", who_is(self._caller), username, why)
-        return _UNAUTHORIZED
-
-    def _ready(self, body: bytes, answer: _Answer) -> None:
-        if type(body) is _Status:
-            answer.response = body.response(answer.close)
-            self._flush()
-            return
-        answer.response = (
-            b"HTTP/1.1 200 OK\r\n"
-            b"Content-Type: text/xml; charset=utf-8\r\n"
-            b"Content-Length: %d\r\n%s%s\r\n%s"
-            % (
-                len(body),
-                self.server.date_header(),
-                b"Connection: close\r\n" if answer.close else b"",
-                body,
-            )
-        )
-        self._flush()
-
-    def _flush(self) -> None:
-        # Write the responses that are ready, in the order of their requests.
-        transport = self.transport
-        if transport is None:
-            return
-        answers = self._answers
-        while answers and answers[0].response is not None:
-            answer = answers.popleft()
-            assert answer.response is not None
-            transport.write(answer.response)
-            if answer.close:
-                answers.clear()
-                transport.loseConnection()
-                return
-        if not answers:
-            if self._hand_over:
-                self._hand_to_site()
-            elif not self._paused:
-                self._io().resumeProducing()
-
-    def _refuse_too_large(self) -> None:
-        # The body is never read: the refusal follows the earlier answers,
-        # then the connection closes.
-        self._closing = True
-        self._buffer = b""
-        self._answers.append(_Answer(True, refusal_413(self.server.max_request_size)))
-        self._flush()
-
-    def _hand_to_site(self) -> None:
-        # From here on the connection belongs to a twisted.web channel.
         transport = self._io()
-        if transport is None or self._handed is not None:
+        if transport is None:
             return
-        self._stop_timer()
-        self._started = None
-        transport.unregisterProducer()
-        channel = self.server.site.buildProtocol(transport.getPeer())
-        assert channel is not None
-        self._handed = channel
-        channel.makeConnection(transport)
-        if self._paused:
-            transport.pauseProducing()
-        else:
-            transport.resumeProducing()
-        buffered, self._buffer = self._buffer, b""
-        if buffered:
-            channel.dataReceived(buffered)
+        stuck = self._closing_since if self._closing_since is not None else self._blocked_since
+        if stuck is not None:
+            # The client takes nothing of what was written to it.
+            if now >= stuck + server.idle_timeout:
+                transport.abortConnection()
+                return
+            self._arm(stuck + server.idle_timeout)
+            return
+        if self._started is not None:
+            if now >= self._started + server.request_timeout:
+                self._refuse(Refused(
+                    b"408 Request Timeout",
+                    f"The request did not arrive whole within {server.request_timeout:g}s.",
+                ))
+                self._advance()
+                if self._closing_since is None:
+                    self._arm(now + server.idle_timeout)
+                return
+            self._arm(self._started + server.request_timeout)
+            return
+        if not self._waiting and not self._answers:
+            if now >= self._last + server.idle_timeout:
+                self._close()
+                return
+            self._arm(self._last + server.idle_timeout)
+            return
+        # Answers are on their way; their calls have timeouts of their own.
+        self._arm(now + server.idle_timeout)
+
+
+class _Ignored(Exception):
+    """Raised in llhttp's callback to stop it framing what follows a connection's last request."""
+
+
+def _too_large(limit: int) -> str:
+    return f"Request body over {limit} bytes refused."
 
 
 @implementer(IProtocolNegotiationFactory)
-class XMLRPCFactory(Factory):
+class HTTPFactory(Factory):
     """
-    Makes an :class:`XMLRPCChannel` for each connection, while fewer than
+    Makes an :class:`HTTPChannel` for each connection, while fewer than
     ``admission.limit`` are open (past it, a connection gets ``503``);
-    ``site`` serves what the channels hand over.  A connection idle for
-    ``idle_timeout`` seconds is closed; so is one whose request has not
-    arrived whole ``request_timeout`` seconds after it began (with
-    ``408``).
+    ``responding`` answers the requests they frame.
     """
 
     noisy = False
 
     def __init__(
         self,
-        responder: Responder,
-        site: Site,
-        max_request_size: int,
+        responding: Responding,
         reactor: Any,
         admission: Admission,
+        max_request_size: int,
         idle_timeout: float = 60.0,
         request_timeout: float = 30.0,
     ) -> None:
-        self.responder = responder
-        self.site = site
-        self.max_request_size = max_request_size
+        self.responding = responding
         self.reactor = reactor
         self.admission = admission
+        self.max_request_size = max_request_size
         self.idle_timeout = idle_timeout
         self.request_timeout = request_timeout
         self._second = -1
@@ -379,7 +590,7 @@ class XMLRPCFactory(Factory):
     def buildProtocol(self, addr: Any) -> Protocol:
         if not self.admission.admit():
             return _Busy()
-        channel = XMLRPCChannel(self)
+        channel = HTTPChannel(self)
         channel.factory = self
         channel._counted = True
         return channel
@@ -393,100 +604,6 @@ class XMLRPCFactory(Factory):
         return self._date
 
 
-def _parse_head(head: bytes) -> tuple[int, bool, bytes | None] | None:
-    """
-    The body length, whether to close after answering and the
-    ``Authorization`` header if any, for the head of an XML-RPC ``POST``
-    this channel answers itself; None for any other.
-    """
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or parts[0] != b"POST" or parts[2] != b"HTTP/1.1":
-        return None
-    if parts[1] not in XMLRPC_PATHS:
-        return None
-    length = -1
-    close = False
-    authorization = None
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name[-1:] in b" \t" or line[:1] in b" \t":
-            return None
-        name = name.lower()
-        if name == b"content-length":
-            value = value.strip()
-            if length >= 0 or not value.isdigit() or len(value) > 18:
-                return None
-            length = int(value)
-        elif name == b"transfer-encoding" or name == b"expect":
-            return None
-        elif name == b"connection":
-            tokens = [token.strip().lower() for token in value.split(b",")]
-            close = b"close" in tokens
-        elif name == b"authorization":
-            if authorization is not None:
-                return None
-            authorization = value.strip()
-    if length < 0:
-        return None
-    return length, close, authorization
-
-
-def make_server(
-    dispatcher: Dispatcher,
-    max_request_size: int,
-    reactor: Any = None,
-    *,
-    max_depth: int = DEFAULT_MAX_DEPTH,
-    max_connections: int = 1000,
-    idle_timeout: float = 60.0,
-    request_timeout: float = 30.0,
-    authentication: Authentication | None = None,
-    node: Any = None,
-    role: str = "satellite",
-) -> XMLRPCFactory:
-    """
-    The factory a node's XML-RPC listener listens with: calls go to
-    ``dispatcher``; bodies over ``max_request_size`` are refused with
-    ``413``, documents nesting deeper than ``max_depth`` with a fault;
-    the other limits are :class:`XMLRPCFactory`'s.  ``reactor`` gives time
-    (the global one when None).  With ``authentication``, callers prove
-    themselves with HTTP Basic as it says.  With ``node`` (a satellite or
-    standalone relay, whose ``role`` the status page names), ``GET /``
-    shows its status and ``GET /metrics`` tells what it has done.
-    """
-    if reactor is None:
-        from twisted.internet import reactor
-    resource = XMLRPCResource(dispatcher, max_depth, authentication)
-    metrics = status = None
-    if node is not None:
-        metrics = MetricsResource(node_registry(node, resource.responder.calls))
-        status = (StatusPage(node, role), StatusJSON(node, role))
-    site = make_site(site_root(resource, authentication, metrics, status), max_request_size, reactor)
-    site.timeOut = idle_timeout
-    admission = Admission(max_connections, "the XML-RPC listener", reactor)
-    return XMLRPCFactory(
-        resource.responder, site, max_request_size, reactor, admission, idle_timeout, request_timeout
-    )
-
-
-class _Status(bytes):
-    """A response other than ``200``: its whole status line and headers, without the end of head."""
-
-    def response(self, close: bool) -> bytes:
-        return self.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1) if close else bytes(self)
-
-
-_UNAUTHORIZED = _Status(
-    b"HTTP/1.1 401 Unauthorized\r\n"
-    b'WWW-Authenticate: Basic realm="%s"\r\n'
-    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s"
-    % (REALM, len(UNAUTHORIZED_TEXT), UNAUTHORIZED_TEXT)
-)
-
-_BASIC = BasicCredentialFactory(REALM)
-
-
 class _Busy(Protocol):
     """Says a listener that is full is busy, then hangs up."""
 
@@ -496,12 +613,8 @@ class _Busy(Protocol):
         self.transport.loseConnection()
 
 
-def _plain_response(status: bytes, text: bytes) -> bytes:
-    return (
-        b"HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-        b"Connection: close\r\n\r\n%s" % (status, len(text), text)
-    )
-
-
-_BUSY = _plain_response(b"503 Service Unavailable", b"Too many connections; try again later.\n")
-
+_BUSY_TEXT = b"Too many connections; try again later.\n"
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+    b"Connection: close\r\n\r\n%s" % (len(_BUSY_TEXT), _BUSY_TEXT)
+)

@@ -23,13 +23,11 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from twisted.web.resource import Resource
-from twisted.web.server import Request
 
 from co2.faults import METHOD_NOT_FOUND
 
 __all__ = [
-    "BUCKETS", "UNKNOWN_METHOD", "UNREADABLE", "CallStats", "MetricsResource", "PluginStats", "node_registry",
+    "BUCKETS", "UNKNOWN_METHOD", "UNREADABLE", "CallStats", "MetricsPage", "PluginStats", "node_registry",
 ]
 
 BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
@@ -152,15 +150,17 @@ def node_registry(satellite: Any, calls: CallStats) -> CollectorRegistry:
     return registry
 
 
-class MetricsResource(Resource):
+class MetricsPage:
     """``GET /metrics``: the registry in Prometheus's text format, made in the reactor thread."""
 
-    isLeaf = True
+    name = "metrics"
+    """What ``auth_methods`` calls this page."""
+
+    content_type = CONTENT_TYPE_LATEST.encode()
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        super().__init__()
         self.registry = registry
 
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+    def render(self) -> bytes:
+        """The metrics as they are now."""
         return generate_latest(self.registry)

@@ -77,7 +77,9 @@ class Satellite:
         self.registry = MethodRegistry()
         self.relay = Relay(config, reactor, self.deliver, self.registry.plugin_names, self._call_here)
         self.plugin_stats = PluginStats()
-        self.dispatcher = Dispatcher(self.registry, self.relay.directory, reactor, config.call_timeout)
+        self.dispatcher = Dispatcher(
+            self.registry, self.relay.directory, reactor, config.call_timeout, config.max_response_size
+        )
         self.host_id = host_id
         self.packages: list[LoadedPackage] = []
         self.failures: list[PluginError] = []

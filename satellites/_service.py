@@ -23,7 +23,7 @@ from co2._config import Config
 from co2._errors import Co2Error
 from co2._message import make_host_id
 from relay._relay import AMPListenError, stop_listening
-from satellites._http import make_server
+from satellites._routes import make_server
 from satellites._satellite import Satellite
 
 __all__ = ["ListenError", "SatelliteService", "StrictLoadError", "advertised_address"]
@@ -105,6 +105,7 @@ class SatelliteService(Service):
             max_depth=config.max_xml_depth, max_connections=config.max_connections,
             idle_timeout=config.idle_timeout, request_timeout=config.request_timeout,
             authentication=self.satellite.relay.authentication, node=self.satellite, role=self.role,
+            allowed_hosts=config.allowed_hosts, allowed_origins=config.allowed_origins,
         )
         endpoint = endpoints.serverFromString(self.reactor, self.config.listen)
         try:

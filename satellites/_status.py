@@ -13,9 +13,6 @@ from collections.abc import Callable
 from html import escape
 from typing import Any
 
-from twisted.web.resource import Resource
-from twisted.web.server import Request
-
 __all__ = ["REFRESH", "StatusJSON", "StatusPage", "status_of"]
 
 REFRESH = 5
@@ -60,34 +57,33 @@ def status_of(satellite: Any, role: str) -> dict[str, Any]:
     }
 
 
-class _StatusResource(Resource):
-    """The node's status, as ``render`` turns it into a body of ``content_type``."""
+class _StatusView:
+    """The node's status, as ``render_status`` turns it into a body of ``content_type``."""
 
-    isLeaf = True
+    name = "status"
+    """What ``auth_methods`` calls this page."""
 
     def __init__(
         self, satellite: Any, role: str, content_type: bytes, render: Callable[[dict[str, Any]], str]
     ) -> None:
-        super().__init__()
         self.satellite = satellite
         self.role = role
         self.content_type = content_type
         self.render_status = render
 
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", self.content_type)
-        request.setHeader(b"cache-control", b"no-store")
+    def render(self) -> bytes:
+        """The page as it is now."""
         return self.render_status(status_of(self.satellite, self.role)).encode()
 
 
-def StatusJSON(satellite: Any, role: str) -> Resource:
+def StatusJSON(satellite: Any, role: str) -> _StatusView:
     """``GET /status.json``."""
-    return _StatusResource(satellite, role, b"application/json", lambda status: json.dumps(status, indent=1))
+    return _StatusView(satellite, role, b"application/json", lambda status: json.dumps(status, indent=1))
 
 
-def StatusPage(satellite: Any, role: str) -> Resource:
+def StatusPage(satellite: Any, role: str) -> _StatusView:
     """``GET /``: the status as a page that reloads itself."""
-    return _StatusResource(satellite, role, b"text/html; charset=utf-8", render_page)
+    return _StatusView(satellite, role, b"text/html; charset=utf-8", render_page)
 
 
 def _rows(rows: list[list[Any]]) -> str:

@@ -85,7 +85,7 @@ def exchange(port: int, data: bytes) -> bytes:
 
 def post(body: bytes, path: bytes = b"/RPC2") -> bytes:
     return (
-        b"POST %s HTTP/1.1\r\nHost: co2.test\r\nContent-Type: text/xml\r\n"
+        b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (path, len(body), body)
     )
 
@@ -201,29 +201,29 @@ HTTP_CASES: dict[str, tuple[bytes, str]] = {
     "nested system.multicall": (post(multicall(b"system.multicall")), "multicall fault -32600"),
     "multicall of a non-array": (post(call(b"system.multicall", b"<int>1</int>")), "fault -32602"),
     "body over max_request_size": (
-        b"POST /RPC2 HTTP/1.1\r\nHost: co2.test\r\nContent-Length: %d\r\n\r\n" % (MAX_REQUEST_SIZE + 1),
+        b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % (MAX_REQUEST_SIZE + 1),
         "413",
     ),
     "chunked body over max_request_size": (
-        b"POST /RPC2 HTTP/1.1\r\nHost: co2.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"%x\r\n%s" % (MAX_REQUEST_SIZE + 1, b"<" * (MAX_REQUEST_SIZE + 1)),
         "413",
     ),
-    "GET instead of POST": (b"GET /RPC2 HTTP/1.1\r\nHost: co2.test\r\nConnection: close\r\n\r\n", "405"),
+    "GET instead of POST": (b"GET /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", "405"),
     "PUT instead of POST": (
-        b"PUT / HTTP/1.1\r\nHost: co2.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", "501",
+        b"PUT / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", "501",
     ),
     "POST to another path": (post(call(b"system.listMethods"), b"/admin"), "404"),
     "malformed Content-Length": (
-        b"POST / HTTP/1.1\r\nHost: co2.test\r\nContent-Length: -5\r\nConnection: close\r\n\r\n", "400",
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\nConnection: close\r\n\r\n", "400",
     ),
     "head over 16 KiB in one read": (
-        b"POST / HTTP/1.1\r\nHost: co2.test\r\n" + b"X-Padding: %s\r\n" % (b"p" * 60) * 300
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Padding: %s\r\n" % (b"p" * 60) * 300
         + b"Content-Length: 0\r\nConnection: close\r\n\r\n",
         "400",
     ),
     "garbage request line": (b"\x00\xff\x10 what\r\n\r\n", "400"),
-    "slow headers": (b"POST /RPC2 HTTP/1.1\r\nHost: co2.test\r\nContent-Le", "408"),
+    "slow headers": (b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le", "408"),
 }
 
 # The log is where a plugin's exception goes, with its traceback (docs/plugins.md).

@@ -234,8 +234,8 @@ def test_a_refusal_follows_the_answers_before_it_in_order(calls: list[str]) -> N
     assert connection.transport.disconnecting
 
 
-def test_the_twisted_web_lane_is_guarded_the_same(calls: list[str], logged: list[dict[str, Any]]) -> None:
-    """HTTP/1.0 requests go through twisted.web.guard: the same answers, the same log lines."""
+def test_http_1_0_is_guarded_the_same(calls: list[str], logged: list[dict[str, Any]]) -> None:
+    """HTTP/1.0 requests get the same answers and the same log lines as HTTP/1.1."""
     factory = server(calls, ["ham.*"])
 
     def send(request: bytes) -> int:
@@ -256,11 +256,12 @@ def test_the_twisted_web_lane_is_guarded_the_same(calls: list[str], logged: list
     ]
 
 
-def test_with_every_method_protected_even_get_is_challenged(calls: list[str]) -> None:
+def test_with_every_method_protected_a_get_of_the_xmlrpc_path_reveals_nothing(calls: list[str]) -> None:
+    """A node without pages answers GET / with 405, credentials or not; nothing is called."""
     connection = Connection(server(calls, ["*"]))
-    connection.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    connection.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     ((status, headers, _),) = connection.responses()
-    assert status == 401 and headers[b"www-authenticate"] == b'basic realm="co2"'
+    assert status == 405 and headers[b"allow"] == b"POST" and calls == []
 
 
 def test_a_non_ascii_user_name_and_password(calls: list[str]) -> None:
@@ -295,7 +296,7 @@ def test_a_checker_that_answers_later_holds_the_answer_in_order(calls: list[str]
             pending.append(d)
             return d
 
-    factory.responder.authentication.checker = Later()
+    factory.responding.responder.authentication.checker = Later()
     connection = Connection(factory)
     connection.send(call("open.add", 1, 2, extra=basic("alice", "secret"))
                     + call("open.add", 2, 2, extra=basic("mallory", "x")))

@@ -74,8 +74,8 @@ def test_server_methods_are_not_checked(dispatcher: Dispatcher) -> None:
     assert dispatcher.invoke(None, "server.echo", (2**64,)) == [2**64]
 
 
-def test_a_head_too_long_in_one_read_goes_to_twisted_web() -> None:
-    """A request head well over MAX_HEAD is refused with 400 even when it arrives in one read."""
+def test_a_head_too_long_in_one_read_is_refused() -> None:
+    """A request head well over MAX_HEAD is refused with 431 even when it arrives in one read."""
     registry = MethodRegistry()
     registry.add(Method.of("add", lambda x, y: x + y))
     factory = make_server(Dispatcher(registry), 4096, MemoryReactorClock())
@@ -87,12 +87,12 @@ def test_a_head_too_long_in_one_read_goes_to_twisted_web() -> None:
         b"POST / HTTP/1.1\r\nHost: h\r\n" + padding * (2 * MAX_HEAD // len(padding))
         + b"Content-Length: 0\r\n\r\n"
     )
-    assert transport.value().startswith(b"HTTP/1.1 400 ")
+    assert transport.value().startswith(b"HTTP/1.1 431 ")
 
 
 def test_a_reader_failure_is_an_internal_error(monkeypatch: pytest.MonkeyPatch, logged: list[Any]) -> None:
     """Should the reader itself fail, the client still gets an answer: fault -32603."""
-    from satellites import _resource
+    from satellites import _responder as _resource
 
     def broken(body: bytes, max_depth: int) -> Any:
         raise RuntimeError("reader bug")

@@ -1,4 +1,4 @@
-"""The XML-RPC listener's connections: keep-alive, pipelining, limits and hand-over to twisted.web."""
+"""The HTTP front end's connections: keep-alive, pipelining, framing, limits, flow control and time."""
 
 from __future__ import annotations
 
@@ -11,16 +11,17 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from co2._xmlrpc import dump_call, parse_response
 from satellites import Dispatcher, Method, MethodRegistry, make_server
-from satellites._http import MAX_HEAD, MAX_PIPELINED, XMLRPCChannel
+from satellites._http import MAX_HEAD, MAX_HEADERS, MAX_PIPELINED, HTTPChannel
 
 PEER = IPv4Address("TCP", "10.1.2.3", 40404)
+HOST = IPv4Address("TCP", "127.0.0.1", 2004)
 
 
 class Connection:
     """One connection to a listener, driven through memory."""
 
     def __init__(self, factory: Any) -> None:
-        self.transport = StringTransport(peerAddress=PEER)
+        self.transport = StringTransport(peerAddress=PEER, hostAddress=HOST)
         self.protocol = factory.buildProtocol(PEER)
         self.protocol.makeConnection(self.transport)
 
@@ -51,7 +52,7 @@ class Connection:
 
 def post(body: bytes, path: bytes = b"/RPC2", extra: bytes = b"") -> bytes:
     return (
-        b"POST %s HTTP/1.1\r\nHost: co2.test\r\nContent-Type: text/xml\r\n"
+        b"POST %s HTTP/1.1\r\nHost: 127.0.0.1:2004\r\nContent-Type: text/xml\r\n"
         b"Content-Length: %d\r\n%s\r\n%s" % (path, len(body), extra, body)
     )
 
@@ -150,7 +151,7 @@ def test_connection_close_is_honoured(factory: Any) -> None:
 def test_a_body_over_the_limit_is_refused_unread(factory: Any) -> None:
     """A Content-Length over the limit gets 413 after the earlier answers, then the connection closes."""
     connection = Connection(factory)
-    connection.send(call("add", 1, 1) + b"POST /RPC2 HTTP/1.1\r\nContent-Length: 5000\r\n\r\n")
+    connection.send(call("add", 1, 1) + b"POST /RPC2 HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n")
     (first, refused) = connection.responses()
     assert parse_response(first[2]) == 2
     assert refused[0] == 413 and b"over 4096 bytes" in refused[2]
@@ -160,19 +161,20 @@ def test_a_body_over_the_limit_is_refused_unread(factory: Any) -> None:
 def test_the_refusal_waits_for_slower_answers(factory: Any, pending: list[Deferred[Any]]) -> None:
     """A 413 is not written before the answer to an earlier, slower request."""
     connection = Connection(factory)
-    connection.send(call("later") + b"POST / HTTP/1.1\r\nContent-Length: 99999\r\n\r\n")
+    connection.send(call("later") + b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999\r\n\r\n")
     assert connection.responses() == []
     pending[0].callback("first")
     statuses = [status for status, _, _ in connection.responses()]
     assert statuses == [200, 413]
 
 
-def test_a_get_is_answered_by_twisted_web(factory: Any) -> None:
-    """A GET goes to the site, which says only POST is allowed."""
+def test_a_get_of_the_xmlrpc_path_is_not_allowed(factory: Any) -> None:
+    """A GET of /RPC2 (no pages on this node) says only POST is allowed."""
     connection = Connection(factory)
-    connection.send(b"GET / HTTP/1.1\r\nHost: co2.test\r\n\r\n")
+    connection.send(b"GET /RPC2 HTTP/1.1\r\nHost: 127.0.0.1:2004\r\n\r\n")
     ((status, headers, _),) = connection.responses()
     assert status == 405 and headers[b"allow"] == b"POST"
+    assert not connection.transport.disconnecting
 
 
 def test_another_path_is_not_found(factory: Any) -> None:
@@ -180,63 +182,165 @@ def test_another_path_is_not_found(factory: Any) -> None:
     connection = Connection(factory)
     connection.send(post(dump_call("add", (1, 2)), path=b"/other"))
     ((status, _, body),) = connection.responses()
-    assert status == 404 and b"No XML-RPC endpoint" in body
+    assert status == 404 and b"Nothing here" in body
 
 
 @pytest.mark.parametrize("head", [
-    b"POST /RPC2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n",
-    b"POST /RPC2 HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s",
-    b"POST /RPC2 HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n%s",
-    b"POST /RPC2?x=1 HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s",
-], ids=["chunked", "http-1.0", "expect", "query"])
-def test_other_request_forms_are_answered_by_twisted_web(factory: Any, head: bytes) -> None:
-    """Chunked bodies, HTTP/1.0, Expect and query strings still get their XML-RPC answer."""
+    b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n",
+    b"POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\nContent-Length: %d\r\n\r\n%s",
+    b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\nExpect: 100-continue\r\n"
+    b"Content-Length: %d\r\n\r\n%s",
+    b"POST /RPC2?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\nContent-Length: %d\r\n\r\n%s",
+    b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: Application/XML; charset=utf-8\r\n"
+    b"content-length: %d\r\n\r\n%s",
+], ids=["chunked", "http-1.0", "expect", "query", "lower-case"])
+def test_other_request_forms_get_their_answer(factory: Any, head: bytes) -> None:
+    """Chunked bodies, HTTP/1.0, Expect, query strings and lower-case names all get their XML-RPC answer."""
     body = dump_call("add", (2, 3))
     connection = Connection(factory)
     connection.send(head % (len(body), body))
     ((status, _, answer),) = connection.responses()
     assert status == 200 and parse_response(answer) == 5
-    assert connection.protocol._handed is not None
 
 
-@pytest.mark.parametrize("head", [
-    b"POST /RPC2 HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
-    b"POST /RPC2 HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
-    b"POST /RPC2 HTTP/1.1\r\nContent-Length: five\r\n\r\n",
-    b"POST /RPC2 HTTP/1.1\r\nno colon here\r\nContent-Length: 0\r\n\r\n",
-    b"POST  /RPC2 HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
-], ids=["two-lengths", "negative", "not-a-number", "no-colon", "double-space"])
-def test_malformed_heads_get_a_client_error(factory: Any, head: bytes) -> None:
-    """A head the fast path does not take is left to twisted.web, which refuses it with a 4xx."""
+def test_expect_100_continue_is_answered_before_the_body(factory: Any) -> None:
+    """A client that waits for 100 Continue gets it once the head is read, and its answer after the body."""
+    body = dump_call("add", (2, 3))
     connection = Connection(factory)
-    connection.send(head)
-    responses = connection.responses()
-    assert responses and 400 <= responses[0][0] < 500
+    connection.send(
+        b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
+        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    assert connection.transport.value() == b"HTTP/1.1 100 Continue\r\n\r\n"
+    connection.send(body)
+    assert values(connection) == [5]
+
+
+@pytest.mark.parametrize(("head", "status", "says"), [
+    (b"POST /RPC2 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 400,
+     b"Duplicate Content-Length"),
+    (b"POST /RPC2 HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\n", 400, b"Content-Length"),
+    (b"POST /RPC2 HTTP/1.1\r\nHost: a\r\nContent-Length: five\r\n\r\n", 400, b"Content-Length"),
+    (b"POST /RPC2 HTTP/1.1\r\nHost: a\r\nno colon here\r\nContent-Length: 0\r\n\r\n", 400, b"Malformed"),
+    (b"POST  /RPC2 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 400, b"Malformed"),
+    (b"POST /RPC2 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nX-Pad: y\nTransfer-Encoding: chunked\r\n\r\n",
+     400, b"CR"),
+    (b"POST /RPC2 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nX-Pad: y\rTransfer-Encoding: chunked\r\n\r\n",
+     400, b"LF"),
+    (b"POST /RPC2 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
+     b"Transfer-Encoding"),
+    (b"POST /RPC2 HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\nContent-Length: 0\r\n\r\n", 400, b"whitespace"),
+    (b"POST /RPC2 HTTP/1.1\r\nHost: a\r\nX-A: b\x00c\r\nContent-Length: 0\r\n\r\n", 400, b"header value"),
+    (b"POST /RPC2 HTTP/1.1\r\nHost: a\r\nX-A: b\x01c\r\nContent-Length: 0\r\n\r\n", 400, b"header value"),
+    (b"POST /RPC2 HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 400, b"needs a Host"),
+    (b"POST /RPC2 HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 0\r\n\r\n", 400, b"More than one Host"),
+    (b"\r\nPOST /RPC2 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 400, b"empty line"),
+    (b"POST /RPC2 HTTP/2.0\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 505, b"HTTP/1.1"),
+    (b"POST /RPC2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501,
+     b"chunked"),
+    (b"POST http://a/RPC2 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 400, b"must be a path"),
+    (b"POST /RPC2 HTTP/1.1\r\nHost: a\r\nExpect: magic\r\nContent-Length: 0\r\n\r\n", 417, b"100-continue"),
+], ids=[
+    "two-lengths", "negative", "not-a-number", "no-colon", "double-space", "bare-lf", "bare-cr",
+    "length-and-chunked", "obs-fold", "nul", "control", "no-host", "two-hosts", "empty-line-first", "http-2",
+    "gzip", "absolute-form", "expect-other",
+])
+def test_what_rfc_9112_refuses_is_refused_and_closed(
+    factory: Any, head: bytes, status: int, says: bytes
+) -> None:
+    """Each malformed or ambiguous head gets its 4xx (or 5xx) saying why, and the connection closes."""
+    connection = Connection(factory)
+    connection.send(head + call("add", 1, 1))
+    ((got, headers, body),) = connection.responses()
+    assert (got, headers[b"connection"]) == (status, b"close")
+    assert says in body
+    assert connection.transport.disconnecting
+
+
+def test_a_smuggled_request_is_never_answered(factory: Any) -> None:
+    """A second request hidden in a body that another parser would frame differently is never run."""
+    hidden = call("caller")
+    connection = Connection(factory)
+    connection.send(
+        b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\nContent-Length: 4\r\n"
+        b"X-Pad: y\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(hidden), hidden)
+    )
+    assert [status for status, _, _ in connection.responses()] == [400]
 
 
 def test_a_head_that_never_ends_is_refused(factory: Any) -> None:
-    """A head longer than MAX_HEAD with no end is refused, not buffered for ever."""
+    """A head longer than MAX_HEAD with no end is refused with 431, not buffered for ever."""
     connection = Connection(factory)
-    connection.send(b"POST /RPC2 HTTP/1.1\r\n" + b"X-Long: " + b"a" * (MAX_HEAD + 10))
-    assert connection.transport.disconnecting or connection.responses()[0][0] >= 400
+    for _ in range(4):
+        connection.send(b"POST /RPC2 HTTP/1.1\r\n" + b"X-Long: " + b"a" * (MAX_HEAD // 3))
+    ((status, _, _),) = connection.responses()
+    assert status == 431 and connection.transport.disconnecting
 
 
-def test_requests_after_a_hand_over_go_to_twisted_web_in_order(factory: Any) -> None:
-    """A fast answer, then a GET, then a POST: three answers in request order."""
+def test_a_whole_head_over_the_limit_is_refused(factory: Any) -> None:
+    """A complete head one byte over MAX_HEAD gets 431; one at the limit is answered."""
+    request = call("add", 1, 1)
+    head, _, body = request.partition(b"\r\n\r\n")
+    pad = MAX_HEAD - len(head) - 4 - len(b"\r\nX-Pad: ")
+    at_limit = head + b"\r\nX-Pad: " + b"p" * pad + b"\r\n\r\n" + body
+    assert len(at_limit) - len(body) == MAX_HEAD
     connection = Connection(factory)
-    connection.send(call("add", 1, 1) + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + call("add", 2, 2))
+    connection.send(at_limit)
+    assert values(connection) == [2]
+    over = head + b"\r\nX-Pad: " + b"p" * (pad + 1) + b"\r\n\r\n" + body
+    connection.send(over)
+    ((status, _, _),) = connection.responses()
+    assert status == 431
+
+
+def test_too_many_header_lines_are_refused(factory: Any) -> None:
+    """More than MAX_HEADERS header lines get 431."""
+    connection = Connection(factory)
+    connection.send(call("add", 1, 1, extra=b"X: y\r\n" * MAX_HEADERS))
+    ((status, _, body),) = connection.responses()
+    assert status == 431 and b"header lines" in body
+
+
+def test_requests_after_a_page_are_answered_in_order(factory: Any) -> None:
+    """A call, then a GET, then a call: three answers in request order, on one connection."""
+    connection = Connection(factory)
+    connection.send(call("add", 1, 1) + b"GET /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + call("add", 2, 2))
     statuses = [(status, body) for status, _, body in connection.responses()]
     assert [status for status, _ in statuses] == [200, 405, 200]
     assert parse_response(statuses[2][1]) == 4
 
 
-def test_the_hand_over_waits_for_slower_answers(factory: Any, pending: list[Deferred[Any]]) -> None:
+def test_a_get_after_a_slow_call_waits_for_it(factory: Any, pending: list[Deferred[Any]]) -> None:
     """A GET after a slow call is answered only after the slow call."""
     connection = Connection(factory)
-    connection.send(call("later") + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    connection.send(call("later") + b"GET /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert connection.responses() == []
     pending[0].callback("slow")
     assert [status for status, _, _ in connection.responses()] == [200, 405]
+
+
+def test_nothing_after_a_chunked_request_is_run(factory: Any) -> None:
+    """A chunked request is answered and the connection closed: a request after it is not run."""
+    body = dump_call("add", (2, 3))
+    connection = Connection(factory)
+    connection.send(
+        b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) + call("caller")
+    )
+    ((_, headers, answer),) = connection.responses()
+    assert parse_response(answer) == 5 and headers[b"connection"] == b"close"
+
+
+def test_an_upgrade_is_answered_in_http_and_nothing_after_it_is_read(factory: Any) -> None:
+    """A request asking to switch protocols gets an HTTP answer; what follows it is not a request."""
+    connection = Connection(factory)
+    connection.send(
+        b"GET /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        + call("caller")
+    )
+    ((status, headers, _),) = connection.responses()
+    assert status == 405 and headers[b"connection"] == b"close"
 
 
 def test_too_many_unanswered_requests_stop_reading(factory: Any, pending: list[Deferred[Any]]) -> None:
@@ -272,9 +376,9 @@ def test_an_answer_for_a_closed_connection_is_dropped(factory: Any, pending: lis
     assert connection.transport.value() == b""
 
 
-def test_the_channel_is_an_xmlrpc_channel(factory: Any) -> None:
-    """The listener's factory makes XMLRPCChannel connections."""
-    assert isinstance(factory.buildProtocol(PEER), XMLRPCChannel)
+def test_the_channel_is_the_front_end(factory: Any) -> None:
+    """The listener's factory makes HTTPChannel connections."""
+    assert isinstance(factory.buildProtocol(PEER), HTTPChannel)
 
 
 def test_the_listener_does_not_log_each_start(factory: Any) -> None:

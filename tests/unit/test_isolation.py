@@ -188,7 +188,7 @@ def open_call(node: Any, method: str) -> tuple[StringTransport, IProtocol]:
     protocol = node.client.site.buildProtocol(peer)
     protocol.makeConnection(transport)
     body = dump_call(method, ())
-    head = b"POST /RPC2 HTTP/1.1\r\nHost: co2.test\r\nContent-Type: text/xml\r\n"
+    head = b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
     protocol.dataReceived(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
     return transport, protocol
 

@@ -157,7 +157,8 @@ def test_client_gone_before_the_answer_is_harmless(api):
     protocol.makeConnection(transport)
     body = dump_call("ham.api.later", (1,))
     protocol.dataReceived(
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        b"POST / HTTP/1.1\r\nHost: 10.0.0.1\r\nContent-Type: text/xml\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
     )
     protocol.connectionLost(Failure(ConnectionLost()))
     api.reactor.advance(1)
@@ -403,7 +404,7 @@ def test_persistent_connection_answers_many_calls(api):
     for n in range(3):
         body = dump_call("ham.api.echo", (n,))
         protocol.dataReceived(
-            b"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+            b"POST /RPC2 HTTP/1.1\r\nHost: 10.0.0.1\r\nContent-Type: text/xml\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
         )
     answers = transport.value().count(b"HTTP/1.1 200 OK")

@@ -17,7 +17,7 @@ from co2 import faults
 from co2._xmlrpc import dump_fault, dump_response, parse_call
 from co2.protocol import decode_envelope
 from co2.testing import HTTPResponse, MemoryXMLRPCClient
-from satellites import Satellite, XMLRPCResource, make_site
+from satellites import Satellite, make_server
 
 URL = "http://10.0.0.2:2004/"
 
@@ -182,7 +182,7 @@ def test_a_peer_that_is_stopping_gets_the_message_again_later(reactor, sender):
 def test_a_stopping_satellite_refuses_notify_for_now(reactor, build, stop):
     """Once a satellite stops taking messages, notify gets fault -32003 and no plugin gets the message."""
     satellite = build(reactor, 2, "rec")
-    client = MemoryXMLRPCClient(make_site(XMLRPCResource(satellite.dispatcher), 1 << 20, reactor),
+    client = MemoryXMLRPCClient(make_server(satellite.dispatcher, 1 << 20, reactor),
                                 client=("10.0.0.1", 40000))
     satellite.router.hold()
     results: list[Any] = []
@@ -226,7 +226,7 @@ class ForwardingAgent:
     """An agent that posts to a satellite's site in memory; ``lose`` answers to drop on the way back."""
 
     def __init__(self, receiver: Satellite, client: tuple[str, int]) -> None:
-        site = make_site(XMLRPCResource(receiver.dispatcher), 1 << 20, receiver.reactor)
+        site = make_server(receiver.dispatcher, 1 << 20, receiver.reactor)
         self.client = MemoryXMLRPCClient(site, client=client)
         self.lose = 0
         self.posts = 0
@@ -273,7 +273,7 @@ def test_a_message_from_a_classic_peer_is_not_sent_back_to_it(reactor, build, st
     """notify from a node listed in peers is routed to the other links only."""
     receiving = build(reactor, 2, "rec", peers=("http://10.0.0.1:2004/",))
     receiving.router.outbox("peer:elsewhere")
-    client = MemoryXMLRPCClient(make_site(XMLRPCResource(receiving.dispatcher), 1 << 20, reactor),
+    client = MemoryXMLRPCClient(make_server(receiving.dispatcher, 1 << 20, reactor),
                                 client=("10.0.0.1", 40000))
     client.call("notify", {"data": 1, "host_id": "7@10.0.0.1:2004", "id": "c.1", "hops": 3})
     reactor.advance(0)
@@ -289,7 +289,7 @@ def notify(reactor, build, stop) -> Any:
     """Call notify on satellite 2 from 10.0.0.1; returns (call, satellite)."""
     satellite = build(reactor, 2, "rec")
     satellite.router.outbox("peer:next")
-    client = MemoryXMLRPCClient(make_site(XMLRPCResource(satellite.dispatcher), 1 << 20, reactor),
+    client = MemoryXMLRPCClient(make_server(satellite.dispatcher, 1 << 20, reactor),
                                 client=("10.0.0.1", 40000))
 
     def call(**struct: Any) -> Any:

@@ -9,12 +9,12 @@ import pytest
 
 from co2 import faults
 from co2.testing import MemoryNetwork, MemoryXMLRPCClient
-from satellites import XMLRPCResource, make_site
+from satellites import make_server
 
 
 def client_of(satellite: Any) -> MemoryXMLRPCClient:
     """An XML-RPC client of the satellite's surface, calling from its own host."""
-    site = make_site(XMLRPCResource(satellite.dispatcher), 1 << 20, satellite.reactor)
+    site = make_server(satellite.dispatcher, 1 << 20, satellite.reactor)
     return MemoryXMLRPCClient(site, client=("10.0.0.1", 40000))
 
 

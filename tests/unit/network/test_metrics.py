@@ -36,7 +36,8 @@ def exchange(factory: Any, request: bytes) -> tuple[int, bytes]:
 
 def post(factory: Any, method: str, *params: Any, extra: bytes = b"") -> int:
     body = dump_call(method, params)
-    request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n%s\r\n%s"
+    request = (b"POST / HTTP/1.1\r\nHost: 10.0.0.1\r\nContent-Type: text/xml\r\n"
+               b"Content-Length: %d\r\n%s\r\n%s"
                % (len(body), extra, body))
     return exchange(factory, request)[0]
 
@@ -46,7 +47,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def scrape(factory: Any, extra: bytes = b"") -> tuple[int, Samples]:
     """GET /metrics: the status and every sample, by name and sorted labels."""
-    status, body = exchange(factory, b"GET /metrics HTTP/1.1\r\nHost: x\r\n%s\r\n" % extra)
+    status, body = exchange(factory, b"GET /metrics HTTP/1.1\r\nHost: 10.0.0.1\r\n%s\r\n" % extra)
     samples = {}
     if status == 200:
         for family in text_string_to_metric_families(body.decode()):
@@ -109,7 +110,8 @@ def test_metrics_need_credentials_when_auth_protects_them(make_satellite, reacto
     assert scrape(factory)[0] == 200
 
 
-def test_a_node_without_metrics_answers_get_as_before(make_satellite, reactor) -> None:
+def test_a_node_without_metrics_has_no_such_page(make_satellite, reactor) -> None:
+    """A listener made without a node answers GET /metrics with 404."""
     satellite = make_satellite("a", "rec")
     factory = make_server(satellite.dispatcher, 1 << 20, reactor)
-    assert scrape(factory)[0] == 405
+    assert scrape(factory)[0] == 404

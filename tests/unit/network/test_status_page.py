@@ -21,7 +21,7 @@ class X_Broken(Co2Plugin):
 
 
 def get(factory: Any, path: bytes, extra: bytes = b"") -> tuple[int, bytes]:
-    return exchange(factory, b"GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (path, extra))
+    return exchange(factory, b"GET %s HTTP/1.1\r\nHost: 10.0.0.1\r\n%s\r\n" % (path, extra))
 
 
 def test_the_page_and_the_json_show_the_node(network, make_satellite, reactor, plugin_root) -> None:
