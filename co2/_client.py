@@ -43,6 +43,9 @@ DEFAULT_TIMEOUT = 30.0
 WATCH_POLL = 25.0
 """Seconds each ``co2.watch`` long poll may wait on the node."""
 
+WATCH_BACKOFF = 1.0
+"""Seconds to pause after an empty answer that came back early, before polling again."""
+
 WATCH_MARGIN = 10.0
 """Seconds the answer to a long poll may take beyond the wait it asked for."""
 
@@ -477,12 +480,15 @@ def watch(
     backlog: bool = False,
     timer: Callable[[], float] = time.monotonic,
     poll: float = WATCH_POLL,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """
     Print each message the node takes as one JSON line, from now on (or,
     with ``backlog``, from the oldest it holds), until ``count`` messages
     or ``seconds`` have passed, or for ever.  A note on ``err`` tells of
-    messages the node no longer held when asked.
+    messages the node no longer held when asked.  An empty answer that
+    came back early (the node had too many watchers waiting to hold one
+    more) is followed by a pause before the next poll, not by a tight loop.
     """
     deadline = None if seconds is None else timer() + seconds
     cursor: int = 0 if backlog else -1
@@ -490,6 +496,7 @@ def watch(
     while True:
         wait = poll if deadline is None else max(0.0, min(poll, deadline - timer()))
         client.set_timeout(wait + WATCH_MARGIN)
+        asked = timer()
         answer = client.call("co2.watch", cursor if -(2**31) <= cursor < 2**31 else str(cursor), wait)
         if not isinstance(answer, dict) or not isinstance(answer.get("messages"), list):
             raise ClientError(f"{shown_url(client.url)}: co2.watch gave {render(answer, False)}")
@@ -504,6 +511,11 @@ def watch(
         cursor = int(answer["next"])
         if deadline is not None and timer() >= deadline:
             return
+        if not answer["messages"] and timer() - asked < wait / 2:
+            left = wait if deadline is None else deadline - timer()
+            sleep(max(0.0, min(WATCH_BACKOFF, left)))
+            if deadline is not None and timer() >= deadline:
+                return
 
 
 def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> None:

@@ -106,40 +106,23 @@ _PAGE_HEADERS = (
 
 
 class Request:
-    """One request as framed: what routers read of it."""
+    """
+    One request as framed: what routers read of it.  The class holds the
+    defaults, so that a request costs only what it was given.
+    """
 
-    __slots__ = (
-        "_length",
-        "_parts",
-        "_size",
-        "_transfer",
-        "authorization",
-        "body",
-        "content_type",
-        "expect",
-        "host",
-        "keep_alive",
-        "method",
-        "origin",
-        "target",
-        "version",
-    )
-
-    def __init__(self) -> None:
-        self.method = b""
-        self.target = b""
-        self.version = ""
-        self.host: bytes | None = None
-        self.origin: bytes | None = None
-        self.content_type: bytes | None = None
-        self.authorization: bytes | None = None
-        self.expect: bytes | None = None
-        self.keep_alive = True
-        self.body = b""
-        self._length: bytes | None = None
-        self._transfer: bytes | None = None
-        self._parts: list[bytes] = []
-        self._size = 0
+    method = b""
+    target = b""
+    version = b""
+    host: bytes | None = None
+    origin: bytes | None = None
+    content_type: bytes | None = None
+    authorization: bytes | None = None
+    expect: bytes | None = None
+    keep_alive = True
+    body = b""
+    _length: bytes | None = None
+    _transfer: bytes | None = None
 
     @property
     def path(self) -> bytes:
@@ -191,9 +174,12 @@ class HTTPChannel(Protocol):
         self._request = Request()
         self._url = b""
         self._headers = 0
+        self._size = 0
         self._head_size = 0
         self._tail = b""
         self._line = b""
+        self._parts: list[bytes] = []
+        self._size = 0
         self._remaining = 0
         self._waiting: deque[Request | Response] = deque()
         self._answers: deque[_Slot] = deque()
@@ -350,6 +336,7 @@ class HTTPChannel(Protocol):
         self._request = Request()
         self._url = b""
         self._headers = 0
+        self._size = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -370,14 +357,16 @@ class HTTPChannel(Protocol):
         parser = self._parser
         request.method = parser.get_method()
         request.target = self._url
-        request.version = version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
+        # The version as the request line spells it (llhttp took only HTTP/d.d).
+        request.version = version = self._line[-5:-2]
+        if version != b"1.1" and version != b"1.0":
             raise Refused(b"505 HTTP Version Not Supported", "This server speaks HTTP/1.1 and HTTP/1.0.")
-        if request.host is None and version == "1.1":
+        if request.host is None and version == b"1.1":
             raise Refused(b"400 Bad Request", "An HTTP/1.1 request needs a Host header.")
         if self._url[:1] != b"/":
             raise Refused(b"400 Bad Request", "The request target must be a path.")
-        if self._line != b"%s %s HTTP/%s\r\n" % (request.method, self._url, version.encode()):
+        if len(self._line) != len(request.method) + len(self._url) + 12:
+            # llhttp takes more than one space between the parts; RFC 9112 does not.
             raise Refused(b"400 Bad Request", "Malformed request line: one space between its three parts.")
         request.keep_alive = parser.should_keep_alive()
         if request._transfer is not None:
@@ -398,17 +387,17 @@ class HTTPChannel(Protocol):
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
-        request = self._request
-        request._size += len(body)
-        if request._size > self.server.max_request_size:
+        self._size += len(body)
+        if self._size > self.server.max_request_size:
             raise Refused(b"413 Content Too Large", _too_large(self.server.max_request_size))
-        request._parts.append(body)
+        self._parts.append(body)
 
     def on_message_complete(self) -> None:
         request = self._request
-        parts = request._parts
-        request.body = parts[0] if len(parts) == 1 else b"".join(parts)
-        request._parts = []
+        parts = self._parts
+        if parts:
+            request.body = parts[0] if len(parts) == 1 else b"".join(parts)
+            self._parts = []
         self._started = None
         self._phase = _IDLE if request.keep_alive else _DONE
         self._waiting.append(request)

@@ -112,11 +112,19 @@ class Routes:
         self.any_host = "*" in hosts
         self.hosts = {host.encode("idna") if host.isascii() else host.encode() for host in hosts}
         self.origins = {origin.lower().encode() for origin in allowed_origins}
+        # What the Host and Content-Type headers seen lately decided: nearly
+        # every request repeats the one before.
+        self._hosts_seen: dict[tuple[bytes | None, str], bool] = {}
+        self._types_seen: dict[bytes | None, bool] = {}
 
     def answer(self, request: Request, channel: HTTPChannel) -> Response | Deferred[Response]:
         """The response to ``request``, which came on ``channel``."""
         if channel.local_host is not None and not self.any_host:
-            if not self._host_allowed(request.host, channel.local_host):
+            key = (request.host, channel.local_host)
+            host_ok = self._hosts_seen.get(key)
+            if host_ok is None:
+                host_ok = _remember(self._hosts_seen, key, self._host_allowed(*key))
+            if not host_ok:
                 return _WRONG_HOST
         if request.origin is not None and request.origin.lower() not in self.origins:
             return _WRONG_ORIGIN
@@ -149,7 +157,10 @@ class Routes:
 
     def _call(self, request: Request, caller: Caller) -> Response | Deferred[Response]:
         content_type = request.content_type
-        if content_type is None or content_type.partition(b";")[0].strip().lower() not in _XML_TYPES:
+        is_xml = self._types_seen.get(content_type)
+        if is_xml is None:
+            is_xml = _remember(self._types_seen, content_type, _is_xml(content_type))
+        if not is_xml:
             return _NOT_XML
         body = request.body
         authentication = self.authentication
@@ -206,6 +217,17 @@ class Routes:
         assert self.authentication is not None
         self.authentication.refuse("the XML-RPC listener", who_is(caller), username, why)
         return _UNAUTHORIZED
+
+
+def _remember(seen: dict[Any, bool], key: Any, decision: bool) -> bool:
+    if len(seen) >= 64:
+        seen.clear()
+    seen[key] = decision
+    return decision
+
+
+def _is_xml(content_type: bytes | None) -> bool:
+    return content_type is not None and content_type.partition(b";")[0].strip().lower() in _XML_TYPES
 
 
 def _xml(answer: bytes | Deferred[bytes]) -> Response | Deferred[Response]:

@@ -57,11 +57,11 @@ from satellites import Satellite, make_server
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40000)
 HOST_ID = "1234@127.0.0.1:2004"
-STATUSES = {200, 400, 404, 405, 408, 411, 413, 414, 415, 431, 501, 503, 505}
+STATUSES = {200, 400, 403, 404, 405, 408, 411, 413, 414, 415, 417, 429, 431, 501, 503, 505}
 FAULT_CODES = {
     faults.PARSE_ERROR, faults.INVALID_REQUEST, faults.METHOD_NOT_FOUND, faults.INVALID_PARAMS,
     faults.INTERNAL_ERROR, faults.APPLICATION_ERROR, faults.HOST_ID_MISMATCH,
-    faults.NODE_UNREACHABLE, faults.CALL_TIMEOUT,
+    faults.NODE_UNREACHABLE, faults.CALL_TIMEOUT, faults.RESPONSE_TOO_LARGE,
 }
 
 
@@ -174,8 +174,8 @@ class XMLRPCTarget:
             raise Failed(f"no normal answer after {pieces!r}: {answers!r}")
 
 
-def request(body: bytes, head: bytes = b"POST /RPC2 HTTP/1.1\r\nHost: x\r\n") -> bytes:
-    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+def request(body: bytes, head: bytes = b"POST /RPC2 HTTP/1.1\r\nHost: 10.0.0.1\r\n") -> bytes:
+    return head + b"Content-Type: text/xml\r\nContent-Length: %d\r\n\r\n" % len(body) + body
 
 
 def mutate(data: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
@@ -212,10 +212,15 @@ CALLS = st.one_of(
     ),
 )
 HEADS = st.sampled_from([
-    b"POST /RPC2 HTTP/1.1\r\nHost: x\r\n", b"POST / HTTP/1.0\r\n", b"GET / HTTP/1.1\r\n",
-    b"POST /RPC2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n", b"POST /other HTTP/1.1\r\n",
-    b"POST /RPC2 HTTP/1.1\r\nExpect: 100-continue\r\n", b"PUT /RPC2 HTTP/1.1\r\n",
-    b"POST /RPC2 HTTP/1.1\r\nConnection: close\r\n",
+    b"POST /RPC2 HTTP/1.1\r\nHost: 10.0.0.1\r\n", b"POST / HTTP/1.0\r\n",
+    b"GET / HTTP/1.1\r\nHost: 10.0.0.1\r\n",
+    b"POST /RPC2 HTTP/1.1\r\nHost: 10.0.0.1\r\nTransfer-Encoding: chunked\r\n",
+    b"POST /other HTTP/1.1\r\nHost: 10.0.0.1\r\n",
+    b"POST /RPC2 HTTP/1.1\r\nHost: 10.0.0.1\r\nExpect: 100-continue\r\n",
+    b"PUT /RPC2 HTTP/1.1\r\nHost: 10.0.0.1\r\n",
+    b"POST /RPC2 HTTP/1.1\r\nHost: 10.0.0.1\r\nConnection: close\r\n",
+    b"POST /RPC2 HTTP/1.1\r\nHost: evil.example\r\n",
+    b"POST /RPC2 HTTP/1.1\r\nHost: 10.0.0.1\r\nOrigin: http://e.x\r\n",
 ])
 
 

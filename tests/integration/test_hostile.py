@@ -90,6 +90,16 @@ def post(body: bytes, path: bytes = b"/RPC2") -> bytes:
     )
 
 
+def smuggled(separator: bytes) -> bytes:
+    """A head framed by Content-Length here and as chunked by other parsers, hiding a second call."""
+    hidden = post(call(b"ham.spam.call_me", b"<string>SMUGGLED</string>"))
+    return (
+        b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\nContent-Length: 4\r\n"
+        b"X-Pad: y" + separator
+        + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(hidden), hidden)
+    )
+
+
 def call(name: bytes, *params: bytes) -> bytes:
     """A methodCall of ``name`` whose params are the given ``<value>`` contents."""
     block = b"".join(b"<param><value>%s</value></param>" % p for p in params)
@@ -211,8 +221,9 @@ HTTP_CASES: dict[str, tuple[bytes, str]] = {
     ),
     "GET instead of POST": (b"GET /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", "405"),
     "PUT instead of POST": (
-        b"PUT / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", "501",
+        b"PUT / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", "405",
     ),
+    "GET of another path": (b"GET /admin HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", "404"),
     "POST to another path": (post(call(b"system.listMethods"), b"/admin"), "404"),
     "malformed Content-Length": (
         b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\nConnection: close\r\n\r\n", "400",
@@ -220,7 +231,66 @@ HTTP_CASES: dict[str, tuple[bytes, str]] = {
     "head over 16 KiB in one read": (
         b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Padding: %s\r\n" % (b"p" * 60) * 300
         + b"Content-Length: 0\r\nConnection: close\r\n\r\n",
-        "400",
+        "431",
+    ),
+    "600 header lines": (
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X: y\r\n" * 600 + b"Content-Length: 0\r\n\r\n", "431",
+    ),
+    "smuggling: bare LF before Transfer-Encoding": (
+        smuggled(b"\n"), "400",
+    ),
+    "smuggling: bare CR before Transfer-Encoding": (
+        smuggled(b"\r"), "400",
+    ),
+    "Content-Length with Transfer-Encoding": (
+        b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\n", "400",
+    ),
+    "two differing Content-Lengths": (
+        b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", "400",
+    ),
+    "obs-fold continuation line": (
+        b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: b\r\n c\r\nContent-Length: 0\r\n\r\n", "400",
+    ),
+    "NUL in a header": (
+        b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nX: a\x00b\r\nContent-Length: 0\r\n\r\n", "400",
+    ),
+    "control byte in a header": (
+        b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nX: a\x01b\r\nContent-Length: 0\r\n\r\n", "400",
+    ),
+    "no Host in HTTP/1.1": (b"POST /RPC2 HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "400"),
+    "two Host headers": (
+        b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n", "400",
+    ),
+    "HTTP/2.0 request line": (b"POST /RPC2 HTTP/2.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n", "505"),
+    "transfer coding other than chunked": (
+        b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "501",
+    ),
+    "Expect other than 100-continue": (
+        b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: x\r\nContent-Length: 0\r\n\r\n", "417",
+    ),
+    "absolute-form target": (
+        b"POST http://127.0.0.1/RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n", "400",
+    ),
+    "empty line before the request line": (b"\r\n" + post(call(b"system.listMethods")), "400"),
+    "two spaces in the request line": (
+        b"POST  /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n", "400",
+    ),
+    "text/plain body (a browser form)": (
+        post(call(b"ham.spam.call_me", b"<string>csrf</string>")).replace(b"text/xml", b"text/plain"), "415",
+    ),
+    "form-urlencoded body": (
+        post(call(b"ham.spam.call_me", b"<string>csrf</string>")).replace(
+            b"text/xml", b"application/x-www-form-urlencoded"
+        ), "415",
+    ),
+    "Origin of another site": (
+        post(call(b"ham.spam.call_me", b"<string>csrf</string>")).replace(
+            b"Host: 127.0.0.1\r\n", b"Host: 127.0.0.1\r\nOrigin: http://evil.example\r\n"
+        ), "403",
+    ),
+    "Host of another name (DNS rebinding)": (
+        post(call(b"system.listMethods")).replace(b"Host: 127.0.0.1", b"Host: evil.example:2004"), "403",
     ),
     "garbage request line": (b"\x00\xff\x10 what\r\n\r\n", "400"),
     "slow headers": (b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le", "408"),

@@ -210,6 +210,27 @@ def test_watch_stops_after_its_seconds():
     assert client.timeout == 2 + _client.WATCH_MARGIN
 
 
+def test_watch_pauses_after_an_early_empty_answer():
+    """A node that answers at once with nothing (its watchers are full) is polled again after a pause."""
+    clock = [0.0]
+    slept: list[float] = []
+
+    class Busy(FakeClient):
+        def call(self, method: str, *params: Any) -> Any:
+            self.calls.append((method, *params))
+            return {"messages": [], "next": params[0], "missed": 0}
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    client = Busy([], clock)
+    watch(client, io.StringIO(), io.StringIO(), seconds=3.5, timer=lambda: clock[0], poll=5,  # type: ignore[arg-type]
+          sleep=sleep)
+    assert slept == [1.0, 1.0, 1.0, 0.5]
+    assert len(client.calls) == 4
+
+
 def test_watch_sends_big_cursors_as_strings():
     """A cursor beyond 32 bits goes as its decimal string, which any XML-RPC library can send."""
     clock = [0.0]
