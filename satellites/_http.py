@@ -214,13 +214,8 @@ class HTTPChannel(Protocol):
             self._frame(data)
         except Refused as refused:
             self._refuse(refused)
-        except HttpParserUpgrade:
-            # The request asked to switch protocols: it is answered in
-            # HTTP, and nothing after it is read.
-            self._phase = _DONE
-            last = self._waiting[-1] if self._waiting else None
-            if isinstance(last, Request):
-                last.keep_alive = False
+        except HttpParserUpgrade:  # pragma: no cover - refused at its headers
+            self._refuse(Refused(b"400 Bad Request", "Upgrade is refused."))
         except HttpParserError as e:
             cause = e.__context__
             if isinstance(cause, Refused):
@@ -368,6 +363,11 @@ class HTTPChannel(Protocol):
         if len(self._line) != len(request.method) + len(self._url) + 12:
             # llhttp takes more than one space between the parts; RFC 9112 does not.
             raise Refused(b"400 Bad Request", "Malformed request line: one space between its three parts.")
+        if parser.should_upgrade():
+            # llhttp would stop framing here, leaving the body unread.
+            if request.method == b"CONNECT":
+                raise Refused(b"405 Method Not Allowed", "CONNECT is not served here.")
+            raise Refused(b"400 Bad Request", "No protocol but HTTP/1.1 is spoken here: Upgrade is refused.")
         request.keep_alive = parser.should_keep_alive()
         if request._transfer is not None:
             if request._transfer.strip().lower() != b"chunked":

@@ -332,15 +332,18 @@ def test_nothing_after_a_chunked_request_is_run(factory: Any) -> None:
     assert parse_response(answer) == 5 and headers[b"connection"] == b"close"
 
 
-def test_an_upgrade_is_answered_in_http_and_nothing_after_it_is_read(factory: Any) -> None:
-    """A request asking to switch protocols gets an HTTP answer; what follows it is not a request."""
+@pytest.mark.parametrize(("head", "status"), [
+    (b"GET /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", 400),
+    (b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: upgrade\r\nUpgrade: x\r\nContent-Length: 4\r\n\r\n"
+     b"abcd", 400),
+    (b"CONNECT /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\n\r\nabcd", 405),
+], ids=["websocket", "upgrade-with-body", "connect"])
+def test_a_protocol_switch_is_refused_and_nothing_after_it_is_read(factory: Any, head: bytes, status: int) -> None:
+    """Upgrade and CONNECT (whose bodies llhttp would leave unread) are refused; what follows is not a request."""
     connection = Connection(factory)
-    connection.send(
-        b"GET /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
-        + call("caller")
-    )
-    ((status, headers, _),) = connection.responses()
-    assert status == 405 and headers[b"connection"] == b"close"
+    connection.send(head + call("caller"))
+    ((got, headers, _),) = connection.responses()
+    assert got == status and headers[b"connection"] == b"close"
 
 
 def test_too_many_unanswered_requests_stop_reading(factory: Any, pending: list[Deferred[Any]]) -> None:
