@@ -252,7 +252,8 @@ def test_an_origin_not_allowed_is_refused(reactor: MemoryReactorClock, pending: 
     (b"evil.example", ("sat1.example",), 403),
     (b"evil.example", ("*",), 200),
 ], ids=[
-    "rebound", "own", "own-no-port", "localhost", "localhost-caps", "other-ip", "allowed", "not-allowed", "any",
+    "rebound", "own", "own-no-port", "localhost", "localhost-caps", "other-ip", "allowed", "not-allowed",
+    "any",
 ])
 def test_the_host_must_name_the_listener(
     reactor: MemoryReactorClock, pending: list[Deferred[Any]], host: bytes, allowed_hosts: tuple[str, ...],
