@@ -33,7 +33,7 @@ from typing import Protocol as TypingProtocol
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -63,6 +63,9 @@ MAX_HEADERS = 100
 
 MAX_PIPELINED = 16
 """Requests of one connection framed and not yet answered, at most: past that it is not read."""
+
+WRITE_CHUNK = 64 * 1024
+"""A longer answer is written this much at a time, each piece once the client took the one before."""
 
 _log = Logger(namespace="co2.http")
 
@@ -152,12 +155,14 @@ class Responding(TypingProtocol):
 class _Slot:
     """The place of one answer in the connection's order."""
 
-    __slots__ = ("close", "data", "head_only")
+    __slots__ = ("close", "data", "head_only", "pending", "sent")
 
     def __init__(self, close: bool, head_only: bool) -> None:
         self.close = close
         self.head_only = head_only
         self.data: bytes | None = None
+        self.sent = 0
+        self.pending: Deferred[Response] | None = None
 
 
 class HTTPChannel(Protocol):
@@ -233,7 +238,11 @@ class HTTPChannel(Protocol):
             self._counted = False
             self.server.admission.release()
         self._waiting.clear()
-        self._answers.clear()
+        answers, self._answers = self._answers, deque()
+        for slot in answers:
+            # A call whose client has gone is not worth finishing.
+            if slot.pending is not None and not slot.pending.called:
+                slot.pending.cancel()
 
     # Flow control: the transport tells its producer when its buffer is full.
 
@@ -436,8 +445,9 @@ class HTTPChannel(Protocol):
         self._answers.append(slot)
         answer = self.server.responding.answer(item, self)
         if isinstance(answer, Deferred):
+            slot.pending = answer
             answer.addCallback(self._ready, slot)
-            answer.addErrback(lambda failure: _log.failure("answering a request", failure))
+            answer.addErrback(_unless_cancelled)
         else:
             self._ready(answer, slot)
 
@@ -463,9 +473,20 @@ class HTTPChannel(Protocol):
             return False
         answers = self._answers
         while answers and answers[0].data is not None:
-            slot = answers.popleft()
-            assert slot.data is not None
-            transport.write(slot.data)
+            slot = answers[0]
+            data = slot.data
+            assert data is not None
+            if len(data) - slot.sent > WRITE_CHUNK:
+                # A piece at a time: the transport pauses the channel when
+                # its buffer is full and resumes it once the client took it.
+                if self._blocked_since is not None:
+                    return True
+                transport.write(data[slot.sent:slot.sent + WRITE_CHUNK])
+                slot.sent += WRITE_CHUNK
+                continue
+            transport.write(data[slot.sent:] if slot.sent else data)
+            answers.popleft()
+            self._last = self._now = self.server.reactor.seconds()
             if slot.close:
                 self._close()
                 return False
@@ -530,6 +551,11 @@ class HTTPChannel(Protocol):
             return
         # Answers are on their way; their calls have timeouts of their own.
         self._arm(now + server.idle_timeout)
+
+
+def _unless_cancelled(failure: Failure) -> None:
+    if not failure.check(CancelledError):
+        _log.failure("answering a request", failure)
 
 
 class _Ignored(Exception):

@@ -9,7 +9,7 @@ from typing import Any
 from xmlrpc.client import Fault
 
 from twisted.cred.error import LoginFailed
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.guard import BasicCredentialFactory
@@ -116,6 +116,9 @@ class Responder:
         return answer
 
     def _failure_response(self, failure: Failure, name: str) -> bytes:
+        if failure.check(CancelledError):
+            # The client left; no one reads this answer.
+            return dump_fault(faults.INTERNAL_ERROR, f"{name}: cancelled, the client has gone")
         if isinstance(failure.value, Fault):
             self.calls.answered(name, _code_of(failure.value))
             return _fault_response(failure.value)

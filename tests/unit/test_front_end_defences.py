@@ -281,3 +281,77 @@ def test_the_listener_address_is_what_the_host_is_checked_against() -> None:
     connection = Connection(server(MemoryReactorClock(), []))
     assert connection.protocol.local_host == HOST.host
     assert connection.protocol.caller == (PEER.host, PEER.port)
+
+
+class PausingTransport:
+    """
+    What Twisted's TCP transport does with its producer: pause it once more than 64 KiB wait unsent,
+    resume it only when all of it was sent.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.unsent = 0
+        transport = connection.transport
+        self.write = transport.write
+
+        def write(data: bytes) -> None:
+            self.write(data)
+            self.unsent += len(data)
+            if self.unsent > 64 * 1024 and transport.producer is not None:
+                transport.producer.pauseProducing()
+
+        transport.write = write  # type: ignore[method-assign]
+
+    def take(self, size: int) -> None:
+        """The client read ``size`` bytes; once nothing is left unsent, the transport resumes its producer."""
+        if self.unsent == 0:
+            return
+        self.unsent = max(0, self.unsent - size)
+        producer = self.connection.transport.producer
+        if self.unsent == 0 and producer is not None:
+            producer.resumeProducing()
+
+
+def test_a_client_reading_a_big_answer_steadily_gets_all_of_it(
+    reactor: MemoryReactorClock, pending: list[Deferred[Any]]
+) -> None:
+    """
+    A large answer goes out a piece at a time, so a client reading steadily (100 KiB each 0.5 s here) is never
+    taken for stuck; written whole, it would wait 5 s for the buffer to empty and be aborted at 2 s.
+    """
+    connection = Connection(server(reactor, pending, idle_timeout=2, max_response_size=None))
+    link = PausingTransport(connection)
+    connection.send(call("big", 1_000_000))
+    for _ in range(16):  # 8 s: about ten times idle_timeout
+        reactor.advance(0.5)
+        link.take(100 * 1024)
+    assert link.unsent == 0 and not connection.transport.disconnected
+    assert values(connection) == ["x" * 1_000_000]
+
+
+def test_idle_time_counts_from_the_last_answer(
+    reactor: MemoryReactorClock, pending: list[Deferred[Any]]
+) -> None:
+    """A connection whose slow answer was written at t is idle from t, not from when its request was read."""
+    connection = Connection(server(reactor, pending, idle_timeout=4))
+    connection.send(call("later"))
+    reactor.advance(3)
+    pending[0].callback("slow")
+    reactor.advance(2)
+    assert not connection.transport.disconnecting
+    connection.send(call("add", 1, 1))
+    assert values(connection) == ["slow", 2]
+    reactor.advance(4)
+    assert connection.transport.disconnecting
+
+
+def test_a_call_whose_client_left_is_cancelled(
+    reactor: MemoryReactorClock, pending: list[Deferred[Any]]
+) -> None:
+    """When the connection is lost, the calls it still waits for are cancelled, quietly."""
+    connection = Connection(server(reactor, pending))
+    connection.send(call("later") + call("later"))
+    connection.protocol.connectionLost(None)
+    assert all(d.called for d in pending)
+    assert connection.transport.value() == b""

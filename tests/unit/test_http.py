@@ -334,12 +334,14 @@ def test_nothing_after_a_chunked_request_is_run(factory: Any) -> None:
 
 @pytest.mark.parametrize(("head", "status"), [
     (b"GET /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", 400),
-    (b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: upgrade\r\nUpgrade: x\r\nContent-Length: 4\r\n\r\n"
-     b"abcd", 400),
+    (b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: upgrade\r\nUpgrade: x\r\n"
+     b"Content-Length: 4\r\n\r\nabcd", 400),
     (b"CONNECT /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\n\r\nabcd", 405),
 ], ids=["websocket", "upgrade-with-body", "connect"])
-def test_a_protocol_switch_is_refused_and_nothing_after_it_is_read(factory: Any, head: bytes, status: int) -> None:
-    """Upgrade and CONNECT (whose bodies llhttp would leave unread) are refused; what follows is not a request."""
+def test_a_protocol_switch_is_refused_and_nothing_after_it_is_read(
+    factory: Any, head: bytes, status: int
+) -> None:
+    """Upgrade and CONNECT (bodies llhttp would leave unread) are refused; nothing after is a request."""
     connection = Connection(factory)
     connection.send(head + call("caller"))
     ((got, headers, _),) = connection.responses()
