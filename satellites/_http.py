@@ -28,8 +28,7 @@ answers, the flow of bytes and the time:
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, NamedTuple
-from typing import Protocol as TypingProtocol
+from typing import Any
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -42,6 +41,7 @@ from twisted.web.http import datetimeToString
 from zope.interface import implementer
 
 from co2._admission import Admission
+from satellites._exchange import NOTED, Refused, Request, Responding, Response
 
 __all__ = [
     "MAX_HEAD",
@@ -73,83 +73,6 @@ _END_OF_HEAD = b"\r\n\r\n"
 
 # The framing of the request under way.
 _IDLE, _HEAD, _BODY, _CHUNKED, _DONE = range(5)
-
-
-class Response(NamedTuple):
-    """What a router answers: a status line's code and reason, header lines (each ending in CRLF), a body."""
-
-    status: bytes
-    headers: bytes
-    body: bytes
-    close: bool = False
-
-
-class Refused(Exception):
-    """A request refused while it is framed: answered with ``status`` and ``text``, then closed."""
-
-    def __init__(self, status: bytes, text: str) -> None:
-        super().__init__(text)
-        self.response = plain(status, text, close=True)
-
-
-def plain(status: bytes, text: str, headers: bytes = b"", close: bool = False) -> Response:
-    """A ``text/plain`` response saying ``text``."""
-    return Response(
-        status,
-        b"Content-Type: text/plain; charset=utf-8\r\n" + _PAGE_HEADERS + headers,
-        text.encode() + b"\n",
-        close,
-    )
-
-
-_PAGE_HEADERS = (
-    b"X-Content-Type-Options: nosniff\r\n"
-    b"Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'\r\n"
-)
-
-
-class Request:
-    """
-    One request as framed: what routers read of it.  The class holds the
-    defaults, so that a request costs only what it was given.
-    """
-
-    method = b""
-    target = b""
-    version = b""
-    host: bytes | None = None
-    origin: bytes | None = None
-    content_type: bytes | None = None
-    authorization: bytes | None = None
-    expect: bytes | None = None
-    keep_alive = True
-    body = b""
-    _length: bytes | None = None
-    _transfer: bytes | None = None
-
-    @property
-    def path(self) -> bytes:
-        """The target without its query."""
-        return self.target.partition(b"?")[0]
-
-
-# The header lines a request is read for; each may appear once.
-_NOTED = {
-    b"host": "host",
-    b"origin": "origin",
-    b"content-type": "content_type",
-    b"authorization": "authorization",
-    b"expect": "expect",
-    b"content-length": "_length",
-    b"transfer-encoding": "_transfer",
-}
-
-
-class Responding(TypingProtocol):
-    """What answers the requests a channel frames (a :class:`satellites._routes.Routes`)."""
-
-    def answer(self, request: Request, channel: HTTPChannel) -> Response | Deferred[Response]:
-        """The response to ``request``, now or later (a Deferred that never fails)."""
 
 
 class _Slot:
@@ -349,7 +272,7 @@ class HTTPChannel(Protocol):
         self._headers += 1
         if self._headers > MAX_HEADERS:
             raise Refused(b"431 Request Header Fields Too Large", f"More than {MAX_HEADERS} header lines.")
-        noted = _NOTED.get(name.lower())
+        noted = NOTED.get(name.lower())
         if noted is not None:
             request = self._request
             if getattr(request, noted) is not None:

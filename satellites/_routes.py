@@ -34,14 +34,8 @@ from co2._admission import Admission
 from co2._auth import Authentication, login_failure_reason, login_source
 from co2._xmlrpc import DEFAULT_MAX_DEPTH
 from satellites._dispatch import Caller, Dispatcher
-from satellites._http import (
-    _PAGE_HEADERS,
-    HTTPChannel,
-    HTTPFactory,
-    Request,
-    Response,
-    plain,
-)
+from satellites._exchange import PAGE_HEADERS, Request, Response, plain
+from satellites._http import HTTPChannel, HTTPFactory
 from satellites._metrics import MetricsPage, node_registry
 from satellites._responder import (
     REALM,
@@ -83,7 +77,7 @@ _NOT_FOUND = plain(b"404 Not Found", "Nothing here: XML-RPC is POST / or /RPC2."
 _UNAUTHORIZED = Response(
     b"401 Unauthorized",
     b'WWW-Authenticate: Basic realm="%s"\r\nContent-Type: text/plain; charset=utf-8\r\n%s'
-    % (REALM, _PAGE_HEADERS),
+    % (REALM, PAGE_HEADERS),
     UNAUTHORIZED_TEXT,
 )
 _THROTTLED = plain(
@@ -243,7 +237,7 @@ def _xml_response(body: bytes) -> Response:
 def _rendered(page: Page) -> Response:
     return Response(
         b"200 OK",
-        b"Content-Type: %s\r\nCache-Control: no-store\r\n%s" % (page.content_type, _PAGE_HEADERS),
+        b"Content-Type: %s\r\nCache-Control: no-store\r\n%s" % (page.content_type, PAGE_HEADERS),
         page.render(),
     )
 
