@@ -340,6 +340,10 @@ def _allowed_hosts(key: str, value: object) -> tuple[str, ...]:
     for name in value:
         if any(c in name for c in " /@:") and not name.startswith("["):
             raise ValueError(f"{name!r} is not a host name (give it without scheme, port or path)")
+        try:
+            name.encode("idna")
+        except UnicodeError:
+            raise ValueError(f"{name!r} is not a host name") from None
     return tuple(name.lower() for name in value)
 
 

@@ -71,6 +71,8 @@ _log = Logger(namespace="co2.http")
 
 _END_OF_HEAD = b"\r\n\r\n"
 
+_NEVER = float("inf")
+
 # The framing of the request under way.
 _IDLE, _HEAD, _BODY, _CHUNKED, _DONE = range(5)
 
@@ -97,9 +99,13 @@ class HTTPChannel(Protocol):
         """The client's ``(ip, port)``; None for a UNIX socket."""
         self.local_host: str | None = None
         """The address the client reached, as a ``Host`` header names it; None for a UNIX socket."""
+        self.host_allowed: bytes | None = b""
+        """The last ``Host`` header the router allowed on this connection."""
         self._parser = HttpRequestParser(self)
+        self._seconds = server.reactor.seconds
         self._phase = _IDLE
         self._request = Request()
+        self._noted: dict[str, bytes] = {}
         self._url = b""
         self._headers = 0
         self._size = 0
@@ -119,6 +125,7 @@ class HTTPChannel(Protocol):
         self._now = 0.0
         self._last = 0.0
         self._timer: IDelayedCall | None = None
+        self._deadline = _NEVER
         self._counted = False
 
     # Connection events
@@ -137,7 +144,7 @@ class HTTPChannel(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self._phase == _DONE:
             return
-        self._now = self._last = self.server.reactor.seconds()
+        self._now = self._last = self._seconds()
         try:
             self._frame(data)
         except Refused as refused:
@@ -157,6 +164,7 @@ class HTTPChannel(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        self._deadline = _NEVER
         if self._counted:
             self._counted = False
             self.server.admission.release()
@@ -176,7 +184,7 @@ class HTTPChannel(Protocol):
 
     def resumeProducing(self) -> None:
         self._blocked_since = None
-        self._last = self.server.reactor.seconds()
+        self._last = self._now = self.server.reactor.seconds()
         self._advance()
 
     def stopProducing(self) -> None:
@@ -229,11 +237,22 @@ class HTTPChannel(Protocol):
             if data[at] in b"\r\n":
                 raise Refused(b"400 Bad Request", "An empty line stands before the request line.")
             self._phase = _HEAD
+            self._started = now = self._now
+            deadline = now + self.server.request_timeout
+            if deadline < self._deadline:
+                self._arm(deadline)
+            found = data.find(_END_OF_HEAD, at)
+            if found >= 0 and found + 4 - at <= MAX_HEAD:
+                # The whole head is in this read, as it nearly always is.
+                stop = found + 4
+                self._line = data[at:data.find(b"\n", at, stop) + 1]
+                self._head_size = stop - at
+                self._tail = b""
+                self._parser.feed_data(view[at:stop])
+                return stop
             self._head_size = 0
             self._tail = b""
             self._line = b""
-            self._started = self._now
-            self._arm(self._now + self.server.request_timeout)
         stop = -1
         if self._tail:
             # The empty line may begin in an earlier read.
@@ -257,15 +276,12 @@ class HTTPChannel(Protocol):
 
     # llhttp's callbacks
 
-    def on_message_begin(self) -> None:
-        if self._phase == _DONE:
-            raise _Ignored()
-        self._request = Request()
-        self._url = b""
-        self._headers = 0
-        self._size = 0
+    # A request's state starts afresh when the one before is complete (no
+    # on_message_begin: one call less per request).
 
     def on_url(self, url: bytes) -> None:
+        if self._phase == _DONE:
+            raise _Ignored()
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -274,13 +290,13 @@ class HTTPChannel(Protocol):
             raise Refused(b"431 Request Header Fields Too Large", f"More than {MAX_HEADERS} header lines.")
         noted = NOTED.get(name.lower())
         if noted is not None:
-            request = self._request
-            if getattr(request, noted) is not None:
+            if noted in self._noted:
                 raise Refused(b"400 Bad Request", f"More than one {name.decode('latin-1')} header.")
-            setattr(request, noted, value)
+            self._noted[noted] = value
 
     def on_headers_complete(self) -> None:
-        request = self._request
+        self._request = request = Request()
+        request.__dict__ = self._noted  # the header lines it was read for
         parser = self._parser
         request.method = parser.get_method()
         request.target = self._url
@@ -333,6 +349,9 @@ class HTTPChannel(Protocol):
         self._started = None
         self._phase = _IDLE if request.keep_alive else _DONE
         self._waiting.append(request)
+        self._noted = {}
+        self._url = b""
+        self._headers = self._size = 0
 
     # Answers, in the order of their requests
 
@@ -378,11 +397,13 @@ class HTTPChannel(Protocol):
         status, headers, body, close = response
         if close:
             slot.close = True
+        if slot.pending is not None:
+            self._now = self.server.reactor.seconds()  # the answer came later
         slot.data = b"HTTP/1.1 %s\r\n%sContent-Length: %d\r\n%s%s\r\n%s" % (
             status,
             headers,
             len(body),
-            self.server.date_header(),
+            self.server.date_header(self._now),
             b"Connection: close\r\n" if slot.close else b"",
             b"" if slot.head_only else body,
         )
@@ -409,7 +430,7 @@ class HTTPChannel(Protocol):
                 continue
             transport.write(data[slot.sent:] if slot.sent else data)
             answers.popleft()
-            self._last = self._now = self.server.reactor.seconds()
+            self._last = self._now
             if slot.close:
                 self._close()
                 return False
@@ -430,17 +451,19 @@ class HTTPChannel(Protocol):
     # Time: one timer a connection, set for the nearest deadline.
 
     def _arm(self, deadline: float) -> None:
+        if self._deadline <= deadline:
+            return  # the timer is set for then or sooner
         timer = self._timer
         if timer is not None and timer.active():
-            if timer.getTime() <= deadline:
-                return
             timer.cancel()
+        self._deadline = deadline
         self._timer = self.server.reactor.callLater(
             max(0.0, deadline - self.server.reactor.seconds()), self._check_time
         )
 
     def _check_time(self) -> None:
         self._timer = None
+        self._deadline = _NEVER
         server = self.server
         now = server.reactor.seconds()
         transport = self._io()
@@ -533,9 +556,9 @@ class HTTPFactory(Factory):
         channel._counted = True
         return channel
 
-    def date_header(self) -> bytes:
-        """The ``Date`` header line for now; formatted once a second."""
-        second = int(self.reactor.seconds())
+    def date_header(self, now: float) -> bytes:
+        """The ``Date`` header line for ``now``; formatted once a second."""
+        second = int(now)
         if second != self._second:
             self._second = second
             self._date = b"Date: " + datetimeToString(second) + b"\r\n"

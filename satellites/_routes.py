@@ -104,22 +104,20 @@ class Routes:
         self.pages = dict(pages or {})
         hosts = {host.lower() for host in allowed_hosts}
         self.any_host = "*" in hosts
-        self.hosts = {host.encode("idna") if host.isascii() else host.encode() for host in hosts}
+        self.hosts = {host.encode("idna") for host in hosts}
         self.origins = {origin.lower().encode() for origin in allowed_origins}
-        # What the Host and Content-Type headers seen lately decided: nearly
-        # every request repeats the one before.
-        self._hosts_seen: dict[tuple[bytes | None, str], bool] = {}
+        # What the Content-Type headers seen lately decided: nearly every
+        # request repeats the one before.
         self._types_seen: dict[bytes | None, bool] = {}
 
     def answer(self, request: Request, channel: HTTPChannel) -> Response | Deferred[Response]:
         """The response to ``request``, which came on ``channel``."""
-        if channel.local_host is not None and not self.any_host:
-            key = (request.host, channel.local_host)
-            host_ok = self._hosts_seen.get(key)
-            if host_ok is None:
-                host_ok = _remember(self._hosts_seen, key, self._host_allowed(*key))
-            if not host_ok:
+        local = channel.local_host
+        if local is not None and not self.any_host and request.host != channel.host_allowed:
+            # Decided once per connection for the Host it keeps sending.
+            if not self._host_allowed(request.host, local):
                 return _WRONG_HOST
+            channel.host_allowed = request.host
         if request.origin is not None and request.origin.lower() not in self.origins:
             return _WRONG_ORIGIN
         path = request.path

@@ -124,6 +124,13 @@ BAD = {
     "max_hops": ["0", "True"],
     "seen_limit": ["0", "None"],
     "forget_after": ["0", "-5"],
+    "max_response_size": ["0", "'32M'", "True"],
+    "allowed_hosts": [
+        "'sat1.example'", "['http://sat1.example']", "['sat1.example:2004']", "['a..b']", "[1]", "['']",
+    ],
+    "allowed_origins": [
+        "'https://a.example'", "['a.example']", "['https://a.example/path']", "['ftp://a']", "[None]",
+    ],
 }
 
 
@@ -138,6 +145,18 @@ def test_wrong_values_name_file_and_key(tmp_path, key, value):
     message = str(e.value)
     assert message.startswith(f"{path}: {key}: ")
     assert "\n" not in message
+
+
+def test_browser_settings_are_read(tmp_path):
+    """allowed_hosts and allowed_origins are kept lower case; max_response_size as given."""
+    config = load_config(write(tmp_path, (
+        "allowed_hosts = ['Sat1.Example', '[::1]', '*']\n"
+        "allowed_origins = ['https://Dash.Example:8443']\n"
+        "max_response_size = 1000\n"
+    )))
+    assert config.allowed_hosts == ("sat1.example", "[::1]", "*")
+    assert config.allowed_origins == ("https://dash.example:8443",)
+    assert config.max_response_size == 1000
 
 
 def test_missing_file(tmp_path):
