@@ -306,3 +306,26 @@ def test_a_checker_that_answers_later_holds_the_answer_in_order(calls: list[str]
     pending[0].callback("alice")
     assert [status for status, _, _ in connection.responses()] == [200, 401]
     assert calls == ["open.add"]
+
+
+def test_guessing_over_http_is_throttled_per_address(calls: list[str], logged: list[dict[str, Any]]) -> None:
+    """
+    After 10 wrong passwords within 10 s from one address, its logins get 429 unchecked, the right password
+    too, until the window ends (the listener used to let one connection try 27,600 passwords a second).
+    """
+    factory = server(calls, ["*"])
+    clock = factory.reactor
+    connection = Connection(factory)
+    for _ in range(10):
+        connection.send(call("open.add", 1, 2, extra=basic("alice", "guess")))
+    connection.send(call("open.add", 1, 2, extra=basic("alice", "guess")))
+    connection.send(call("open.add", 1, 2, extra=basic("alice", "secret")))
+    answers = connection.responses()
+    assert [status for status, _, _ in answers] == [401] * 10 + [429, 429]
+    assert answers[-1][1][b"retry-after"] == b"10"
+    assert calls == []
+    clock.advance(10)
+    connection.send(call("open.add", 1, 2, extra=basic("alice", "secret")))
+    assert [status for status, _, _ in connection.responses()] == [200]
+    assert len(warnings_about(logged, "refused")) == 5  # then one count for the other 7
+    assert [e["count"] for e in logged if "count" in e and e.get("where") == "the XML-RPC listener"] == [7]
