@@ -365,18 +365,56 @@ class HTTPChannel(Protocol):
             return
         self._advancing = True
         try:
+            answers = self._answers
+            waiting = self._waiting
             while True:
-                if not self._flush():
+                if (answers or self._closing_since is not None) and not self._flush():
                     return
-                full = len(self._answers) >= MAX_PIPELINED or self._blocked_since is not None
-                if not self._waiting or full:
+                if not waiting or len(answers) >= MAX_PIPELINED or self._blocked_since is not None:
                     break
-                self._start(self._waiting.popleft())
+                item = waiting.popleft()
+                if answers or type(item) is not Request:
+                    self._start(item)
+                    continue
+                # Nothing waits ahead of it: an answer ready now goes out now.
+                answer = self.server.responding.answer(item, self)
+                if type(answer) is not Response:
+                    self._start(item, answer)  # a Deferred
+                elif not self._write(answer, item):
+                    return
         finally:
             self._advancing = False
         self._pace()
 
-    def _start(self, item: Request | Response) -> None:
+    def _write(self, response: Response, request: Request) -> bool:
+        """Write the answer to ``request``, the first in line; False once closing."""
+        close = response.close or not request.keep_alive
+        data = self._encode(response, close, request.method == b"HEAD")
+        if len(data) > WRITE_CHUNK:
+            slot = _Slot(close, False)
+            slot.data = data
+            self._answers.append(slot)
+            return self._flush()
+        self._io().write(data)
+        self._last = self._now
+        if close:
+            self._close()
+            return False
+        return True
+
+    def _encode(self, response: Response, close: bool, head_only: bool) -> bytes:
+        status, headers, body, _ = response
+        return b"HTTP/1.1 %s\r\n%sContent-Length: %d\r\n%s%s\r\n%s" % (
+            status,
+            headers,
+            len(body),
+            self.server.date_header(self._now),
+            b"Connection: close\r\n" if close else b"",
+            b"" if head_only else body,
+        )
+
+    def _start(self, item: Request | Response, answer: Any = None) -> None:
+        # The answer takes its place in line (``answer``: already asked for).
         if type(item) is Response:
             slot = _Slot(True, False)
             self._answers.append(slot)
@@ -385,7 +423,8 @@ class HTTPChannel(Protocol):
         assert isinstance(item, Request)
         slot = _Slot(not item.keep_alive, item.method == b"HEAD")
         self._answers.append(slot)
-        answer = self.server.responding.answer(item, self)
+        if answer is None:
+            answer = self.server.responding.answer(item, self)
         if isinstance(answer, Deferred):
             slot.pending = answer
             answer.addCallback(self._ready, slot)
@@ -394,19 +433,11 @@ class HTTPChannel(Protocol):
             self._ready(answer, slot)
 
     def _ready(self, response: Response, slot: _Slot) -> None:
-        status, headers, body, close = response
-        if close:
+        if response.close:
             slot.close = True
         if slot.pending is not None:
             self._now = self.server.reactor.seconds()  # the answer came later
-        slot.data = b"HTTP/1.1 %s\r\n%sContent-Length: %d\r\n%s%s\r\n%s" % (
-            status,
-            headers,
-            len(body),
-            self.server.date_header(self._now),
-            b"Connection: close\r\n" if slot.close else b"",
-            b"" if slot.head_only else body,
-        )
+        slot.data = self._encode(response, slot.close, slot.head_only)
         if not self._advancing:
             self._advance()
 

@@ -17,7 +17,7 @@ from twisted.web.guard import BasicCredentialFactory
 from co2 import faults
 from co2._auth import Authentication
 from co2._xmlrpc import DEFAULT_MAX_DEPTH, XMLRPCParseError, dump_fault, dump_response, parse_call
-from satellites._dispatch import Caller, Dispatcher, Encoded, too_large
+from satellites._dispatch import Caller, Dispatcher, Encoded, is_deferred, too_large
 from satellites._metrics import UNREADABLE, CallStats
 
 __all__ = [
@@ -92,7 +92,7 @@ class Responder:
             _log.failure("unexpected failure calling {name}", name=name)
             calls.answered(name, faults.INTERNAL_ERROR)
             return dump_fault(faults.INTERNAL_ERROR, "internal error")
-        if isinstance(result, Deferred):
+        if is_deferred(result):
             return result.addCallbacks(
                 self._response, self._failure_response, callbackArgs=(name,), errbackArgs=(name,)
             )

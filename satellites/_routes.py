@@ -223,9 +223,9 @@ def _is_xml(content_type: bytes | None) -> bool:
 
 
 def _xml(answer: bytes | Deferred[bytes]) -> Response | Deferred[Response]:
-    if isinstance(answer, Deferred):
-        return answer.addCallback(_xml_response)
-    return Response(b"200 OK", _XML_HEADERS, answer)
+    if isinstance(answer, bytes):
+        return Response(b"200 OK", _XML_HEADERS, answer)
+    return answer.addCallback(_xml_response)
 
 
 def _xml_response(body: bytes) -> Response:

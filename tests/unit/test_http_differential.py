@@ -12,6 +12,7 @@ however they are split into reads.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import h11
@@ -172,8 +173,17 @@ def test_co2_refuses_what_h11_refuses_and_agrees_on_the_rest(data: bytes) -> Non
 @settings(max_examples=1000, deadline=None)
 @given(requests(), st.lists(st.integers(min_value=0, max_value=200), max_size=5))
 def test_the_framing_does_not_depend_on_how_bytes_arrive(data: bytes, cuts: list[int]) -> None:
-    """The same bytes split into other reads are framed the same and answered the same."""
-    assert co2_frames(data, cuts) == co2_frames(data)
+    """
+    The same bytes split into other reads are framed the same and answered with the same statuses (the
+    reason given for a refusal may name another of the request's faults).
+    """
+    split, whole = co2_frames(data, cuts), co2_frames(data)
+    assert split[0] == whole[0]
+    assert statuses(split[1]) == statuses(whole[1])
+
+
+def statuses(written: bytes) -> list[bytes]:
+    return re.findall(rb"^HTTP/1\.1 (\d{3}) ", written, re.MULTILINE)
 
 
 def test_the_shapes_of_the_findings_are_checked() -> None:
@@ -193,6 +203,6 @@ def test_an_empty_line_after_a_request_is_refused_however_the_reads_fall() -> No
         b"POST /RPC2 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nContent-Type: text/xml\r\n\r\n\r\n"
     )
     whole = co2_frames(data)
-    assert b"400 Bad Request" in whole[1]
+    assert statuses(whole[1]) == [b"200", b"400"]
     for cut in range(1, len(data)):
         assert co2_frames(data, [cut]) == whole
