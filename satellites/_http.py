@@ -108,7 +108,6 @@ class HTTPChannel(Protocol):
         self._noted: dict[str, bytes] = {}
         self._url = b""
         self._headers = 0
-        self._size = 0
         self._head_size = 0
         self._tail = b""
         self._line = b""
