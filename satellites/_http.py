@@ -99,8 +99,8 @@ class HTTPChannel(Protocol):
         """The client's ``(ip, port)``; None for a UNIX socket."""
         self.local_host: str | None = None
         """The address the client reached, as a ``Host`` header names it; None for a UNIX socket."""
-        self.host_allowed: bytes | None = b""
-        """The last ``Host`` header the router allowed on this connection."""
+        self.host_allowed: bytes | None = b"\x00"
+        """The last ``Host`` header the router allowed here (at first a value no request can have)."""
         self._parser = HttpRequestParser(self)
         self._seconds = server.reactor.seconds
         self._phase = _IDLE

@@ -355,3 +355,13 @@ def test_a_call_whose_client_left_is_cancelled(
     connection.protocol.connectionLost(None)
     assert all(d.called for d in pending)
     assert connection.transport.value() == b""
+
+
+def test_an_empty_host_is_checked_too(
+    reactor: MemoryReactorClock, pending: list[Deferred[Any]]
+) -> None:
+    """An empty Host header names no allowed host: 403, even as the first request of a connection."""
+    connection = Connection(server(reactor, pending))
+    connection.send(call("add", 1, 1).replace(b"Host: 127.0.0.1:2004", b"Host: "))
+    ((status, _, _),) = connection.responses()
+    assert status == 403
