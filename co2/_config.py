@@ -8,6 +8,7 @@ settings; relative paths in it are relative to its own directory.
 
 from __future__ import annotations
 
+import importlib.util
 import keyword
 import os
 import traceback
@@ -52,9 +53,12 @@ LOG_LEVELS = {
 
 def default_plugin_dir() -> str:
     """The directory of the ``plugin`` package shipped with co2."""
-    import plugin
-
-    return os.path.dirname(os.path.abspath(plugin.__file__))
+    # Found, not imported: co2 imports no other co2 package (see setup.cfg's
+    # import-linter contracts).
+    spec = importlib.util.find_spec("plugin")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the plugin package shipped with co2 is not installed", name="plugin")
+    return os.path.abspath(next(iter(spec.submodule_search_locations)))
 
 
 @dataclass(frozen=True)

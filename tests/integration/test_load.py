@@ -26,10 +26,11 @@ from typing import Any
 
 import pytest
 from conftest import BIN_DIR, Proc, ProcessStarter
+from doubles import RECORDER
 
 from co2._message import decode_message, encode_message
 from co2.protocol import PROTOCOL_VERSION, decode_batch, encode_batch, encode_envelope
-from co2.testing import RECORDER, write_package
+from co2.testing import write_package
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 CONNECTIONS = 500

@@ -9,12 +9,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from doubles import MemoryLink, MemoryNetwork
 from test_auth_throttle import Peer, co2_lines
 from twisted.python.failure import Failure
 
 from co2 import Config
 from co2.protocol import PROTOCOL_VERSION, Hello, NodeIdTaken
-from co2.testing import MemoryLink, MemoryNetwork, TestReactor
+from co2.testing import TestReactor
 from relay import Relay
 
 USERS = "memory:alice:pw-a:mallory:pw-m"

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from doubles import MemoryNetwork
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
@@ -29,7 +30,7 @@ from co2._auth import (
     login_source,
 )
 from co2.protocol import PROTOCOL_VERSION, Announce, Hello, Unauthorized
-from co2.testing import MemoryNetwork, TestReactor
+from co2.testing import TestReactor
 from relay import Relay
 
 XMLRPC = "the XML-RPC listener"

@@ -7,11 +7,12 @@ from typing import Any
 from xmlrpc.client import Fault
 
 import pytest
+from doubles import RECORDER
+from doubles import format_events as text_of
 
 from co2 import faults
 from co2._xmlrpc import parse_response
-from co2.testing import RECORDER, write_package
-from co2.testing import format_events as text_of
+from co2.testing import write_package
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from typing import Any
 from xmlrpc.client import Fault
 
 import pytest
+from doubles import format_events as text_of
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol
@@ -16,7 +17,6 @@ from twisted.python.failure import Failure
 
 from co2 import faults
 from co2._xmlrpc import dump_call, parse_response
-from co2.testing import format_events as text_of
 from co2.testing import write_package
 
 GOOD = """

@@ -6,9 +6,9 @@ import json
 import sys
 
 import pytest
+from doubles import format_events as text_of
 
 from co2 import Co2Plugin
-from co2.testing import format_events as text_of
 from co2.testing import write_package
 from satellites import find_packages
 

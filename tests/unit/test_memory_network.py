@@ -1,12 +1,13 @@
-"""co2.testing.MemoryNetwork: the in-memory network the routing tests run on."""
+"""MemoryNetwork (tests/doubles.py): the in-memory network the routing tests run on."""
 
 from __future__ import annotations
 
 import pytest
+from doubles import MemoryNetwork, NotSettled
 
 from co2 import Config
 from co2.protocol import Hello
-from co2.testing import MemoryNetwork, NotSettled, TestReactor
+from co2.testing import TestReactor
 from relay import Relay
 from relay._links import LinkProtocol
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from unittest import mock
 
+from doubles import format_events as text_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import relay._outbox
 from co2.testing import TestReactor
-from co2.testing import format_events as text_of
 from relay import Entry, Outbox, Router, SeenIds
 
 

@@ -6,10 +6,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from doubles import RECORDER
+
 from co2 import Config
 from co2._message import decode_message, encode_message
 from co2.protocol import Envelope
-from co2.testing import RECORDER, TestReactor, write_package
+from co2.testing import TestReactor, write_package
 from relay import Router, Spool
 from relay._router import REPLY_ROUNDS
 from satellites import Satellite

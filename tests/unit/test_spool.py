@@ -15,12 +15,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from doubles import format_events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from co2._message import decode_message
 from co2.protocol import decode_envelope
-from co2.testing import format_events
 from relay._spool import Spool, SpoolError, SpoolState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,12 +207,24 @@ def test_seen_oldest_first_and_bounded(tmp_path):
 
 def test_commit_and_close_are_cheap_and_idempotent(tmp_path):
     """commit() with nothing pending and a second close() do nothing."""
-    spool = Spool(str(tmp_path / "spool.db"))
+    path = str(tmp_path / "spool.db")
+    spool = Spool(path)
+    spool.mark_seen(["a"])
+    statements: list[str] = []
+    spool._db.set_trace_callback(statements.append)
     spool.commit()
+    assert statements[-1] == "COMMIT"
+    statements.clear()
     spool.commit()
+    assert statements == []  # nothing pending: not even a COMMIT
+    spool.mark_seen(["b"])
+    spool.close()  # commits what is pending
     spool.close()
-    spool.close()
     spool.commit()
+    assert spool._closed
+    again = Spool(path)
+    assert again.load().seen == ["a", "b"]
+    again.close()
 
 
 def test_error_for_a_directory(tmp_path):

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from doubles import RECORDER, MemoryNetwork
 
 from co2 import Config
-from co2.testing import RECORDER, MemoryNetwork, TestReactor, write_package
+from co2.testing import TestReactor, write_package
 from satellites import Satellite
 
 CALC = """

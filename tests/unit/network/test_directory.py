@@ -6,9 +6,10 @@ from typing import Any
 from xmlrpc.client import Fault
 
 import pytest
+from doubles import MemoryNetwork
 
 from co2 import faults
-from co2.testing import MemoryNetwork, MemoryXMLRPCClient
+from co2.testing import MemoryXMLRPCClient
 from satellites import make_server
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from doubles import format_events
 from twisted.internet.defer import Deferred
 from twisted.protocols import amp
 
 from co2.protocol import Deliver, Hello, NotIntroduced, Unauthorized, encode_batch
-from co2.testing import format_events
 
 
 def test_a_listener_with_auth_refuses_a_hello_without_credentials(network, make_satellite, logged) -> None:

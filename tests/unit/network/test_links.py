@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from doubles import MemoryNetwork
+from doubles import format_events as text_of
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
@@ -28,8 +30,6 @@ from co2.protocol import (
     encode_batch,
     encode_envelope,
 )
-from co2.testing import MemoryNetwork
-from co2.testing import format_events as text_of
 from relay import Entry, Relay
 from relay._classic import ClassicLink
 from relay._links import LinkProtocol, retry_policy

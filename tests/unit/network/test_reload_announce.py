@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from doubles import MemoryNetwork
+
 from co2 import Config
-from co2.testing import MemoryNetwork, TestReactor, write_package
+from co2.testing import TestReactor, write_package
 from satellites import Satellite
 
 V1 = "def x_one() -> int:\n    return 1\n"

@@ -7,11 +7,12 @@ import xmlrpc.client
 from collections import Counter
 from typing import Any
 
+from doubles import MemoryNetwork
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import xmlrpc_values
 
-from co2.testing import MemoryNetwork, TestReactor
+from co2.testing import TestReactor
 
 
 def got(satellite: Any) -> list[Any]:

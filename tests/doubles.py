@@ -1,77 +1,34 @@
 """
-In-memory doubles for testing co2 plugins and nodes: no socket, no global
-reactor, every result available synchronously.
+Test doubles of the project's own tests (plugin authors get theirs from
+``co2.testing``):
 
-- :class:`TestReactor` — a ``Clock`` whose thread pool runs work inline.
-- :class:`MemoryXMLRPCClient` — drives an HTTP ``Site`` through an
-  in-memory transport and decodes XML-RPC answers.
-- :func:`write_package` — writes a plugin package to a directory.
+- :data:`RECORDER` — a plugin module that keeps what it receives.
 - :func:`format_events` — captured log events as text.
 - :class:`MemoryNetwork` — nodes joined by in-memory AMP links that a
   test connects, cuts and runs until nothing moves.
-- :class:`PluginHarness` — one plugin package on an in-memory satellite,
-  for a plugin's own tests: call its methods, deliver messages, see what
-  it sends, move time, shut it down.
+
+It knows relay internals (``relay._links``), as the routing tests do.
 """
 
 from __future__ import annotations
 
 import itertools
-import textwrap
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IProtocol, IProtocolFactory
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IProtocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
-from co2._harness import HOST_ID, PEER_HOST_ID, PluginFailed, PluginHarness, Sent
 from co2._message import parse_host_id
-from co2._processes import (
-    AMP_LISTENING,
-    SERVING,
-    OutputReader,
-    end_process,
-    rss_bytes,
-    start_command,
-    timeout_proxy,
-)
-from co2._xmlrpc import dump_call, parse_response
+from co2.testing import TestReactor
 from relay._links import LinkProtocol, LinkServerFactory, Node, _PeerFactory, _prepare
 
-__all__ = [
-    "AMP_LISTENING",
-    "HOST_ID",
-    "PEER_HOST_ID",
-    "RECORDER",
-    "SERVING",
-    "HTTPResponse",
-    "InlineThreadPool",
-    "MemoryLink",
-    "MemoryNetwork",
-    "MemoryXMLRPCClient",
-    "NotSettled",
-    "OutputReader",
-    "PluginFailed",
-    "PluginHarness",
-    "Sent",
-    "TestReactor",
-    "end_process",
-    "format_events",
-    "rss_bytes",
-    "start_command",
-    "timeout_proxy",
-    "write_package",
-]
+__all__ = ["RECORDER", "MemoryLink", "MemoryNetwork", "NotSettled", "format_events"]
 
 
 RECORDER = """
@@ -95,24 +52,6 @@ receives in ``got`` and sends ``data`` when ``x_send(data)`` is called.
 """
 
 
-def write_package(
-    root: Path, name: str, modules: Mapping[str, str], init: str | None = None
-) -> Path:
-    """
-    Write a plugin package ``name`` under ``root``: one file per entry of
-    ``modules`` (module name to source, dedented) and an ``__init__.py``
-    (``init``, or a docstring and an ``__all__`` listing the modules).
-    """
-    package = Path(root) / name
-    package.mkdir(parents=True)
-    if init is None:
-        init = f'"""The {name} package."""\n__all__ = {list(modules)!r}\n'
-    (package / "__init__.py").write_text(textwrap.dedent(init))
-    for module, source in modules.items():
-        (package / f"{module}.py").write_text(textwrap.dedent(source))
-    return package
-
-
 def format_events(events: Iterable[dict[str, Any]]) -> str:
     """Log events (as ``twisted.logger`` emits them) as text, tracebacks included."""
     parts = []
@@ -121,175 +60,6 @@ def format_events(events: Iterable[dict[str, Any]]) -> str:
         if "log_failure" in event:
             parts.append(event["log_failure"].getTraceback())
     return "\n".join(parts)
-
-
-class InlineThreadPool:
-    """A thread pool that runs each piece of work at once, in the caller's thread."""
-
-    def callInThreadWithCallback(
-        self,
-        onResult: Callable[[bool, Any], None],
-        func: Callable[..., Any],
-        *args: Any,
-        **kwargs: Any,
-    ) -> None:
-        try:
-            result = func(*args, **kwargs)
-        except BaseException:
-            onResult(False, Failure())
-        else:
-            onResult(True, result)
-
-    def callInThread(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        self.callInThreadWithCallback(lambda ok, result: None, func, *args, **kwargs)
-
-
-class TestReactor(Clock):
-    """
-    A ``Clock`` that also runs "threaded" work inline: enough of a reactor
-    for a satellite in a unit test.  Advance time with ``advance()``; calls
-    made with ``callFromThread`` (from any thread) run at the next advance.
-    """
-
-    __test__ = False  # not a pytest test class
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pool = InlineThreadPool()
-        self._from_threads: deque[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
-        self._from_threads = deque()
-
-    def advance(self, amount: float) -> None:
-        while self._from_threads:
-            f, args, kwargs = self._from_threads.popleft()
-            self.callLater(0, f, *args, **kwargs)
-        super().advance(amount)
-
-    def getThreadPool(self) -> InlineThreadPool:
-        return self.pool
-
-    def callFromThread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        self._from_threads.append((f, args, kwargs))
-
-    def callInThread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        self.pool.callInThread(f, *args, **kwargs)
-
-
-@dataclass(frozen=True)
-class HTTPResponse:
-    """A response read back from an in-memory connection."""
-
-    status: int
-    headers: dict[bytes, bytes]
-    body: bytes
-
-
-class _ClosingTransport(StringTransport):
-    def __init__(self, peer: IPv4Address, host: IPv4Address, on_close: Callable[[], None]):
-        super().__init__(hostAddress=host, peerAddress=peer)
-        self._on_close = on_close
-
-    def loseConnection(self) -> None:
-        if not self.disconnecting:
-            super().loseConnection()
-            self._on_close()
-
-    def abortConnection(self) -> None:
-        self.loseConnection()
-
-
-def _parse_http(raw: bytes) -> HTTPResponse:
-    while raw.startswith(b"HTTP/1.1 100"):
-        raw = raw.split(b"\r\n\r\n", 1)[1]
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split(b" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    if b"content-length" in headers:
-        body = body[: int(headers[b"content-length"])]
-    return HTTPResponse(status, headers, body)
-
-
-class MemoryXMLRPCClient:
-    """
-    Calls an HTTP server factory (a ``Site``, or a satellite's from
-    ``satellites.make_server``) through memory.
-
-    Each request uses a fresh connection from ``client`` (an ``(ip, port)``
-    pair), so the site sees that caller address.
-    """
-
-    def __init__(
-        self,
-        site: IProtocolFactory,
-        client: tuple[str, int] = ("127.0.0.1", 40000),
-        server: tuple[str, int] = ("127.0.0.1", 2004),
-    ) -> None:
-        self.site = site
-        self.client = client
-        self.server = server
-
-    def request(
-        self,
-        method: bytes,
-        path: bytes,
-        body: bytes = b"",
-        headers: Iterable[tuple[bytes, bytes]] = (),
-        chunks: Iterable[bytes] | None = None,
-    ) -> Deferred[HTTPResponse]:
-        """
-        Send one HTTP request; fire with the response once the server closes
-        the connection.  ``chunks`` sends the request head and body in those
-        pieces instead of all at once.
-        """
-        result: Deferred[HTTPResponse] = Deferred()
-        peer = IPv4Address("TCP", *self.client)
-        host = IPv4Address("TCP", *self.server)
-        protocol = self.site.buildProtocol(peer)
-        assert protocol is not None
-
-        def closed() -> None:
-            protocol.connectionLost(Failure(ConnectionDone()))
-            if not result.called:
-                result.callback(_parse_http(transport.value()))
-
-        transport = _ClosingTransport(peer, host, closed)
-        protocol.makeConnection(transport)
-        names = {name.lower() for name, _ in headers}
-        head = [method + b" " + path + b" HTTP/1.1", b"Connection: close"]
-        if b"host" not in names:
-            head.append(b"Host: %s:%d" % (host.host.encode(), host.port))
-        head += [name + b": " + value for name, value in headers]
-        if b"content-length" not in names and b"transfer-encoding" not in names:
-            head.append(b"Content-Length: %d" % len(body))
-        data = b"\r\n".join(head) + b"\r\n\r\n" + body
-        for piece in chunks if chunks is not None else [data]:
-            if transport.disconnecting:
-                break
-            protocol.dataReceived(piece)
-        return result
-
-    def post(self, body: bytes, path: bytes = b"/RPC2") -> Deferred[HTTPResponse]:
-        """POST ``body`` as ``text/xml``."""
-        return self.request(b"POST", path, body, [(b"Content-Type", b"text/xml")])
-
-    def call(self, method: str, *params: Any) -> Deferred[Any]:
-        """
-        Call ``method`` with ``params``; fire with its result or fail with
-        ``xmlrpc.client.Fault``.
-        """
-        d = self.post(dump_call(method, params))
-        d.addCallback(_xmlrpc_value)
-        return d
-
-
-def _xmlrpc_value(response: HTTPResponse) -> Any:
-    if response.status != 200:
-        raise ValueError(f"HTTP {response.status}: {response.body!r}")
-    return parse_response(response.body)
 
 
 class NotSettled(AssertionError):
