@@ -8,7 +8,7 @@ fault codes and configuration.
 """
 
 from co2._config import RESERVED_PACKAGES, Config, load_config, make_config
-from co2._errors import Co2Error, ConfigError, NotAttachedError, PluginError
+from co2._errors import Co2Error, CommandError, ConfigError, NotAttachedError, PluginError, ProtocolError
 from co2._message import check_message, make_host_id, parse_host_id
 from co2._plugin import Co2Plugin, ICo2Plugin, in_thread
 
@@ -18,11 +18,13 @@ __all__ = [
     "RESERVED_PACKAGES",
     "Co2Error",
     "Co2Plugin",
+    "CommandError",
     "Config",
     "ConfigError",
     "ICo2Plugin",
     "NotAttachedError",
     "PluginError",
+    "ProtocolError",
     "check_message",
     "in_thread",
     "load_config",

@@ -35,6 +35,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from co2._errors import ProtocolError
+
 __all__ = [
     "FAILURES_ALLOWED",
     "LOCAL_SOURCE",
@@ -84,7 +86,7 @@ def login_source(host: str | None) -> str:
     return host or LOCAL_SOURCE
 
 
-class LoginThrottled(error.UnauthorizedLogin):
+class LoginThrottled(error.UnauthorizedLogin, ProtocolError):
     """
     A login refused without being checked: its ``source`` failed
     :data:`FAILURES_ALLOWED` logins within :data:`THROTTLE_WINDOW` seconds,

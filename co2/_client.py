@@ -30,6 +30,7 @@ from typing import IO, Any, NoReturn
 from urllib.parse import SplitResult, urlsplit
 from xml.parsers.expat import ExpatError
 
+from co2._errors import CommandError
 from co2._message import make_host_id
 
 __all__ = [
@@ -53,11 +54,11 @@ BASE64 = "$base64"
 DATETIME = "$datetime"
 
 
-class ClientError(Exception):
+class ClientError(CommandError):
     """A failure to report in one line, with exit status 1."""
 
 
-class UsageError(Exception):
+class UsageError(CommandError):
     """A command line that cannot be carried out, with exit status 2."""
 
 

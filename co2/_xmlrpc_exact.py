@@ -16,6 +16,7 @@ from typing import Any
 from xml.parsers import expat
 
 from co2 import faults
+from co2._errors import ProtocolError
 
 __all__ = [
     "INT32",
@@ -34,7 +35,7 @@ INT32 = 2**31
 INT64 = 2**63
 
 
-class XMLRPCParseError(ValueError):
+class XMLRPCParseError(ProtocolError, ValueError):
     """A body that is not an XML-RPC document; ``code`` is the fault code."""
 
     def __init__(self, code: int, message: str) -> None:

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from twisted.protocols import amp
 
+from co2._errors import ProtocolError
 from co2._message import read_message
 from co2._values import array_header, pack, unpack
 
@@ -85,23 +86,23 @@ class Chunked(amp.Argument):
         objects[name.decode("ascii")] = b"".join(parts)
 
 
-class IncompatibleVersion(Exception):
+class IncompatibleVersion(ProtocolError):
     """The two nodes do not speak the same protocol version."""
 
 
-class SameNode(Exception):
+class SameNode(ProtocolError):
     """A node connected to itself (its own address is among its peers)."""
 
 
-class NotIntroduced(Exception):
+class NotIntroduced(ProtocolError):
     """A command other than Hello arrived before Hello."""
 
 
-class BadBatch(ValueError):
+class BadBatch(ProtocolError, ValueError):
     """A Deliver batch that is not an array of well-formed envelopes."""
 
 
-class BadArguments(ValueError):
+class BadArguments(ProtocolError, ValueError):
     """
     A command whose arguments are missing, cannot be read as their types,
     or are malformed (such as a node id or ``host_id`` of the wrong form).
@@ -109,18 +110,18 @@ class BadArguments(ValueError):
     """
 
 
-class UnexpectedHello(Exception):
+class UnexpectedHello(ProtocolError):
     """A Hello on a link already introduced, or sent by the listening side."""
 
 
-class Unauthorized(Exception):
+class Unauthorized(ProtocolError):
     """
     The listening node requires credentials and the Hello gave none, or
     wrong ones.  The connection is closed after the answer.
     """
 
 
-class NodeIdTaken(Exception):
+class NodeIdTaken(ProtocolError):
     """
     The Hello claims the node id of a link already up, and did not prove
     the same identity as that link: the listening node requires

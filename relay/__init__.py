@@ -7,6 +7,7 @@ A relay plugin provides :class:`IRelayPlugin` (see ``docs/relay.md``).
 """
 
 from relay._directory import Directory
+from relay._errors import RelayError
 from relay._outbox import Entry, Outbox
 from relay._plugins import IRelayPlugin, RelayPluginError, apply_relay_plugins, load_relay_plugins
 from relay._relay import AMPListenError, Relay
@@ -21,6 +22,7 @@ __all__ = [
     "IRelayPlugin",
     "Outbox",
     "Relay",
+    "RelayError",
     "RelayPluginError",
     "Router",
     "SeenIds",

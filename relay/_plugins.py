@@ -18,7 +18,7 @@ from zope.interface import Attribute, Interface
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
-from co2._errors import Co2Error
+from relay._errors import RelayError
 
 __all__ = ["IRelayPlugin", "RelayPluginError", "apply_relay_plugins", "load_relay_plugins"]
 
@@ -53,7 +53,7 @@ class IRelayPlugin(Interface):
         """
 
 
-class RelayPluginError(Co2Error):
+class RelayPluginError(RelayError):
     """
     A relay plugin cannot be loaded.
 

@@ -18,9 +18,9 @@ from twisted.python.failure import Failure
 
 from co2._auth import make_authentication
 from co2._config import Config
-from co2._errors import Co2Error
 from relay._classic import ClassicLink
 from relay._directory import Directory
+from relay._errors import RelayError
 from relay._links import LinkProtocol, LinkServerFactory, LinkStats, max_box_size, peer_service
 from relay._plugins import load_relay_plugins
 from relay._router import Deliver, Router
@@ -32,7 +32,7 @@ __all__ = ["AMPListenError", "Relay", "stop_listening"]
 _log = Logger(namespace="co2.relay")
 
 
-class AMPListenError(Co2Error):
+class AMPListenError(RelayError):
     """The ``amp_listen`` endpoint could not be bound."""
 
 

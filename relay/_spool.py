@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from co2._errors import Co2Error
+from relay._errors import RelayError
 from relay._spool_v1 import upgrade_bodies
 
 __all__ = ["Spool", "SpoolError", "SpoolState"]
@@ -71,7 +71,7 @@ _SCHEMA = (
 )
 
 
-class SpoolError(Co2Error):
+class SpoolError(RelayError):
     """
     The spool file cannot be opened, created or read.
 

@@ -4,6 +4,7 @@ delivers messages to them and serves XML-RPC for them.
 """
 
 from satellites._dispatch import Dispatcher
+from satellites._errors import SatelliteError
 from satellites._http import HTTPFactory
 from satellites._loader import LoadedPackage, PackageInfo, PluginLoader, find_packages
 from satellites._registry import Method, MethodRegistry
@@ -22,6 +23,7 @@ __all__ = [
     "PluginLoader",
     "ReloadRefused",
     "Satellite",
+    "SatelliteError",
     "SatelliteService",
     "StrictLoadError",
     "find_packages",

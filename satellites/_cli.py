@@ -25,12 +25,14 @@ from co2._config import RESERVED_PACKAGES, Config, auth_description, check_endpo
 from co2._errors import ConfigError
 from relay._plugins import RelayPluginError
 from relay._spool import SpoolError
+from satellites._errors import SatelliteError
 from satellites._loader import find_packages
 from satellites._logging import LOG_FORMATS, log_observer
 from satellites._scaffold import DEFAULT_DIR, ScaffoldError, new_plugin
 from satellites._service import SatelliteService, StrictLoadError
 
 __all__ = [
+    "CannotStart",
     "NewPluginOptions",
     "Options",
     "RelayOptions",
@@ -142,7 +144,7 @@ def list_plugins(config: Config, out: TextIO) -> None:
         out.write(f"  {name:<{width}}  {mark:<8}  {description}\n")
 
 
-class CannotStart(Exception):
+class CannotStart(SatelliteError):
     """The node cannot be made; ``status`` is the exit status to use."""
 
     def __init__(self, status: int, message: str) -> None:

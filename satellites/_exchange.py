@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from twisted.internet.defer import Deferred
 
+from satellites._errors import SatelliteError
+
 if TYPE_CHECKING:
     from satellites._http import HTTPChannel
 
@@ -24,7 +26,7 @@ class Response(NamedTuple):
     close: bool = False
 
 
-class Refused(Exception):
+class Refused(SatelliteError):
     """A request refused while it is framed: answered with ``status`` and ``text``, then closed."""
 
     def __init__(self, status: bytes, text: str) -> None:

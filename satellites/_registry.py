@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from satellites._errors import SatelliteError
+
 __all__ = ["DuplicateMethod", "Method", "MethodRegistry", "signature_of"]
 
 _XMLRPC_TYPES: dict[Any, str] = {
@@ -134,7 +136,7 @@ def _arity(binder: inspect.Signature | None) -> tuple[int, float] | None:
     return least, most
 
 
-class DuplicateMethod(ValueError):
+class DuplicateMethod(SatelliteError, ValueError):
     """Two methods claim one public name."""
 
 

@@ -18,6 +18,7 @@ from co2 import faults
 from co2._auth import Authentication
 from co2._xmlrpc import DEFAULT_MAX_DEPTH, XMLRPCParseError, dump_fault, dump_response, parse_call
 from satellites._dispatch import Caller, Dispatcher, Encoded, is_deferred, too_large
+from satellites._errors import SatelliteError
 from satellites._metrics import UNREADABLE, CallStats
 
 __all__ = [
@@ -37,7 +38,7 @@ XMLRPC_PATHS = (b"/", b"/RPC2")
 _log = Logger(namespace="co2.xmlrpc")
 
 
-class NeedsCredentials(Exception):
+class NeedsCredentials(SatelliteError):
     """An anonymous request calls a method that only users may call."""
 
 

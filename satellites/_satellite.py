@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 
 from co2 import faults
 from co2._config import RESERVED_PACKAGES, Config
-from co2._errors import Co2Error, PluginError
+from co2._errors import PluginError
 from co2._message import (
     HostId,
     check_message,
@@ -36,6 +36,7 @@ from co2._values import check_members, check_value
 from relay._relay import Relay
 from relay._router import Local, Router
 from satellites._dispatch import Caller, Dispatcher, settle
+from satellites._errors import SatelliteError
 from satellites._loader import LoadedPackage, PluginLoader, fingerprint
 from satellites._metrics import PluginStats
 from satellites._registry import DuplicateMethod, Method, MethodRegistry
@@ -48,7 +49,7 @@ BUSY_WARNING = 1.0
 _log = Logger(namespace="co2.satellite")
 
 
-class ReloadRefused(Co2Error):
+class ReloadRefused(SatelliteError):
     """
     A package that cannot be reloaded here: not in ``plugin_list``, a
     reserved name, or a satellite that is not running its plugins.

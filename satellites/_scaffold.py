@@ -9,6 +9,7 @@ import keyword
 from pathlib import Path
 
 from co2._config import RESERVED_PACKAGES
+from satellites._errors import SatelliteError
 
 __all__ = ["DEFAULT_DIR", "ScaffoldError", "check_name", "class_name", "files_for", "new_plugin"]
 
@@ -85,7 +86,7 @@ def test_hello_needs_a_name(harness):
 '''
 
 
-class ScaffoldError(Exception):
+class ScaffoldError(SatelliteError):
     """``new-plugin`` cannot write the package; ``str()`` is one line saying why."""
 
 

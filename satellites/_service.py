@@ -20,9 +20,9 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 from co2._config import Config
-from co2._errors import Co2Error
 from co2._message import make_host_id
 from relay._relay import AMPListenError, stop_listening
+from satellites._errors import SatelliteError
 from satellites._routes import make_server
 from satellites._satellite import Satellite
 
@@ -31,11 +31,11 @@ __all__ = ["ListenError", "SatelliteService", "StrictLoadError", "advertised_add
 _log = Logger(namespace="co2.satellite")
 
 
-class ListenError(Co2Error):
+class ListenError(SatelliteError):
     """The XML-RPC endpoint could not be bound."""
 
 
-class StrictLoadError(Co2Error):
+class StrictLoadError(SatelliteError):
     """``--strict`` was given and a plugin package failed to load."""
 
 

@@ -24,7 +24,7 @@ from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublish
 from twisted.python.failure import Failure
 
 from co2._config import RESERVED_PACKAGES, make_config
-from co2._errors import ConfigError, PluginError
+from co2._errors import Co2Error, ConfigError, PluginError
 from co2._message import check_message, decode_message, encode_message, parse_host_id
 from co2._plugin import Co2Plugin
 from co2._values import check_members
@@ -46,7 +46,7 @@ _CALLER = ("127.0.0.1", 40000)
 _MAX_STEPS = 100_000
 
 
-class PluginFailed(AssertionError):
+class PluginFailed(Co2Error, AssertionError):
     """
     A plugin failed while the harness ran it: ``receive``, ``__exit__``, or
     work on the clock raised, or ``__exit__`` overran ``exit_timeout``.
