@@ -22,6 +22,7 @@ from xmlrpc.client import Fault
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
@@ -128,11 +129,17 @@ class ClassicLink(Service):
         """Start sending what the outbox holds (each post waits for the one before)."""
         self.wake()
 
-    def _own_host_id(self) -> str:
+    @inlineCallbacks
+    def _own_host_id(self) -> Any:
+        """This node's ``host_id`` as the peer should see it (a Deferred)."""
         host_id = parse_host_id(self.host_id())
         if host_id.host in ("127.0.0.1", "::1", "0.0.0.0", "::"):
             if self._seen_from is None:
-                self._seen_from = local_address_toward(self._host) or host_id.host
+                # getaddrinfo may block: it runs in the reactor's thread pool, once.
+                found = yield deferToThreadPool(
+                    self.reactor, self.reactor.getThreadPool(), local_address_toward, self._host
+                )
+                self._seen_from = found or host_id.host
             host_id = HostId(host_id.nonce, self._seen_from, host_id.port)
         return str(host_id)
 
@@ -170,7 +177,8 @@ class ClassicLink(Service):
             _log.error("link {url}: dropped a message that cannot be decoded: {why}", url=self.url, why=e)
             return True
         message = decode_message(envelope.message)
-        struct = dict(message, host_id=self._own_host_id(), id=envelope.id, hops=envelope.hops)
+        own = yield self._own_host_id()
+        struct = dict(message, host_id=own, id=envelope.id, hops=envelope.hops)
         struct.pop("client_address", None)
         request = dump_call("notify", (struct,))
         try:

@@ -209,8 +209,21 @@ def test_a_fault_answer_drops_the_message(reactor, sender, logged):
 
 
 def test_a_loopback_host_id_is_replaced_by_the_address_the_peer_sees(reactor, build, stop, monkeypatch):
-    """A node whose host_id names loopback sends the address it reaches the peer from."""
-    monkeypatch.setattr("relay._classic.local_address_toward", lambda host: "10.0.0.77")
+    """
+    A node whose host_id names loopback sends the address it reaches the peer from, looked up once, in the
+    reactor's thread pool (getaddrinfo may block).
+    """
+    looked_up: list[str] = []
+
+    def lookup(host: str) -> str:
+        looked_up.append(host)
+        return "10.0.0.77"
+
+    monkeypatch.setattr("relay._classic.local_address_toward", lookup)
+    in_pool: list[object] = []
+    run_in_pool = reactor.pool.callInThreadWithCallback
+    monkeypatch.setattr(reactor.pool, "callInThreadWithCallback",
+                        lambda done, f, *args: in_pool.append(f) or run_in_pool(done, f, *args))
     satellite = build(reactor, 1, "rec", peers=(URL,))
     satellite.host_id = "5@127.0.0.1:2004"
     link = satellite.relay.getServiceNamed(URL)
@@ -218,7 +231,15 @@ def test_a_loopback_host_id_is_replaced_by_the_address_the_peer_sees(reactor, bu
     satellite.relay.startService()
     satellite.plugins[0].send("x")
     reactor.advance(0)
+    assert agent.posted == []  # the answer of the lookup comes back through callFromThread
+    reactor.advance(0)
     assert agent.posted[0].struct["host_id"] == "5@10.0.0.77:2004"
+    agent.posted[0].reply(True)
+    satellite.plugins[0].send("y")
+    reactor.advance(0)
+    reactor.advance(0)
+    assert agent.posted[1].struct["host_id"] == "5@10.0.0.77:2004"
+    assert looked_up == ["10.0.0.2"] and in_pool == [lookup]  # the peer's host, once
     stop([satellite], reactor)
 
 
