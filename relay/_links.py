@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionClosed, ConnectionLost
-from twisted.internet.interfaces import IDelayedCall, IProtocol
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols import amp
@@ -184,6 +184,8 @@ class LinkProtocol(amp.AMP):
         self._box_bytes = 0
         self._refusing = False
         self._hello_timer: IDelayedCall | None = None
+        self.refused: Failure | None = None
+        """Why the peer refused this node's Hello, if it did (the connection is then closed)."""
 
     @property
     def name(self) -> str:
@@ -198,8 +200,27 @@ class LinkProtocol(amp.AMP):
         no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if no_delay is not None:
             no_delay(True)
-        if not self._dialer:
+        if isinstance(self.factory, _PeerFactory):
+            self._greet(self.factory)
+        elif not self._dialer:
             self._hello_timer = self.node.reactor.callLater(self.node.hello_timeout, self._no_hello)
+
+    def _greet(self, dialled: _PeerFactory) -> None:
+        # A peer service's link says Hello as it connects.  A refusal is
+        # logged and the connection closed; the service dials again after a
+        # delay that grows with the refusals in a row (see peer_service).
+
+        def up(_: object) -> None:
+            dialled.refused_hellos = 0
+
+        def refused(failure: Failure) -> None:
+            _log.warn("link {key}: Hello failed: {why}", key=self.key, why=failure.getErrorMessage())
+            self.refused = failure
+            dialled.refused_hellos += 1
+            if self.transport is not None:
+                self.transport.loseConnection()
+
+        self.say_hello().addCallbacks(up, refused)
 
     def _no_hello(self) -> None:
         self._hello_timer = None
@@ -559,33 +580,18 @@ class LinkServerFactory(Factory):
 
 
 class _PeerFactory(Factory):
+    """Makes the links a peer service dials; counts the Hellos refused in a row."""
+
     def __init__(self, node: Node, key: str, credentials: tuple[str, str] | None = None) -> None:
         self.node = node
         self.key = key
         self.credentials = credentials
+        self.refused_hellos = 0
 
     def buildProtocol(self, addr: Any) -> LinkProtocol:
-        return LinkProtocol(self.node, self.key, self.credentials)
-
-
-def _prepare(proxy: IProtocol) -> Deferred[None]:
-    # ClientService hands over a proxy that passes attributes through.
-    link: LinkProtocol = proxy  # type: ignore[assignment]
-    d = link.say_hello()
-
-    def refused(failure: Failure) -> Failure:
-        _log.warn("link {key}: Hello failed: {why}", key=link.key,
-                  why=failure.getErrorMessage())
-        # ClientService counts this as a failed attempt.  It must not also
-        # hear that the connection closed: it has no transition for that
-        # and would raise NoTransition out of connectionLost.
-        if hasattr(proxy, "_lostNotification"):
-            proxy._lostNotification = lambda reason: None
-        if link.transport is not None:
-            link.transport.loseConnection()
-        return failure
-
-    return d.addErrback(refused)
+        link = LinkProtocol(self.node, self.key, self.credentials)
+        link.factory = self
+        return link
 
 
 def retry_policy(initial_delay: float = 0.5, max_delay: float = 30.0) -> Callable[[int], float]:
@@ -618,12 +624,15 @@ def peer_service(
     key = f"peer:{peer}"
     node.router.outbox(key)
     endpoint = client_endpoint(node.reactor, peer, tls_ca)
+    factory = _PeerFactory(node, key, credentials)
+    policy = retry_policy(initial_delay, max_delay)
+    # The connection counts as made before Hello: the Hellos refused in a
+    # row lengthen the wait as failed connections do.
     service = ClientService(
         endpoint,
-        _PeerFactory(node, key, credentials),
-        retryPolicy=retry_policy(initial_delay, max_delay),
+        factory,
+        retryPolicy=lambda failures: policy(failures + factory.refused_hellos),
         clock=node.reactor,
-        prepareConnection=_prepare,
     )
     service.setName(key)
     return service

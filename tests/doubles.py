@@ -26,7 +26,7 @@ from twisted.test import iosim
 
 from co2._message import parse_host_id
 from co2.testing import TestReactor
-from relay._links import LinkProtocol, LinkServerFactory, Node, _PeerFactory, _prepare
+from relay._links import LinkProtocol, LinkServerFactory, Node, _PeerFactory
 
 __all__ = ["RECORDER", "MemoryLink", "MemoryNetwork", "NotSettled", "format_events"]
 
@@ -202,13 +202,9 @@ class MemoryNetwork:
         client = _PeerFactory(self.relay(a), f"peer:{b}", credentials).buildProtocol(
             IPv4Address("TCP", *self.addresses[b])
         )
-        link = self._connect(client, b, a, a)
-
-        def refused(failure: Failure) -> None:
-            link.refused = failure
-
-        _prepare(client).addErrback(refused)
+        link = self._connect(client, b, a, a)  # the client says Hello as it connects
         self.settle()
+        link.refused = client.refused
         return link
 
     def between(self, a: str, b: str) -> list[MemoryLink]:
