@@ -188,9 +188,10 @@ def makeService(options: Options) -> SatelliteService:
     # twistd leaves SIGHUP alone (it rotates its log on SIGUSR1): a
     # satellite under twistd reloads its changed plugins on it too.
     reactor.callWhenRunning(install_reload_signal, service, reactor)
-    # twistd ends a signalled run by raising the signal again; a satellite
-    # that shut down cleanly exits 0 instead, as co2-satellite does.
-    reactor.addSystemEventTrigger("after", "shutdown", _forget_exit_signal, reactor)
+    # twistd ends a run its reactor's own handlers stopped by raising the
+    # signal again; a satellite that shut down cleanly exits 0 instead, as
+    # co2-satellite does: its handlers stop the reactor themselves.
+    reactor.callWhenRunning(install_stop_signals, reactor)
     return service
 
 
@@ -217,9 +218,19 @@ def reload_changed(service: SatelliteService) -> None:
     service.satellite.reload_changed()
 
 
-def _forget_exit_signal(reactor: Any) -> None:
-    if getattr(reactor, "_exitSignal", None) is not None:
-        reactor._exitSignal = None
+def install_stop_signals(reactor: Any) -> None:
+    """
+    Make SIGTERM and SIGINT stop ``reactor`` (a clean shutdown) through
+    handlers of co2's own, in place of the reactor's, which would have
+    twistd raise the signal again once it is done and so exit by it.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        reactor.callFromThread(reactor.stop)
+
+    for name in ("SIGTERM", "SIGINT"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop)
 
 
 def _stop_on_failure(failure: Any, reactor: Any) -> None:
