@@ -33,6 +33,7 @@ from satellites._service import SatelliteService, StrictLoadError
 
 __all__ = [
     "CannotStart",
+    "CommandOptions",
     "NewPluginOptions",
     "Options",
     "RelayOptions",
@@ -337,13 +338,42 @@ class NewPluginOptions(usage.Options):
         return f"Usage: co2-satellite new-plugin {self.synopsis}"
 
 
+class CommandOptions(Options):
+    """``co2-satellite``'s own command line: :class:`Options` and the ``new-plugin`` command."""
+
+    subCommands = [
+        ["new-plugin", None, lambda: _NewPluginCommand(), "write a new plugin package (new-plugin --help)"],
+    ]
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            super().postOptions()
+
+
+class _NewPluginCommand(NewPluginOptions):
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            raise usage.UsageError(f"new-plugin: {e}") from None
+
+
 def new_plugin_main(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
-    """``co2-satellite new-plugin``: write the package; the exit status."""
+    """``co2-satellite new-plugin ARGV``: write the package; the exit status."""
     options = NewPluginOptions()
     try:
         options.parseOptions(list(argv))
+    except usage.UsageError as e:
+        print(f"co2-satellite: new-plugin: {e}", file=err)
+        return EXIT_USAGE
+    return write_new_plugin(options, out, err)
+
+
+def write_new_plugin(options: NewPluginOptions, out: TextIO, err: TextIO) -> int:
+    """Write the package ``options`` name; the exit status."""
+    try:
         package = new_plugin(options["name"], options["dir"])
-    except (usage.UsageError, ScaffoldError) as e:
+    except ScaffoldError as e:
         print(f"co2-satellite: new-plugin: {e}", file=err)
         return EXIT_USAGE
     name = options["name"]
@@ -355,11 +385,9 @@ def new_plugin_main(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None, options_class: type[Options] = Options) -> NoReturn:
+def main(argv: Sequence[str] | None = None, options_class: type[Options] = CommandOptions) -> NoReturn:
     """The ``co2-satellite`` command (``co2-relay`` with :class:`RelayOptions`)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if options_class is Options and args[:1] == ["new-plugin"]:
-        sys.exit(new_plugin_main(args[1:], sys.stdout, sys.stderr))
     options = options_class()
     program = options.program
     try:
@@ -367,6 +395,8 @@ def main(argv: Sequence[str] | None = None, options_class: type[Options] = Optio
     except usage.UsageError as e:
         print(f"{program}: {e}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+    if options.subCommand == "new-plugin":
+        sys.exit(write_new_plugin(options.subOptions, sys.stdout, sys.stderr))
     for warning in options.warnings:
         print(f"{program}: warning: {warning}", file=sys.stderr)
     if options.get("list-plugins"):

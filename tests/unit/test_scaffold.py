@@ -96,3 +96,14 @@ def test_class_names():
     assert class_name("greeter") == "X_Greeter"
     assert class_name("my_tally2") == "X_MyTally2"
     assert set(files_for("a")) == {"__init__.py", "a.py", "tests/test_a.py"}
+
+
+def test_new_plugin_is_a_twisted_sub_command(tmp_path):
+    """co2-satellite's command line takes new-plugin as a usage.Options sub-command, with its own options."""
+    from satellites._cli import CommandOptions
+
+    options = CommandOptions()
+    options.parseOptions(["new-plugin", "greeter", "--dir", str(tmp_path)])
+    assert options.subCommand == "new-plugin"
+    assert (options.subOptions["name"], options.subOptions["dir"]) == ("greeter", str(tmp_path))
+    assert not hasattr(options, "config")  # no config is read for it
