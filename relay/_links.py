@@ -211,12 +211,11 @@ class LinkProtocol(amp.AMP):
         # delay that grows with the refusals in a row (see peer_service).
 
         def up(_: object) -> None:
-            dialled.refused_hellos = 0
+            dialled.failures = 0
 
         def refused(failure: Failure) -> None:
             _log.warn("link {key}: Hello failed: {why}", key=self.key, why=failure.getErrorMessage())
             self.refused = failure
-            dialled.refused_hellos += 1
             if self.transport is not None:
                 self.transport.loseConnection()
 
@@ -580,13 +579,22 @@ class LinkServerFactory(Factory):
 
 
 class _PeerFactory(Factory):
-    """Makes the links a peer service dials; counts the Hellos refused in a row."""
+    """
+    Makes the links a peer service dials, and counts the attempts that
+    failed in a row (no connection, a refused Hello, a connection lost
+    before Hello was answered) until a link's Hello succeeds.
+    """
 
     def __init__(self, node: Node, key: str, credentials: tuple[str, str] | None = None) -> None:
         self.node = node
         self.key = key
         self.credentials = credentials
-        self.refused_hellos = 0
+        self.failures = 0
+
+    def failed(self) -> int:
+        """One more failed attempt; how many in a row now."""
+        self.failures += 1
+        return self.failures
 
     def buildProtocol(self, addr: Any) -> LinkProtocol:
         link = LinkProtocol(self.node, self.key, self.credentials)
@@ -626,12 +634,12 @@ def peer_service(
     endpoint = client_endpoint(node.reactor, peer, tls_ca)
     factory = _PeerFactory(node, key, credentials)
     policy = retry_policy(initial_delay, max_delay)
-    # The connection counts as made before Hello: the Hellos refused in a
-    # row lengthen the wait as failed connections do.
+    # ClientService counts a connection as made before its Hello and starts
+    # counting failures afresh; the factory counts them until a Hello succeeds.
     service = ClientService(
         endpoint,
         factory,
-        retryPolicy=lambda failures: policy(failures + factory.refused_hellos),
+        retryPolicy=lambda _: policy(factory.failed()),
         clock=node.reactor,
     )
     service.setName(key)
