@@ -35,7 +35,8 @@ from co2._message import HostId, decode_message, parse_host_id
 from co2._tls import web_policy
 from co2._xmlrpc import dump_call, parse_response
 from co2.protocol import BadBatch, decode_envelope
-from relay._links import LinkStats, retry_policy
+from relay._dialling import retry_policy
+from relay._links import LinkStats
 from relay._outbox import Outbox
 from relay._router import Router
 

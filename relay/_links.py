@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionClosed, ConnectionLost
 from twisted.internet.interfaces import IDelayedCall
@@ -29,7 +28,6 @@ from twisted.python.failure import Failure
 from co2 import faults, protocol
 from co2._admission import Admission
 from co2._auth import Authentication, LoginThrottled, login_failure_reason, login_source
-from co2._tls import client_endpoint
 from co2._xmlrpc import dump_fault
 from co2._xmlrpc_exact import NOT_XML
 from co2.protocol import (
@@ -57,13 +55,12 @@ __all__ = [
     "BEFORE_HELLO",
     "BOX_OVERHEAD",
     "WINDOW",
+    "Attempts",
     "LinkProtocol",
     "LinkServerFactory",
     "LinkStats",
     "Node",
     "max_box_size",
-    "peer_service",
-    "retry_policy",
 ]
 
 BATCH_BYTES = 256 * 1024
@@ -137,6 +134,22 @@ class Node(Protocol):
     link_stats: LinkStats
 
 
+class Attempts:
+    """The attempts of a peer service that failed in a row, until a link's Hello succeeds."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def failed(self) -> int:
+        """One more failed attempt; how many in a row now."""
+        self.failures += 1
+        return self.failures
+
+    def greeted(self) -> None:
+        """A link's Hello succeeded: the count starts again."""
+        self.failures = 0
+
+
 @dataclass
 class LinkStats:
     """Counts per link key, for ``/metrics``: messages in and out, and times it came up."""
@@ -186,6 +199,8 @@ class LinkProtocol(amp.AMP):
         self._hello_timer: IDelayedCall | None = None
         self.refused: Failure | None = None
         """Why the peer refused this node's Hello, if it did (the connection is then closed)."""
+        self.dialled_by: Attempts | None = None
+        """The peer service's factory, for a link it dialled: the link says Hello as it connects."""
 
     @property
     def name(self) -> str:
@@ -200,18 +215,18 @@ class LinkProtocol(amp.AMP):
         no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if no_delay is not None:
             no_delay(True)
-        if isinstance(self.factory, _PeerFactory):
-            self._greet(self.factory)
+        if self.dialled_by is not None:
+            self._greet(self.dialled_by)
         elif not self._dialer:
             self._hello_timer = self.node.reactor.callLater(self.node.hello_timeout, self._no_hello)
 
-    def _greet(self, dialled: _PeerFactory) -> None:
+    def _greet(self, dialled: Attempts) -> None:
         # A peer service's link says Hello as it connects.  A refusal is
         # logged and the connection closed; the service dials again after a
         # delay that grows with the refusals in a row (see peer_service).
 
         def up(_: object) -> None:
-            dialled.failures = 0
+            dialled.greeted()
 
         def refused(failure: Failure) -> None:
             _log.warn("link {key}: Hello failed: {why}", key=self.key, why=failure.getErrorMessage())
@@ -576,71 +591,3 @@ class LinkServerFactory(Factory):
         link = LinkProtocol(self.node)
         link.on_closed = self.admission.release
         return link
-
-
-class _PeerFactory(Factory):
-    """
-    Makes the links a peer service dials, and counts the attempts that
-    failed in a row (no connection, a refused Hello, a connection lost
-    before Hello was answered) until a link's Hello succeeds.
-    """
-
-    def __init__(self, node: Node, key: str, credentials: tuple[str, str] | None = None) -> None:
-        self.node = node
-        self.key = key
-        self.credentials = credentials
-        self.failures = 0
-
-    def failed(self) -> int:
-        """One more failed attempt; how many in a row now."""
-        self.failures += 1
-        return self.failures
-
-    def buildProtocol(self, addr: Any) -> LinkProtocol:
-        link = LinkProtocol(self.node, self.key, self.credentials)
-        link.factory = self
-        return link
-
-
-def retry_policy(initial_delay: float = 0.5, max_delay: float = 30.0) -> Callable[[int], float]:
-    """
-    The delay before the next attempt after ``failures`` in a row:
-    ``initial_delay`` after the first, 1.5 times more after each further
-    one, at most ``max_delay``, plus up to 1 s of random jitter.
-    """
-    backoff = backoffPolicy(initialDelay=initial_delay, maxDelay=max_delay)
-    # backoffPolicy(n) waits initialDelay * 1.5 ** n: n = 0 is the initial delay.
-    return lambda failures: backoff(failures - 1)
-
-
-def peer_service(
-    node: Node,
-    peer: str,
-    initial_delay: float = 0.5,
-    max_delay: float = 30.0,
-    *,
-    tls_ca: str | None = None,
-    credentials: tuple[str, str] | None = None,
-) -> ClientService:
-    """
-    A service that keeps an AMP link to ``peer`` (a client endpoint
-    string) up, reconnecting with exponential backoff and jitter; the
-    delay starts again from ``initial_delay`` after each connection whose
-    Hello succeeded.  ``tls_ca`` is what an ``ssl:`` peer's certificate
-    is checked against; ``credentials`` go in the Hello.
-    """
-    key = f"peer:{peer}"
-    node.router.outbox(key)
-    endpoint = client_endpoint(node.reactor, peer, tls_ca)
-    factory = _PeerFactory(node, key, credentials)
-    policy = retry_policy(initial_delay, max_delay)
-    # ClientService counts a connection as made before its Hello and starts
-    # counting failures afresh; the factory counts them until a Hello succeeds.
-    service = ClientService(
-        endpoint,
-        factory,
-        retryPolicy=lambda _: policy(factory.failed()),
-        clock=node.reactor,
-    )
-    service.setName(key)
-    return service

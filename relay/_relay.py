@@ -19,9 +19,10 @@ from twisted.python.failure import Failure
 from co2._auth import make_authentication
 from co2._config import Config
 from relay._classic import ClassicLink
+from relay._dialling import peer_service
 from relay._directory import Directory
 from relay._errors import RelayError
-from relay._links import LinkProtocol, LinkServerFactory, LinkStats, max_box_size, peer_service
+from relay._links import LinkProtocol, LinkServerFactory, LinkStats, max_box_size
 from relay._plugins import load_relay_plugins
 from relay._router import Deliver, Router
 from relay._spool import Spool

@@ -26,7 +26,8 @@ from twisted.test import iosim
 
 from co2._message import parse_host_id
 from co2.testing import TestReactor
-from relay._links import LinkProtocol, LinkServerFactory, Node, _PeerFactory
+from relay._dialling import _PeerFactory
+from relay._links import LinkProtocol, LinkServerFactory, Node
 
 __all__ = ["RECORDER", "MemoryLink", "MemoryNetwork", "NotSettled", "format_events"]
 

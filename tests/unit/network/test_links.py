@@ -32,7 +32,8 @@ from co2.protocol import (
 )
 from relay import Entry, Relay
 from relay._classic import ClassicLink
-from relay._links import LinkProtocol, retry_policy
+from relay._dialling import retry_policy
+from relay._links import LinkProtocol
 
 
 def got(satellite: Any) -> list[Any]:
