@@ -64,18 +64,10 @@ def _shown(name: str) -> str:
     return repr(name if len(name) <= 100 else name[:100] + "...")
 
 
-_WAITABLE = (Deferred, types.CoroutineType)
-
 # What methods return when they answer at once: seen by type alone, since
 # isinstance() against Deferred (an abstract class's subclass) costs a slow
 # check for every other value.
 _PLAIN = frozenset({int, float, str, bytes, bool, list, dict, tuple, type(None)})
-
-
-def is_waitable(result: Any) -> bool:
-    """Whether ``result`` is a Deferred or a coroutine, to be waited for."""
-    kind = type(result)
-    return kind is Deferred or (kind not in _PLAIN and isinstance(result, _WAITABLE))
 
 
 def is_deferred(result: Any) -> bool:
@@ -84,6 +76,11 @@ def is_deferred(result: Any) -> bool:
     if kind is Deferred:
         return True
     return kind not in _PLAIN and kind is not Encoded and isinstance(result, Deferred)
+
+
+def is_waitable(result: Any) -> bool:
+    """Whether ``result`` is a Deferred or a coroutine, to be waited for."""
+    return type(result) is types.CoroutineType or is_deferred(result)
 
 
 def settle(result: Any) -> Any:

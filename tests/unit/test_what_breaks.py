@@ -68,6 +68,13 @@ class Link:
         self.sent += 1
 
 
+def spooled(tmp_path: Any) -> tuple[str, TestReactor, Router]:
+    """A router on a fresh spool file: the file's path, the router's reactor, the router."""
+    path = str(tmp_path / "spool.db")
+    reactor = TestReactor()
+    return path, reactor, Router(reactor, lambda turn: None, spool=Spool(path))
+
+
 def committed(path: str, query: str) -> list[tuple[Any, ...]]:
     """What another connection reads from the spool at ``path``: only what was committed."""
     db = sqlite3.connect(path)
@@ -200,9 +207,7 @@ def test_a_dropped_message_is_no_longer_owed_in_the_spool(tmp_path):
 
 def test_a_duplicate_acknowledgement_changes_nothing_in_the_spool(tmp_path):
     """An acknowledgement of a batch already acknowledged leaves what is owed as it is."""
-    path = str(tmp_path / "spool.db")
-    reactor = TestReactor()
-    router = Router(reactor, lambda turn: None, spool=Spool(path))
+    path, reactor, router = spooled(tmp_path)
     outbox = router.outbox("peer:a")
     router.send(message(1), ["10.0.0.1", 2004])
     reactor.advance(0)
@@ -321,9 +326,7 @@ def test_without_a_spool_the_plugins_state_is_kept_in_memory():
 
 def test_peers_that_do_not_come_back_after_a_restart_are_forgotten(tmp_path):
     """Links of peers read back from the spool expire after forget_after unless the peer returns."""
-    path = str(tmp_path / "spool.db")
-    reactor = TestReactor()
-    router = Router(reactor, lambda turn: None, spool=Spool(path))
+    path, reactor, router = spooled(tmp_path)
     router.outbox("node:idle")
     router.outbox("node:owed")
     router.arrived([Envelope("x.1", 3, message(1))], "node:idle", ["10.0.0.2", 1])
@@ -499,9 +502,7 @@ def test_replies_beyond_the_rounds_of_a_flush_wait_for_the_next_turn():
 
 def test_a_new_inbound_link_is_committed_by_the_turn(tmp_path):
     """A link a peer made is in the spool, committed, once the turn it was made in ends."""
-    path = str(tmp_path / "spool.db")
-    reactor = TestReactor()
-    router = Router(reactor, lambda turn: None, spool=Spool(path))
+    path, reactor, router = spooled(tmp_path)
     router.outbox("node:b")
     router.outbox("peer:a")
     reactor.advance(0)
@@ -514,9 +515,7 @@ def test_a_new_inbound_link_is_committed_by_the_turn(tmp_path):
 
 def test_an_acknowledgement_is_committed_by_the_turn(tmp_path):
     """What a peer acknowledged is no longer owed in the spool once the turn ends."""
-    path = str(tmp_path / "spool.db")
-    reactor = TestReactor()
-    router = Router(reactor, lambda turn: None, spool=Spool(path))
+    path, reactor, router = spooled(tmp_path)
     outbox = router.outbox("peer:a")
     router.send(message(1), ["10.0.0.1", 2004])
     reactor.advance(0)
@@ -530,9 +529,7 @@ def test_an_acknowledgement_is_committed_by_the_turn(tmp_path):
 
 def test_the_plugins_state_is_committed_by_the_turn_that_wrote_it(tmp_path):
     """With a spool, each write to the plugins' state ends its turn with a commit."""
-    path = str(tmp_path / "spool.db")
-    reactor = TestReactor()
-    router = Router(reactor, lambda turn: None, spool=Spool(path))
+    path, reactor, router = spooled(tmp_path)
     state = router.state
     query = "SELECT namespace, key, value FROM state ORDER BY namespace, key"
     state.state_put("p", "a", b"1")
