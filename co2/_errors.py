@@ -5,6 +5,7 @@ The exceptions co2 raises, in one tree::
      +-- ConfigError                a config file that cannot be used (exit 2)
      +-- PluginError                a plugin package that cannot be loaded
      +-- NotAttachedError           a plugin used outside a satellite
+     +-- ListenError                a listener's endpoint cannot be bound (XML-RPC, AMP, manhole)
      +-- ProtocolError              what crossed the wire was refused or unreadable
      |    +-- XMLRPCParseError      a body that is not XML-RPC (also a ValueError)
      |    +-- BadBatch              a Deliver batch not well formed (also a ValueError)
@@ -21,11 +22,9 @@ The exceptions co2 raises, in one tree::
      |    +-- UsageError            a command line that cannot be carried out (exit 2)
      +-- PluginFailed               co2.testing: a plugin failed in the harness (also an AssertionError)
      +-- RelayError                 relay: the routing engine
-     |    +-- AMPListenError        the amp_listen endpoint cannot be bound
      |    +-- SpoolError            a spool file that cannot be used
      |    +-- RelayPluginError      a relay plugin that cannot be loaded
      +-- SatelliteError             satellites: the plugin host
-          +-- ListenError           the XML-RPC endpoint cannot be bound
           +-- StrictLoadError       --strict and a plugin package failed
           +-- ReloadRefused         a package that co2.reload may not reload
           +-- DuplicateMethod       two methods claim one public name (also a ValueError)
@@ -36,7 +35,7 @@ The exceptions co2 raises, in one tree::
 
 Each package has its own branch: co2's classes sit under the branches of
 this module (``co2.protocol``, ``co2._xmlrpc``, ``co2._auth``,
-``co2._client``, ``co2.testing``), relay's under
+``co2._client``, ``co2._services``, ``co2.testing``), relay's under
 :class:`relay._errors.RelayError` and satellites' under
 :class:`satellites._errors.SatelliteError`.  Every class stays importable
 from the module that raises it, and one that also derives from a built-in

@@ -1,34 +1,46 @@
 """
-Routing between co2 nodes: links, outboxes, de-duplication, the method
-directory, relay plugins and the standalone relay.
+The routing engine: links, outboxes, de-duplication, the method
+directory, relay plugins, and the relay's own service.
 
-Every satellite embeds a :class:`Relay`; ``co2-relay`` runs one alone.
-A relay plugin provides :class:`IRelayPlugin` (see ``docs/relay.md``).
+:class:`Relay` is the API the rest of co2 uses; every satellite embeds
+one, and ``co2-relay`` runs one alone in a :class:`RelayService`.  A
+relay plugin provides :class:`IRelayPlugin` (see ``docs/relay.md``).
 """
 
 from relay._directory import Directory
 from relay._errors import RelayError
 from relay._outbox import Entry, Outbox
 from relay._plugins import IRelayPlugin, RelayPluginError, apply_relay_plugins, load_relay_plugins
-from relay._relay import AMPListenError, Relay
+from relay._relay import Relay
 from relay._router import Router
 from relay._seen import SeenIds
+from relay._service import Links, RelayService, advertised_address
+from relay._snapshot import Counters, LinkView, Snapshot
 from relay._spool import Spool, SpoolError, SpoolState
+from relay._turn import Handover, Local, Turn
 
 __all__ = [
-    "AMPListenError",
+    "Counters",
     "Directory",
     "Entry",
+    "Handover",
     "IRelayPlugin",
+    "LinkView",
+    "Links",
+    "Local",
     "Outbox",
     "Relay",
     "RelayError",
     "RelayPluginError",
+    "RelayService",
     "Router",
     "SeenIds",
+    "Snapshot",
     "Spool",
     "SpoolError",
     "SpoolState",
+    "Turn",
+    "advertised_address",
     "apply_relay_plugins",
     "load_relay_plugins",
 ]

@@ -99,8 +99,15 @@ class Directory:
 
     # Announcing
 
+    @property
+    def announcing(self) -> bool:
+        """Whether :meth:`start` was called and :meth:`stop` not since."""
+        return self._refresher is not None and self._refresher.running
+
     def start(self) -> None:
-        """Announce now and every ``interval`` seconds."""
+        """Announce now and every ``interval`` seconds (nothing more when already announcing)."""
+        if self.announcing:
+            return
         self._refresher = LoopingCall(self.refresh)
         self._refresher.clock = self.reactor
         self._refresher.start(self.interval, now=True)
@@ -109,6 +116,7 @@ class Directory:
         """Stop announcing."""
         if self._refresher is not None and self._refresher.running:
             self._refresher.stop()
+        self._refresher = None
 
     def refresh(self) -> None:
         """Announce this node's methods (a new version) and forget what expired."""

@@ -1,47 +1,68 @@
 """
-The relay every node embeds: its identity, its router and method
-directory, the AMP listener and the links to its peers.
+The relay every node embeds, and its public API: everything about
+messages between nodes goes through a :class:`Relay`.
+
+- a node's identity (``node_id``, ``host_id``);
+- :meth:`Relay.originate`: a message a plugin of this node sends;
+- :meth:`Relay.accept_notify`: a message a client gives by XML-RPC
+  ``notify`` (its checks, the ``host_id`` against the caller, its id and
+  hops, and not sending it back to the classic peer it came from);
+- :meth:`Relay.inject`: a message as if it came from elsewhere (tests);
+- the turn: :meth:`Relay.flush`, :meth:`Relay.hold`, :attr:`Relay.holding`;
+- :attr:`Relay.state`, where the node's plugins keep their ``self.state``;
+- :meth:`Relay.snapshot`, what the status page and ``/metrics`` show;
+- :attr:`Relay.directory`, the methods hosted across the network;
+- :attr:`Relay.tap`, the last messages taken, for ``co2.watch``.
+
+The routing itself is the :class:`~relay._router.Router`'s, the end of
+each turn the :class:`~relay._turn.Turn`'s; the relay's links run in
+:class:`~relay._service.RelayService`.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
+from xmlrpc.client import Fault
 
-from twisted.application.service import MultiService
-from twisted.internet import endpoints
-from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
+from co2 import faults
 from co2._auth import make_authentication
 from co2._config import Config
-from relay._classic import ClassicLink
-from relay._dialling import peer_service
+from co2._message import HostId, check_message, encode_message, host_matches, parse_host_id
+from co2._state import StateStore
+from co2._values import check_members, check_value
 from relay._directory import Directory
-from relay._errors import RelayError
-from relay._links import LinkProtocol, LinkServerFactory, LinkStats, max_box_size
+from relay._links import LinkProtocol, LinkStats, max_box_size
 from relay._plugins import load_relay_plugins
-from relay._router import Deliver, Router
+from relay._router import Router
+from relay._snapshot import LinkView, Snapshot
 from relay._spool import Spool
+from relay._turn import Handover, Local
 from relay._watch import MAX_WAIT, Tap
 
-__all__ = ["AMPListenError", "Relay", "stop_listening"]
+__all__ = ["Relay"]
 
 _log = Logger(namespace="co2.relay")
 
+_ROUTING = ("id", "hops")
+"""What a message from another co2 node holds besides ``data`` and ``host_id``."""
 
-class AMPListenError(RelayError):
-    """The ``amp_listen`` endpoint could not be bound."""
+
+def _nobody(messages: list[Local]) -> None:
+    """A standalone relay's handover: it hosts no plugins."""
 
 
-class Relay(MultiService):
+class Relay:
     """
-    Routing for one node.  ``deliver`` hands messages to the node's
-    plugins; ``local_names`` and ``call_local`` expose the methods it hosts
-    to the rest of the network.
+    Routing for one node.  ``handover`` gives the node's plugins each
+    turn's messages; ``local_names`` and ``call_local`` expose the methods
+    it hosts to the rest of the network.
 
     Raises :class:`~relay._spool.SpoolError` when the spool cannot be
     opened and :class:`~relay._plugins.RelayPluginError` when a relay
@@ -52,26 +73,27 @@ class Relay(MultiService):
         self,
         config: Config,
         reactor: Any,
-        deliver: Deliver,
+        handover: Handover = _nobody,
         local_names: Callable[[], Iterable[str]] = tuple,
         call_local: Callable[[str, tuple[Any, ...]], Deferred[Any]] | None = None,
     ) -> None:
-        super().__init__()
         self.config = config
         self.reactor = reactor
         spool = Spool(config.spool, config.seen_limit) if config.spool else None
         self.node_id = spool.node_id if spool is not None else secrets.token_hex(8)
         self._host_id = ""
         self.links: dict[str, LinkProtocol] = {}
+        # A long poll of co2.watch answers before call_timeout cuts it short.
+        self.tap = Tap(reactor, max_wait=min(MAX_WAIT, 0.9 * config.call_timeout))
+        """The last messages taken; its ``watch_from`` is ``co2.watch``."""
         self.router = Router(
-            reactor, deliver,
+            reactor, handover,
             max_hops=config.max_hops, seen_limit=config.seen_limit,
             outbox_limit=config.outbox_limit, outbox_bytes=config.outbox_bytes,
             spool=spool,
             forget_after=config.forget_after,
             plugins=load_relay_plugins(config.relay_plugins, config.relay_plugin_config),
-            # A long poll of co2.watch answers before call_timeout cuts it short.
-            tap=Tap(reactor, max_wait=min(MAX_WAIT, 0.9 * config.call_timeout)),
+            tap=self.tap,
         )
         self.directory = Directory(
             reactor, self.node_id, local_names, call_local or _no_local_calls,
@@ -81,21 +103,19 @@ class Relay(MultiService):
         self.max_box_size = max_box_size(config)
         self.hello_timeout = config.request_timeout
         self.link_stats = LinkStats()
-        self.port: IListeningPort | None = None
         for peer in config.peers:
-            if peer.startswith(("http://", "https://")):
-                ClassicLink(
-                    self.router, reactor, peer, lambda: self.host_id,
-                    tls_ca=config.tls_ca, credentials=config.credentials_for(peer), stats=self.link_stats,
-                ).setServiceParent(self)
-            else:
-                peer_service(
-                    self, peer, tls_ca=config.tls_ca, credentials=config.credentials_for(peer),
-                ).setServiceParent(self)
+            # What is sent before a link to a peer first comes up waits for it.
+            self.router.outbox(peer if _is_classic(peer) else f"peer:{peer}")
+        self._thread = threading.get_ident()
+        self._own_address: tuple[str, list[Any]] = ("", [])
+        self._classic_peers = [
+            (peer, parts.hostname or "", parts.port)
+            for peer, parts in ((peer, urlsplit(peer)) for peer in config.peers if _is_classic(peer))
+        ]
 
     @property
     def host_id(self) -> str:
-        """This node's ``host_id``."""
+        """This node's ``host_id``: ``<random>@<ip>:<port>``, naming its XML-RPC listener."""
         return self._host_id
 
     @host_id.setter
@@ -103,48 +123,153 @@ class Relay(MultiService):
         self._host_id = value
         self.directory.host_id = value
 
-    @inlineCallbacks
-    def listen(self) -> Any:
-        """Listen on ``amp_listen`` if set; fails with :class:`AMPListenError`."""
-        if self.config.amp_listen is None:
-            return None
-        endpoint = endpoints.serverFromString(self.reactor, self.config.amp_listen)
-        try:
-            self.port = yield endpoint.listen(LinkServerFactory(self, self.config.max_connections))
-        except Exception as e:
-            raise AMPListenError(f"cannot listen on {self.config.amp_listen!r}: {e}") from None
-        return self.port
+    # Messages that start here
 
-    def startService(self) -> None:
-        super().startService()
+    def originate(self, data: Any, sender: Any = None) -> None:
+        """
+        Send ``{'data': data, 'host_id': ...}`` from ``sender`` (a plugin
+        of this node, which does not get it back) to every other plugin of
+        the network.  Raises ``TypeError`` at once when ``data`` is not an
+        XML-RPC value, ``ValueError`` when its message is over
+        ``max_message_size``.
+        Safe to call from a worker thread: what is sent is ``data`` as it
+        was at the call.
+        """
+        try:
+            check_value(data)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"cannot send {type(data).__name__}: {e}") from None
+        message = encode_message({"data": data, "host_id": self.host_id})
+        limit = self.config.max_message_size
+        if len(message) > limit:
+            raise ValueError(f"cannot send {len(message)} bytes: over max_message_size ({limit})")
+        if threading.get_ident() != self._thread:
+            self.reactor.callFromThread(self._originated, message, sender)
+        else:
+            self._originated(message, sender)
+
+    def _originated(self, message: bytes, sender: Any) -> None:
+        self.router.send(message, self._address(), sender)
+
+    def _address(self) -> list[Any]:
+        # The previous hop of a message sent here is this node itself.
+        if self._own_address[0] != self.host_id:
+            host = parse_host_id(self.host_id)
+            self._own_address = (self.host_id, [host.host, host.port])
+        return self._own_address[1]
+
+    def accept_notify(self, caller: tuple[str, int] | None, message: dict[str, Any]) -> bool:
+        """
+        Accept a message (a struct with ``data`` and ``host_id``) for every
+        plugin here and the rest of the network.  Answers at once; the
+        plugins receive it afterwards.  A message relayed by another co2
+        node also holds its ``id`` and remaining ``hops``.  Fault -32602
+        for a message co2 cannot carry, -32001 for a ``host_id`` naming
+        another host than the caller's, -32003 while the node is stopping.
+        """
+        # caller, given by the dispatcher, is the (ip, port) the request
+        # came from; None for a local (UNIX socket) peer.
+        if self.holding:
+            raise Fault(faults.SHUTTING_DOWN, "notify: this node is stopping; send the message again later")
+        try:
+            check_message(message)
+            message_id, hops = _routing_of(message)
+            check_members(message)
+        except (TypeError, ValueError) as e:
+            raise Fault(faults.INVALID_PARAMS, f"notify: {e}") from None
+        host_id = parse_host_id(message["host_id"])
+        if caller is not None and not host_matches(host_id, caller[0]):
+            _log.warn(
+                "notify refused: host_id {host_id!r} does not match the caller {ip}",
+                host_id=message["host_id"], ip=caller[0],
+            )
+            raise Fault(
+                faults.HOST_ID_MISMATCH,
+                f"host_id names host {host_id.host}, but the request came from {caller[0]}",
+            )
+        client_address: list[Any] = list(caller) if caller is not None else ["", 0]
+        body = encode_message({k: v for k, v in message.items() if k not in _ROUTING})
+        limit = self.config.max_message_size
+        if len(body) > limit:
+            raise Fault(faults.INVALID_PARAMS,
+                        f"notify: the message is {len(body)} bytes, over max_message_size ({limit})")
+        router = self.router
+        source = self._classic_peer(host_id) or f"notify from {client_address[0]}"
+        router.route(message_id or router.new_id(), min(hops, router.max_hops), body, source, client_address)
+        return True
+
+    def _classic_peer(self, host_id: HostId) -> str | None:
+        # The classic link to the node that sent this, so it is not sent back.
+        for peer, host, port in self._classic_peers:
+            if port == host_id.port and (host == host_id.host or host_matches(host_id, host)):
+                return peer
+        return None
+
+    def inject(self, message: dict[str, Any], source: str, client_address: list[Any]) -> None:
+        """
+        Route ``message`` (already checked) as one that came by ``source``
+        from ``client_address``, to this node's plugins only.
+        """
+        router = self.router
+        router.route(router.new_id(), 0, encode_message(message), source, client_address)
+
+    # The turn
+
+    def flush(self) -> None:
+        """End the turn now: hand what was taken to the plugins, commit, send."""
+        self.router.turn.flush()
+
+    def hold(self) -> None:
+        """Take no more messages from outside (the node is stopping); see :meth:`relay._turn.Turn.hold`."""
+        self.router.turn.hold()
+
+    @property
+    def holding(self) -> bool:
+        """Whether the node takes no more messages from outside."""
+        return self.router.turn.holding
+
+    @property
+    def state(self) -> StateStore:
+        """Where the node's plugins keep their ``self.state``, committed with each turn."""
+        return self.router.turn.state
+
+    # What others read
+
+    def snapshot(self) -> Snapshot:
+        """The relay as it is now: its links and counters."""
+        router, stats = self.router, self.link_stats
+        links = tuple(
+            LinkView(
+                key=key, up=key in router.senders, queued=len(outbox),
+                messages_in=stats.messages_in.get(key, 0), messages_out=stats.messages_out.get(key, 0),
+                ups=stats.ups.get(key, 0),
+            )
+            for key, outbox in sorted(router.outboxes.items())
+        )
+        return Snapshot(self.node_id, self.host_id, links, router.counters.as_dict())
+
+    def start(self) -> None:
+        """Start announcing this node's methods over its links (see :class:`~relay._directory.Directory`)."""
         self.directory.start()
 
-    @inlineCallbacks
-    def stopService(self) -> Any:
+    def close(self) -> None:
+        """Commit what is pending and close the spool: the node has stopped."""
         self.directory.stop()
-        # Whatever the last turn queued, and the answers to what it took, are
-        # written before the links close.
-        self.router.flush()
-        self.router.acknowledge()
-        for link in list(self.links.values()):
-            link.send_now()
-        yield super().stopService()
-        port, self.port = self.port, None
-        yield stop_listening(port, "the AMP listener")
-        for link in list(self.links.values()):
-            if link.transport is not None:
-                link.transport.loseConnection()
         self.router.close()
 
 
-@inlineCallbacks
-def stop_listening(port: IListeningPort | None, what: str) -> Any:
-    """Stop ``port`` if there is one; a failure is logged, naming ``what``."""
-    if port is not None:
-        try:
-            yield port.stopListening()
-        except Exception:
-            _log.failure("stopping {what}", Failure(), what=what)
+def _is_classic(peer: str) -> bool:
+    """Whether ``peer`` is a classic node, reached by XML-RPC ``notify`` (else an AMP endpoint)."""
+    return peer.startswith(("http://", "https://"))
+
+
+def _routing_of(message: dict[str, Any]) -> tuple[str | None, int]:
+    message_id, hops = message.get("id"), message.get("hops", 2**31 - 1)
+    if message_id is not None and (not isinstance(message_id, str) or not message_id):
+        raise ValueError("id, when given, must be a non-empty string")
+    if not isinstance(hops, int) or isinstance(hops, bool) or hops < 0:
+        raise ValueError("hops, when given, must be an int >= 0")
+    return message_id, hops
 
 
 def _no_local_calls(name: str, params: tuple[Any, ...]) -> Deferred[Any]:

@@ -1,23 +1,14 @@
 """
-The routing engine: gives each message an id and a hop limit, floods it to
-every outbox but the one of the link it came by, drops what it has seen
-before, and hands what is new to the node's own plugins.
+Routing and de-duplication: the router gives each message an id and a
+hop limit, floods it to every outbox but the one of the link it came by,
+drops what it has seen before, and notes what is new for the node's own
+plugins.  The end of the turn, where all that is committed and sent, is
+:mod:`relay._turn`'s.
 
 Messages travel through the router encoded (a message body is the bytes
 of :func:`co2._message.encode_message`): it decodes one only for relay
 plugins, and encodes the envelope once per hop, whatever the number of
 links it goes to.
-
-Each reactor turn ends with one *flush*: the local plugins receive what
-arrived (and what they send as they receive it), then the spool (when
-there is one) commits in one transaction everything the turn changed: the
-ids seen, what each link owes, and what the plugins wrote to their
-``self.state``; then the links that have messages waiting send them.  The
-links that brought the messages are acknowledged at the start of the next
-turn.  So a message is acknowledged only once this node is responsible
-for it; a node killed before the commit has neither delivered nor seen
-it, and its sender, not acknowledged, sends it again; a node killed after
-it has done both.
 
 With a spool, a message goes into the outboxes only as the turn ends,
 just before the commit, so that no link sends what a crash could still
@@ -30,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
@@ -38,16 +29,17 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from co2._message import check_message, decode_message, encode_message
-from co2._state import MemoryStore, StateStore
 from co2._values import check_members
 from co2.protocol import encode_envelope
 from relay._outbox import Entry, Outbox
 from relay._plugins import IRelayPlugin, apply_relay_plugins
 from relay._seen import SeenIds
+from relay._snapshot import Counters
 from relay._spool import Spool
+from relay._turn import Handover, Turn
 from relay._watch import Tap
 
-__all__ = ["INBOUND", "LOCAL", "REPLY_ROUNDS", "Deliver", "Router", "Sender"]
+__all__ = ["INBOUND", "LOCAL", "Router", "Sender"]
 
 LOCAL = "local"
 """The source of a message sent by a plugin of this node."""
@@ -56,19 +48,6 @@ INBOUND = "node:"
 """The prefix of the key of a link a peer made to this node (then its node id)."""
 
 _log = Logger(namespace="co2.relay")
-
-Local = tuple[bytes, list[Any], Any]
-"""A message for local plugins: ``(message body, client_address, sender)``."""
-
-Deliver = Callable[[list[Local]], None]
-"""Hands the messages of one turn, in order, to the local plugins."""
-
-REPLY_ROUNDS = 16
-"""
-How many times in one flush the local plugins are handed what they sent
-while receiving (messages sent in answer to messages, and so on); what is
-left waits for the next turn.
-"""
 
 
 class Sender(Protocol):
@@ -85,18 +64,17 @@ class Router:
     """
     Routes messages for one node.
 
-    ``deliver`` hands each turn's messages to the node's plugins (a relay
-    passes a function that does nothing); ``spool``, when given, keeps what
-    is owed and what was seen across restarts.  ``state`` is where the
-    node's plugins keep their ``self.state``: in the spool, committed with
-    the turn that wrote it, or in memory without one.  ``tap`` keeps the
-    last messages taken, for ``co2.watch`` (:mod:`relay._watch`).
+    ``handover`` gives each turn's messages to the node's plugins (a
+    relay passes a function that does nothing); :attr:`turn` ends each
+    turn.  ``spool``, when given, keeps what is owed and what was seen
+    across restarts.  ``tap`` keeps the last messages taken, for
+    ``co2.watch`` (:mod:`relay._watch`).
     """
 
     def __init__(
         self,
         reactor: Any,
-        deliver: Deliver,
+        handover: Handover,
         *,
         max_hops: int = 16,
         seen_limit: int = 100_000,
@@ -108,7 +86,6 @@ class Router:
         tap: Tap | None = None,
     ) -> None:
         self.reactor = reactor
-        self.deliver = deliver
         self.max_hops = max_hops
         self.outbox_limit = outbox_limit
         self.outbox_bytes = outbox_bytes
@@ -117,44 +94,36 @@ class Router:
         self.forget_after = forget_after
         self.tap = tap if tap is not None else Tap(reactor)
         self._tapped = self.tap.pending
+        self.turn = Turn(reactor, handover, spool, ended=self._end_turn, send=self._send_waiting)
+        """The end of each turn: the handover to the plugins, the commit, the acknowledgements."""
+        self.counters = Counters()
         self.outboxes: dict[str, Outbox] = {}
         self.senders: dict[str, Sender] = {}
         self._expiries: dict[str, IDelayedCall] = {}
-        self.counters = {"originated": 0, "received": 0, "duplicates": 0, "dropped": 0}
         self._boot = secrets.token_hex(8)
         self._counter = itertools.count(1)
         self._seq = itertools.count(1)
-        # Answers to batches: taken this turn, and flushed but not yet sent.
-        self._acks: list[Deferred[None]] = []
-        self._acks_due: list[Deferred[None]] = []
-        self._local: list[Local] = []
-        self._flush_call: IDelayedCall | None = None
-        self._flushing = False
-        self._holding = False
-        self._ack_call: IDelayedCall | None = None
         # The outboxes a message from each source goes to, kept until the
         # set of outboxes changes.
         self._targets: dict[str, list[tuple[str, Outbox]]] = {}
-        # Spool writes of this turn, made at once before the commit, and the
-        # messages that go into outboxes then.
-        self._spool_seen: list[str] = []
-        self._spool_added: list[tuple[int, bytes, list[str]]] = []
+        # With a spool: the messages that go into outboxes as the turn ends.
         self._placing: list[tuple[Entry, list[tuple[str, Outbox]]]] = []
-        self.state: StateStore = MemoryStore() if spool is None else _TurnStore(spool, self._flush_soon)
-        seen: Iterable[str] = ()
-        if spool is not None:
-            state = spool.load()
-            seen = state.seen
-            self._seq = itertools.count(state.next_seq)
-            for key in state.links:
-                self.outboxes[key] = self._new_outbox(key)
-                self._expire_later(key)
-            for key, owed in state.owed.items():
-                outbox = self.outbox(key)
-                for seq, body in owed:
-                    outbox.put(Entry(seq, body))
-                self._expire_later(key)
-        self.seen = SeenIds(seen_limit, seen)
+        self.seen = SeenIds(seen_limit, self._restore() if spool is not None else ())
+
+    def _restore(self) -> Iterable[str]:
+        """Take back from the spool what the links owe; the ids seen."""
+        assert self.spool is not None
+        state = self.spool.load()
+        self._seq = itertools.count(state.next_seq)
+        for key in state.links:
+            self.outboxes[key] = self._new_outbox(key)
+            self._expire_later(key)
+        for key, owed in state.owed.items():
+            outbox = self.outbox(key)
+            for seq, body in owed:
+                outbox.put(Entry(seq, body))
+            self._expire_later(key)
+        return state.seen
 
     # Outboxes and the links that drain them
 
@@ -170,7 +139,7 @@ class Router:
             self._targets.clear()
             if self.spool is not None and key.startswith(INBOUND):
                 self.spool.add_link(key)
-                self._flush_soon()
+                self.turn.soon()
         return outbox
 
     def _new_outbox(self, key: str) -> Outbox:
@@ -222,9 +191,9 @@ class Router:
         if outbox is not None and len(outbox):
             _log.warn("link {key}: forgot {count} message(s) it owed", key=key, count=len(outbox))
         if self.spool is not None:
-            self._write_spool()
+            self.turn.write()
             self.spool.drop_link(key)
-            self._flush_soon()
+            self.turn.soon()
 
     def acked(self, key: str, number: int) -> None:
         """The peer of link ``key`` acknowledged its batch ``number``."""
@@ -233,19 +202,19 @@ class Router:
             return
         entries = outbox.acked(number)
         if self.spool is not None and entries:
-            self._write_spool()
+            self.turn.write()
             self.spool.remove(key, [entry.seq for entry in entries])
-            self._flush_soon()
+            self.turn.soon()
 
     def _dropped(self, key: str, entries: list[Entry]) -> None:
-        self.counters["dropped"] += len(entries)
+        self.counters.dropped += len(entries)
         _log.warn(
             "link {key}: outbox full ({limit} messages or {bytes} bytes); "
             "dropped {count} message(s), the oldest waiting first",
             key=key, limit=self.outbox_limit, bytes=self.outbox_bytes, count=len(entries),
         )
         if self.spool is not None:
-            self._write_spool()
+            self.turn.write()
             self.spool.remove(key, [entry.seq for entry in entries])
 
     # Messages
@@ -261,8 +230,8 @@ class Router:
         its encoding.  Returns its id.
         """
         message_id = self.new_id()
-        self.counters["originated"] += 1
-        self.take(message_id, self.max_hops, message, LOCAL, client_address, sender=sender)
+        self.counters.originated += 1
+        self.route(message_id, self.max_hops, message, LOCAL, client_address, sender=sender)
         return message_id
 
     def arrived(
@@ -272,21 +241,18 @@ class Router:
         Route messages that came by link ``key`` from ``client_address``:
         ``(id, hops, message)`` each, as :func:`co2.protocol.decode_batch`
         gives them.  Fires once this node is responsible for them: then
-        the link may acknowledge them.  Once :meth:`hold` was called, the
-        messages are not taken and the Deferred never fires.
+        the link may acknowledge them.  Once the turn holds (the node is
+        stopping), the messages are not taken and the Deferred never fires.
         """
-        if self._holding:
+        if self.turn.holding:
             return Deferred()
-        self.counters["received"] += len(envelopes)
-        take, max_hops = self.take, self.max_hops
+        self.counters.received += len(envelopes)
+        route, max_hops = self.route, self.max_hops
         for message_id, hops, message in envelopes:
-            take(message_id, hops if hops < max_hops else max_hops, message, key, client_address)
-        d: Deferred[None] = Deferred()
-        self._acks.append(d)
-        self._flush_soon()
-        return d
+            route(message_id, hops if hops < max_hops else max_hops, message, key, client_address)
+        return self.turn.answer_after_commit()
 
-    def take(
+    def route(
         self,
         message_id: str,
         hops: int,
@@ -301,11 +267,9 @@ class Router:
         :data:`LOCAL`.
         """
         if not self.seen.add(message_id):
-            self.counters["duplicates"] += 1
+            self.counters.duplicates += 1
             return False
-        self._flush_soon()
-        if self.spool is not None:
-            self._spool_seen.append(message_id)
+        self.turn.seen(message_id)
         if self.plugins:
             inspected = self._inspect(message, source)
             if inspected is None:
@@ -314,7 +278,7 @@ class Router:
         self._tapped.extend((message_id, hops, message, source))
         if hops > 0:
             self._forward(message_id, hops - 1, message, source)
-        self._local.append((message, client_address, sender))
+        self.turn.local.append((message, client_address, sender))
         return True
 
     def _inspect(self, body: bytes, source: str) -> bytes | None:
@@ -358,141 +322,29 @@ class Router:
             # An outbox forgotten since the message was taken gets nothing.
             kept = [key for key, outbox in targets if outboxes.get(key) is outbox and outbox.put(entry)]
             if kept:
-                self._spool_added.append((entry.seq, entry.body, kept))
-
-    def _write_spool(self) -> None:
-        """Write what this turn added to the spool, so that later changes apply to it."""
-        assert self.spool is not None
-        if self._spool_seen:
-            self.spool.mark_seen(self._spool_seen)
-            self._spool_seen = []
-        if self._spool_added:
-            self.spool.add_many(self._spool_added)
-            self._spool_added = []
+                self.turn.owed(entry.seq, entry.body, kept)
 
     # The end of each turn
 
-    def _flush_soon(self) -> None:
-        # What changes while a flush hands messages to the plugins is
-        # committed by that flush.
-        if self._flush_call is None and not self._flushing:
-            self._flush_call = self.reactor.callLater(0, self.flush)
-
-    def flush(self) -> None:
-        """
-        Hand what arrived to the plugins, commit the spool and send what
-        waits; acknowledge what arrived at the start of the next turn.
-        """
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()  # called before the end of the turn
-        self._flush_call = None
-        self._flushing = True
-        try:
-            self._deliver_turn()
-        finally:
-            self._flushing = False
-        if self._local:
-            self._flush_soon()
+    def _end_turn(self) -> None:
         self.tap.end_turn()
         if self.spool is not None:
             self._place()
-            self._write_spool()
-            self.spool.commit()
+
+    def _send_waiting(self) -> None:
         outboxes = self.outboxes
         for key, sender in list(self.senders.items()):
             if outboxes[key].waiting:
                 sender.send_now()
-        if self._acks:
-            self._acks_due += self._acks
-            self._acks = []
-            if self._ack_call is None:
-                # The answers wait for the next turn, so that what this one
-                # forwarded goes out first: they are on no message's path.
-                self._ack_call = self.reactor.callLater(0, self.acknowledge)
-
-    def _deliver_turn(self) -> None:
-        """
-        Hand the turn's messages to the plugins, then what they sent while
-        receiving them, for at most :data:`REPLY_ROUNDS` rounds: each is
-        delivered in the turn whose commit marks it seen.
-        """
-        for _ in range(REPLY_ROUNDS):
-            local, self._local = self._local, []
-            if not local:
-                return
-            self.deliver(local)
-
-    def hold(self) -> None:
-        """
-        Take no more messages from links (the node is stopping): batches
-        that arrive from now on are left unanswered, and their senders
-        send them again when the link is next up.  Messages the node's
-        own plugins send are still routed.
-        """
-        self._holding = True
-
-    @property
-    def holding(self) -> bool:
-        """Whether :meth:`hold` was called: the node takes no more messages from outside."""
-        return self._holding
-
-    def acknowledge(self) -> None:
-        """Let the links answer the batches of every message flushed so far."""
-        if self._ack_call is not None and self._ack_call.active():
-            self._ack_call.cancel()  # called before the next turn
-        self._ack_call = None
-        acks, self._acks_due = self._acks_due, []
-        for d in acks:
-            d.callback(None)
 
     def close(self) -> None:
-        """Flush and acknowledge what is pending and close the spool."""
-        if self._flush_call is not None:
-            self.flush()
-        self.acknowledge()
+        """Flush and acknowledge what is pending, and close the spool."""
+        self.turn.close()
         for expiry in self._expiries.values():
             if expiry.active():
                 expiry.cancel()
         self._expiries.clear()
         self.tap.close()
-        if self.spool is not None:
-            self.spool.close()
-
-
-class _TurnStore:
-    """
-    The plugins' state in the spool: each write joins the spool's open
-    transaction and makes sure the turn ends with a flush, which commits it.
-    """
-
-    def __init__(self, spool: Spool, changed: Callable[[], None]) -> None:
-        self._spool = spool
-        self._changed = changed
-
-    def state_get(self, namespace: str, key: str) -> bytes | None:
-        return self._spool.state_get(namespace, key)
-
-    def state_put(self, namespace: str, key: str, value: bytes) -> None:
-        self._spool.state_put(namespace, key, value)
-        self._changed()
-
-    def state_delete(self, namespace: str, key: str) -> bool:
-        deleted = self._spool.state_delete(namespace, key)
-        self._changed()
-        return deleted
-
-    def state_keys(self, namespace: str) -> list[str]:
-        return self._spool.state_keys(namespace)
-
-    def state_items(self, namespace: str) -> list[tuple[str, bytes]]:
-        return self._spool.state_items(namespace)
-
-    def state_count(self, namespace: str) -> int:
-        return self._spool.state_count(namespace)
-
-    def state_clear(self, namespace: str) -> None:
-        self._spool.state_clear(namespace)
-        self._changed()
 
 
 def _same(passed: dict[str, Any], message: dict[str, Any]) -> bool:

@@ -1,8 +1,10 @@
 """
-The plugin host: finds and loads plugin packages, registers their methods,
-delivers messages to them and serves XML-RPC for them.
+The plugin host and the front end: finds and loads plugin packages,
+registers their methods, delivers messages to them, serves XML-RPC and
+the node's pages, and puts a node's service tree together.
 """
 
+from co2._services import ListenError
 from satellites._dispatch import Dispatcher
 from satellites._errors import SatelliteError
 from satellites._http import HTTPFactory
@@ -10,22 +12,24 @@ from satellites._loader import LoadedPackage, PackageInfo, PluginLoader, find_pa
 from satellites._registry import Method, MethodRegistry
 from satellites._routes import make_server
 from satellites._satellite import ReloadRefused, Satellite
-from satellites._service import ListenError, SatelliteService, StrictLoadError
+from satellites._service import HostService, NodeParts, StrictLoadError, node_service
 
 __all__ = [
     "Dispatcher",
     "HTTPFactory",
+    "HostService",
     "ListenError",
     "LoadedPackage",
     "Method",
     "MethodRegistry",
     "PackageInfo",
     "PluginLoader",
+    "NodeParts",
     "ReloadRefused",
     "Satellite",
     "SatelliteError",
-    "SatelliteService",
     "StrictLoadError",
     "find_packages",
     "make_server",
+    "node_service",
 ]

@@ -5,21 +5,22 @@ step.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
+import faulthandler
 import gc
 import itertools
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
+from twisted.application.service import MultiService, Service
 from twisted.cred import strcred
 from twisted.cred.credentials import IUsernamePassword
 from twisted.logger import Logger, globalLogBeginner
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from co2._config import RESERVED_PACKAGES, Config, auth_description, check_endpoint, load_config
 from co2._errors import ConfigError
@@ -29,7 +30,7 @@ from satellites._errors import SatelliteError
 from satellites._loader import find_packages
 from satellites._logging import LOG_FORMATS, log_observer
 from satellites._scaffold import DEFAULT_DIR, ScaffoldError, new_plugin
-from satellites._service import SatelliteService, StrictLoadError
+from satellites._service import NodeParts, StrictLoadError, node_service
 
 __all__ = [
     "CannotStart",
@@ -153,24 +154,25 @@ class CannotStart(SatelliteError):
         self.status = status
 
 
-def service_for(options: Options, reactor: Any) -> SatelliteService:
+def service_for(options: Options, reactor: Any) -> NodeParts:
     """
-    The service ``options`` describe, on ``reactor``.  Raises
+    The node ``options`` describe, on ``reactor``.  Raises
     :class:`CannotStart`: status 2 for a relay plugin that cannot be
     loaded (the config names it), 1 for a spool that cannot be opened.
     """
     try:
-        return SatelliteService(
-            options.config, reactor, strict=bool(options.get("strict")), role=options.role
-        )
+        return node_service(options.config, reactor, strict=bool(options.get("strict")), role=options.role)
     except RelayPluginError as e:
         raise CannotStart(EXIT_USAGE, f"{options.config.path or '<config>'}: relay_plugins: {e}") from None
     except SpoolError as e:
         raise CannotStart(EXIT_FAILURE, str(e)) from None
 
 
-def makeService(options: Options) -> SatelliteService:
-    """The service for ``twistd co2-satellite`` and ``twistd co2-relay``: a failed start stops the process."""
+def makeService(options: Options) -> Service:
+    """
+    The service for ``twistd co2-satellite`` and ``twistd co2-relay``.  A
+    start that fails makes twistd exit 1 with one line saying why.
+    """
     from twisted.internet import reactor
 
     if options.get("list-plugins"):
@@ -181,24 +183,57 @@ def makeService(options: Options) -> SatelliteService:
     if options["log-format"] != LOG_FORMATS[0]:
         _log.warn("--log-format is not applied under twistd: twistd writes the log")
     try:
-        service = service_for(options, reactor)
+        node = service_for(options, reactor)
     except CannotStart as e:
         print(f"{options.program}: {e}", file=sys.stderr)
         raise SystemExit(e.status) from None
-    service.started.addCallbacks(_freeze_heap, _stop_on_failure, errbackArgs=(reactor,))
     # twistd leaves SIGHUP alone (it rotates its log on SIGUSR1): a
     # satellite under twistd reloads its changed plugins on it too.
-    reactor.callWhenRunning(install_reload_signal, service, reactor)
+    reactor.callWhenRunning(install_reload_signal, node, reactor)
     # twistd ends a run its reactor's own handlers stopped by raising the
     # signal again; a satellite that shut down cleanly exits 0 instead, as
     # co2-satellite does: its handlers stop the reactor themselves.
     reactor.callWhenRunning(install_stop_signals, reactor)
-    return service
+    return _UnderTwistd(node, options.program, reactor)
 
 
-def install_reload_signal(service: SatelliteService, reactor: Any) -> None:
+class _UnderTwistd(MultiService):
     """
-    Make SIGHUP reload every plugin package of ``service`` whose files
+    A node run by twistd.  twistd starts it before its reactor runs, and a
+    service whose start raises is how twistd is told that it failed: it
+    then exits 1.  A start that fails later (an endpoint that binds only
+    once the reactor runs) is logged and stops the reactor.
+    """
+
+    def __init__(self, node: NodeParts, program: str, reactor: Any) -> None:
+        super().__init__()
+        assert node.service is not None
+        self.node = node
+        self.program = program
+        self.reactor = reactor
+        node.service.setServiceParent(self)
+
+    def startService(self) -> None:
+        super().startService()
+        assert self.node.service is not None
+        started = self.node.service.started
+        if not started.called:
+            started.addCallbacks(_freeze_heap, self._failed_later)
+            return
+        outcome: list[Any] = []
+        started.addBoth(outcome.append)
+        if isinstance(outcome[0], Failure):
+            raise SystemExit(f"{self.program}: {outcome[0].getErrorMessage()}")
+        _freeze_heap()
+
+    def _failed_later(self, failure: Failure) -> None:
+        _log.failure("failed to start", failure)
+        self.reactor.callWhenRunning(self.reactor.stop)
+
+
+def install_reload_signal(node: NodeParts, reactor: Any) -> None:
+    """
+    Make SIGHUP reload every plugin package of ``node`` whose files
     changed.  The handler only schedules the reload in the reactor's
     thread (``callFromThread``), so the signal interrupts nothing.
     """
@@ -206,17 +241,17 @@ def install_reload_signal(service: SatelliteService, reactor: Any) -> None:
         return
 
     def hangup(signum: int, frame: object) -> None:
-        reactor.callFromThread(reload_changed, service)
+        reactor.callFromThread(reload_changed, node)
 
     signal.signal(signal.SIGHUP, hangup)
 
 
-def reload_changed(service: SatelliteService) -> None:
+def reload_changed(node: NodeParts) -> None:
     """What SIGHUP does: reload the changed plugin packages (each outcome is logged)."""
-    if not service.running:
+    if node.satellite is None or node.service is None or not node.service.running:
         return
     _log.info("SIGHUP: reloading the plugin packages whose files changed")
-    service.satellite.reload_changed()
+    node.satellite.reload_changed()
 
 
 def install_stop_signals(reactor: Any) -> None:
@@ -234,38 +269,31 @@ def install_stop_signals(reactor: Any) -> None:
             signal.signal(getattr(signal, name), stop)
 
 
-def _stop_on_failure(failure: Any, reactor: Any) -> None:
-    _log.failure("failed to start", failure)
-    reactor.callWhenRunning(reactor.stop)
-    # twistd always exits 0 once its reactor stopped; make a failed start
-    # exit 1 after twistd has finished (pid file removed, logs flushed).
-    atexit.register(_exit_failed)
-
-
-def _exit_failed() -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(EXIT_FAILURE)
-
-
-def run(service: SatelliteService, reactor: Any) -> int:
-    """Run ``service`` on ``reactor`` until a signal stops it; the exit status."""
+def run(node: NodeParts, reactor: Any) -> int:
+    """Run ``node`` on ``reactor`` until a signal stops it; the exit status."""
+    service = node.service
+    assert service is not None
     status = [0]
 
     def failed(failure: Any) -> None:
         status[0] = EXIT_USAGE if failure.check(StrictLoadError) else EXIT_FAILURE
-        print(f"co2-{service.role}: {failure.getErrorMessage()}", file=sys.stderr)
+        print(f"co2-{node.role}: {failure.getErrorMessage()}", file=sys.stderr)
         reactor.stop()
 
+    def start() -> None:
+        service.privilegedStartService()
+        service.startService()
+
     def stop() -> Any:
-        _watchdog(service.config.exit_timeout * (len(service.satellite.plugins) + 1) + 5)
+        plugins = len(node.satellite.plugins) if node.satellite is not None else 0
+        _watchdog(node.config.exit_timeout * (plugins + 1) + 5)
         if service.running:
             return service.stopService()
         return None
 
     service.started.addCallbacks(_freeze_heap, failed)
-    reactor.callWhenRunning(install_reload_signal, service, reactor)
-    reactor.callWhenRunning(service.startService)
+    reactor.callWhenRunning(install_reload_signal, node, reactor)
+    reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", stop)
     reactor.run()
     return status[0]
@@ -282,16 +310,13 @@ def _freeze_heap(result: object = None) -> None:
 
 
 def _watchdog(seconds: float) -> None:
-    """Make the process exit (status 1) if shutdown takes over ``seconds``."""
-
-    def expire() -> None:
-        sys.stderr.write(f"co2: shutdown took over {seconds:.0f}s; exiting\n")
-        sys.stderr.flush()
-        os._exit(EXIT_FAILURE)
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
+    """
+    Make the process exit (status 1) if shutdown takes over ``seconds``,
+    writing where every thread was to standard error: the standard
+    library's ``faulthandler`` does it from a thread of its own, whatever
+    the main thread is stuck in.
+    """
+    faulthandler.dump_traceback_later(seconds, exit=True)
 
 
 def _begin_logging(config: Config, out: TextIO, log_format: str = LOG_FORMATS[0]) -> None:

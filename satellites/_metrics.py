@@ -2,7 +2,7 @@
 ``GET /metrics``: what a node has done, in Prometheus's text format.
 
 The hot paths only count: plain dict and list increments in the links
-(:class:`relay._links.LinkStats`), the satellite (:class:`PluginStats`) and
+(read through :meth:`relay.Relay.snapshot`), the satellite (:class:`PluginStats`) and
 the XML-RPC responder (:class:`CallStats`).  ``prometheus_client`` turns
 those counts into metric families when a scraper asks, in the reactor
 thread, so that nothing is read while it changes.
@@ -91,42 +91,31 @@ class CallStats:
 class _NodeCollector:
     """Reads a node's counts into metric families."""
 
-    def __init__(self, satellite: Any, calls: CallStats) -> None:
-        self.satellite = satellite
+    def __init__(self, node: Any, calls: CallStats) -> None:
+        self.node = node
         self.calls = calls
 
     def collect(self) -> Iterator[Metric]:
-        satellite = self.satellite
-        relay = satellite.relay
-        links = relay.link_stats
-        router = relay.router
+        snapshot = self.node.relay.snapshot()
+        links = snapshot.links
         yield _counter("co2_link_messages_in", "Messages that arrived over each link.", "link",
-                       links.messages_in)
+                       {link.key: link.messages_in for link in links if link.messages_in})
         yield _counter("co2_link_messages_out", "Messages sent over each link.", "link",
-                       links.messages_out)
+                       {link.key: link.messages_out for link in links if link.messages_out})
         yield _counter("co2_link_reconnects", "Times each link came up again after its first time.",
-                       "link", {key: ups - 1 for key, ups in links.ups.items() if ups > 1})
+                       "link", {link.key: link.reconnects for link in links if link.reconnects})
         depth = GaugeMetricFamily("co2_outbox_depth", "Messages each link's outbox holds.", labels=["link"])
-        for key, outbox in sorted(router.outboxes.items()):
-            depth.add_metric([key], len(outbox))
+        for link in links:
+            depth.add_metric([link.key], link.queued)
         yield depth
         messages = CounterMetricFamily(
             "co2_router_messages", "Messages the router handled, by what happened.", labels=["outcome"]
         )
-        for outcome, count in sorted(router.counters.items()):
+        for outcome, count in snapshot.counters.items():
             messages.add_metric([outcome], count)
         yield messages
-        plugins = satellite.plugin_stats
-        yield _counter("co2_plugin_deliveries", "Messages handed to each plugin's receive.", "plugin",
-                       plugins.deliveries)
-        yield _counter("co2_plugin_errors", "receive calls of each plugin that raised or failed.", "plugin",
-                       plugins.errors)
-        latency = HistogramMetricFamily(
-            "co2_plugin_receive_seconds", "Time each plugin's receive kept the reactor.", labels=["plugin"]
-        )
-        for plugin, buckets, total in plugins.histogram():
-            latency.add_metric([plugin], buckets, total)
-        yield latency
+        satellite = self.node.satellite
+        yield from _plugin_metrics(satellite.plugin_stats if satellite is not None else PluginStats())
         calls = CounterMetricFamily(
             "co2_xmlrpc_calls", "XML-RPC requests by method and fault code (0: answered without a fault).",
             labels=["method", "fault"],
@@ -136,6 +125,19 @@ class _NodeCollector:
         yield calls
 
 
+def _plugin_metrics(plugins: PluginStats) -> Iterator[Metric]:
+    yield _counter("co2_plugin_deliveries", "Messages handed to each plugin's receive.", "plugin",
+                   plugins.deliveries)
+    yield _counter("co2_plugin_errors", "receive calls of each plugin that raised or failed.", "plugin",
+                   plugins.errors)
+    latency = HistogramMetricFamily(
+        "co2_plugin_receive_seconds", "Time each plugin's receive kept the reactor.", labels=["plugin"]
+    )
+    for plugin, buckets, total in plugins.histogram():
+        latency.add_metric([plugin], buckets, total)
+    yield latency
+
+
 def _counter(name: str, documentation: str, label: str, counts: Any) -> CounterMetricFamily:
     family = CounterMetricFamily(name, documentation, labels=[label])
     for key, count in sorted(counts.items()):
@@ -143,10 +145,10 @@ def _counter(name: str, documentation: str, label: str, counts: Any) -> CounterM
     return family
 
 
-def node_registry(satellite: Any, calls: CallStats) -> CollectorRegistry:
+def node_registry(node: Any, calls: CallStats) -> CollectorRegistry:
     """A registry of its own for one node (tests run many nodes in one process)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_NodeCollector(satellite, calls))
+    registry.register(_NodeCollector(node, calls))
     return registry
 
 

@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Callable, MutableMapping
 from typing import Any
-from urllib.parse import urlsplit
 from xmlrpc.client import Fault
 
 from twisted.internet.defer import Deferred, ensureDeferred, fail, gatherResults, maybeDeferred, succeed
@@ -22,26 +21,17 @@ from twisted.python.failure import Failure
 from co2 import faults
 from co2._config import RESERVED_PACKAGES, Config
 from co2._errors import PluginError
-from co2._message import (
-    HostId,
-    check_message,
-    decode_message,
-    encode_message,
-    host_matches,
-    parse_host_id,
-)
+from co2._message import decode_message
 from co2._plugin import Co2Plugin
 from co2._state import PluginState
-from co2._values import check_members, check_value
-from relay._relay import Relay
-from relay._router import Local, Router
-from satellites._dispatch import Caller, Dispatcher, settle
+from relay import Local, Relay
+from satellites._dispatch import Dispatcher, settle
 from satellites._errors import SatelliteError
 from satellites._loader import LoadedPackage, PluginLoader, fingerprint
 from satellites._metrics import PluginStats
 from satellites._registry import DuplicateMethod, Method, MethodRegistry
 
-__all__ = ["BUSY_WARNING", "ReloadRefused", "Satellite"]
+__all__ = ["BUSY_WARNING", "ReloadRefused", "Satellite", "relay_dispatcher"]
 
 BUSY_WARNING = 1.0
 """Seconds a plugin's ``receive`` may hold the reactor before it is warned about."""
@@ -78,9 +68,7 @@ class Satellite:
         self.registry = MethodRegistry()
         self.relay = Relay(config, reactor, self.deliver, self.registry.plugin_names, self._call_here)
         self.plugin_stats = PluginStats()
-        self.dispatcher = Dispatcher(
-            self.registry, self.relay.directory, reactor, config.call_timeout, config.max_response_size
-        )
+        self.dispatcher = relay_dispatcher(self.registry, self.relay, config)
         self.host_id = host_id
         self.packages: list[LoadedPackage] = []
         self.failures: list[PluginError] = []
@@ -89,16 +77,7 @@ class Satellite:
         self._loader: PluginLoader | None = None
         self._fingerprints: dict[str, str] = {}
         self._thread = threading.get_ident()
-        self._address_of: tuple[str, list[Any]] = ("", [])
-        self._classic_peers = [
-            (peer, parts.hostname or "", parts.port)
-            for peer, parts in ((peer, urlsplit(peer)) for peer in config.peers)
-            if parts.scheme in ("http", "https")
-        ]
-        self.registry.add(Method.of("notify", self.notify, takes_caller=True))
-        self.registry.add(Method.of("co2.get_method_names", self.get_method_names))
         self.registry.add(Method.of("co2.reload", self.reload))
-        self.registry.add(Method.of("co2.watch", self.router.tap.watch_from, takes_caller=True))
 
     @property
     def host_id(self) -> str:
@@ -108,11 +87,6 @@ class Satellite:
     @host_id.setter
     def host_id(self, value: str) -> None:
         self.relay.host_id = value
-
-    @property
-    def router(self) -> Router:
-        """The router of the embedded relay."""
-        return self.relay.router
 
     def _call_here(self, name: str, params: tuple[Any, ...]) -> Deferred[Any]:
         return self.dispatcher.call(None, name, params)
@@ -199,11 +173,11 @@ class Satellite:
             raise ReloadRefused(f"{package!r} is a reserved name; no plugin package has it")
         if package not in self.config.plugin_list:
             raise ReloadRefused(f"{package!r} is not in plugin_list")
-        if self._loader is None or self.router.holding:
+        if self._loader is None or self.relay.holding:
             raise ReloadRefused("the satellite is not running its plugins")
         loader = self._loader
         # What was taken before the reload goes to the running version.
-        self.router.flush()
+        self.relay.flush()
         self._fingerprints[package] = fingerprint(self._package_dir(package))
         try:
             with loader.fresh_modules(package):
@@ -290,8 +264,8 @@ class Satellite:
         on is left unacknowledged, to be sent again once the node is back,
         rather than committed as seen with no plugin left to receive it.
         """
-        self.router.hold()
-        self.router.flush()
+        self.relay.hold()
+        self.relay.flush()
         plugins, self.plugins = self.plugins, []
         return ensureDeferred(self._exit_each(list(reversed(plugins)))).addCallback(self._forget)
 
@@ -320,34 +294,14 @@ class Satellite:
     def send_from(self, plugin: Co2Plugin, data: Any) -> None:
         """
         Send ``{'data': data, 'host_id': ...}`` from ``plugin`` to every
-        other plugin.  Raises ``TypeError`` at once when ``data`` is not an
-        XML-RPC value.  Safe to call from a worker thread; what is sent is
-        ``data`` as it was at the call.
+        other plugin (see :meth:`relay.Relay.originate`): ``TypeError`` at
+        once when ``data`` is not an XML-RPC value, ``ValueError`` when it
+        is too large, each naming the plugin.
         """
         try:
-            check_value(data)
+            self.relay.originate(data, plugin)
         except (TypeError, ValueError) as e:
-            raise TypeError(f"{plugin} cannot send {type(data).__name__}: {e}") from None
-        message = encode_message({"data": data, "host_id": self.host_id})
-        if len(message) > self.config.max_message_size:
-            raise ValueError(
-                f"{plugin} cannot send {len(message)} bytes: over max_message_size "
-                f"({self.config.max_message_size})"
-            )
-        if threading.get_ident() != self._thread:
-            self.reactor.callFromThread(self._send, plugin, message)
-        else:
-            self._send(plugin, message)
-
-    def _send(self, plugin: Co2Plugin, message: bytes) -> None:
-        self.router.send(message, self._own_address(), plugin)
-
-    def _own_address(self) -> list[Any]:
-        # The previous hop of a message sent here is this satellite itself.
-        if self._address_of[0] != self.host_id:
-            host = parse_host_id(self.host_id)
-            self._address_of = (self.host_id, [host.host, host.port])
-        return self._address_of[1]
+            raise type(e)(f"{plugin} {e}") from None
 
     def run_in_thread(
         self, function: Callable[..., Any], *args: Any, **kwargs: Any
@@ -362,7 +316,7 @@ class Satellite:
         router's store, in the spool when there is one, usable from the
         reactor thread only.
         """
-        return PluginState(self.router.state, str(plugin), self._thread)
+        return PluginState(self.relay.state, str(plugin), self._thread)
 
     # Delivery
 
@@ -408,48 +362,6 @@ class Satellite:
 
     # The server's own XML-RPC methods
 
-    def notify(self, caller: Caller, message: dict[str, Any]) -> bool:
-        """
-        Accept a message (a struct with ``data`` and ``host_id``) for every
-        plugin here and the rest of the network.  Answers at once; the
-        plugins receive it afterwards.  A message relayed by another co2
-        node also holds its ``id`` and remaining ``hops``.
-        """
-        if self.router.holding:
-            raise Fault(faults.SHUTTING_DOWN, "notify: this node is stopping; send the message again later")
-        try:
-            check_message(message)
-            message_id, hops = _routing_of(message)
-            check_members(message)
-        except (TypeError, ValueError) as e:
-            raise Fault(faults.INVALID_PARAMS, f"notify: {e}") from None
-        host_id = parse_host_id(message["host_id"])
-        if caller is not None and not host_matches(host_id, caller[0]):
-            _log.warn(
-                "notify refused: host_id {host_id!r} does not match the caller {ip}",
-                host_id=message["host_id"], ip=caller[0],
-            )
-            raise Fault(
-                faults.HOST_ID_MISMATCH,
-                f"host_id names host {host_id.host}, but the request came from {caller[0]}",
-            )
-        client_address: list[Any] = list(caller) if caller is not None else ["", 0]
-        body = encode_message({k: v for k, v in message.items() if k not in _ROUTING})
-        if len(body) > self.config.max_message_size:
-            raise Fault(faults.INVALID_PARAMS, f"notify: the message is {len(body)} bytes, "
-                        f"over max_message_size ({self.config.max_message_size})")
-        source = self._classic_peer(host_id) or f"notify from {client_address[0]}"
-        self.router.take(message_id or self.router.new_id(), min(hops, self.config.max_hops),
-                         body, source, client_address)
-        return True
-
-    def _classic_peer(self, host_id: HostId) -> str | None:
-        # The classic link to the node that sent this, so it is not sent back.
-        for peer, host, port in self._classic_peers:
-            if port == host_id.port and (host == host_id.host or host_matches(host_id, host)):
-                return peer
-        return None
-
     def get_method_names(self) -> list[str]:
         """Return the names of every method callable here, sorted: those of
         this satellite and those hosted elsewhere in the network."""
@@ -465,7 +377,7 @@ class Satellite:
         """
         if not isinstance(package, str):
             raise Fault(faults.INVALID_PARAMS, "co2.reload takes a package name (a string)")
-        if self.router.holding:
+        if self.relay.holding:
             raise Fault(faults.SHUTTING_DOWN, "co2.reload: this node is stopping")
 
         def failed(failure: Failure) -> dict[str, Any]:
@@ -479,13 +391,14 @@ class Satellite:
         return self.reload_package(package).addErrback(failed)
 
 
-_ROUTING = ("id", "hops")
-
-
-def _routing_of(message: dict[str, Any]) -> tuple[str | None, int]:
-    message_id, hops = message.get("id"), message.get("hops", 2**31 - 1)
-    if message_id is not None and (not isinstance(message_id, str) or not message_id):
-        raise ValueError("id, when given, must be a non-empty string")
-    if not isinstance(hops, int) or isinstance(hops, bool) or hops < 0:
-        raise ValueError("hops, when given, must be an int >= 0")
-    return message_id, hops
+def relay_dispatcher(registry: MethodRegistry, relay: Relay, config: Config) -> Dispatcher:
+    """
+    The dispatcher of a node's XML-RPC calls: the methods of ``registry``,
+    those of the rest of the network (``relay``'s directory), and the
+    relay's own: ``notify``, ``co2.watch`` and ``co2.get_method_names``.
+    """
+    dispatcher = Dispatcher(registry, relay.directory, relay.reactor, config.call_timeout, config.max_response_size)
+    registry.add(Method.of("notify", relay.accept_notify, takes_caller=True))
+    registry.add(Method.of("co2.get_method_names", dispatcher.names))
+    registry.add(Method.of("co2.watch", relay.tap.watch_from, takes_caller=True))
+    return dispatcher

@@ -19,42 +19,47 @@ REFRESH = 5
 """Seconds between two reloads of the status page."""
 
 
-def status_of(satellite: Any, role: str) -> dict[str, Any]:
-    """What the status page shows, as plain values (the JSON of ``/status.json``)."""
-    relay = satellite.relay
-    router = relay.router
-    stats = relay.link_stats
-    plugin_stats = satellite.plugin_stats
-    links = []
-    for key in sorted(router.outboxes):
-        links.append({
-            "link": key,
-            "state": "up" if key in router.senders else "down",
-            "queued": len(router.outboxes[key]),
-            "in": stats.messages_in.get(key, 0),
-            "out": stats.messages_out.get(key, 0),
-            "reconnects": max(0, stats.ups.get(key, 0) - 1),
-        })
+def status_of(node: Any, role: str) -> dict[str, Any]:
+    """
+    What the status page shows of ``node`` (its :class:`~satellites._service.NodeParts`),
+    as plain values: the JSON of ``/status.json``.
+    """
+    snapshot = node.relay.snapshot()
+    satellite = node.satellite
+    links = [
+        {"link": link.key, "state": "up" if link.up else "down", "queued": link.queued,
+         "in": link.messages_in, "out": link.messages_out, "reconnects": link.reconnects}
+        for link in snapshot.links
+    ]
     return {
         "role": role,
-        "host_id": satellite.host_id,
-        "node_id": relay.node_id,
-        "plugins": [
-            {"name": str(plugin), "deliveries": plugin_stats.deliveries.get(str(plugin), 0),
-             "errors": plugin_stats.errors.get(str(plugin), 0)}
-            for plugin in satellite.plugins
-        ],
-        "failed": [
-            {"package": failure.package, "problem": failure.problem} for failure in satellite.failures
-        ] + [
-            {"package": failure.package,
-             "problem": f"reload failed, the previous version still runs: {failure.problem}"}
-            for failure in satellite.reload_failures.values()
-        ],
-        "methods": satellite.get_method_names(),
+        "host_id": snapshot.host_id,
+        "node_id": snapshot.node_id,
+        "plugins": [] if satellite is None else _plugins(satellite),
+        "failed": [] if satellite is None else _failed(satellite),
+        "methods": node.dispatcher.names(),
         "links": links,
-        "counters": dict(sorted(router.counters.items())),
+        "counters": snapshot.counters,
     }
+
+
+def _plugins(satellite: Any) -> list[dict[str, Any]]:
+    stats = satellite.plugin_stats
+    return [
+        {"name": str(plugin), "deliveries": stats.deliveries.get(str(plugin), 0),
+         "errors": stats.errors.get(str(plugin), 0)}
+        for plugin in satellite.plugins
+    ]
+
+
+def _failed(satellite: Any) -> list[dict[str, Any]]:
+    return [
+        {"package": failure.package, "problem": failure.problem} for failure in satellite.failures
+    ] + [
+        {"package": failure.package,
+         "problem": f"reload failed, the previous version still runs: {failure.problem}"}
+        for failure in satellite.reload_failures.values()
+    ]
 
 
 class _StatusView:
@@ -64,26 +69,26 @@ class _StatusView:
     """What ``auth_methods`` calls this page."""
 
     def __init__(
-        self, satellite: Any, role: str, content_type: bytes, render: Callable[[dict[str, Any]], str]
+        self, node: Any, role: str, content_type: bytes, render: Callable[[dict[str, Any]], str]
     ) -> None:
-        self.satellite = satellite
+        self.node = node
         self.role = role
         self.content_type = content_type
         self.render_status = render
 
     def render(self) -> bytes:
         """The page as it is now."""
-        return self.render_status(status_of(self.satellite, self.role)).encode()
+        return self.render_status(status_of(self.node, self.role)).encode()
 
 
-def StatusJSON(satellite: Any, role: str) -> _StatusView:
+def StatusJSON(node: Any, role: str) -> _StatusView:
     """``GET /status.json``."""
-    return _StatusView(satellite, role, b"application/json", lambda status: json.dumps(status, indent=1))
+    return _StatusView(node, role, b"application/json", lambda status: json.dumps(status, indent=1))
 
 
-def StatusPage(satellite: Any, role: str) -> _StatusView:
+def StatusPage(node: Any, role: str) -> _StatusView:
     """``GET /``: the status as a page that reloads itself."""
-    return _StatusView(satellite, role, b"text/html; charset=utf-8", render_page)
+    return _StatusView(node, role, b"text/html; charset=utf-8", render_page)
 
 
 def _rows(rows: list[list[Any]]) -> str:

@@ -162,8 +162,8 @@ class MemoryNetwork:
         self.nodes[name] = node
         self.addresses[name] = address
         relay = self.relay(name)
-        if hasattr(relay, "startService") and not getattr(relay, "running", True):
-            relay.startService()
+        if hasattr(relay, "directory"):
+            relay.start()
         return node
 
     def relay(self, name: str) -> Node:

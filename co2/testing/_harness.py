@@ -254,10 +254,9 @@ class PluginHarness:
         if client_address is None:
             parsed = parse_host_id(host_id)
             client_address = [parsed.host, parsed.port]
-        router = self.satellite.router
         with self._running("a plugin failed to receive a message"):
-            router.take(router.new_id(), 0, encode_message(message), "harness", list(client_address))
-            self._settle()
+            self.satellite.relay.inject(message, "harness", list(client_address))
+            self._run_due()
 
     def call(self, method: str, *params: Any) -> Any:
         """
@@ -292,7 +291,7 @@ class PluginHarness:
         self._check_open()
         with self._running(f"a plugin failed while {method} ran", raise_on_error=False):
             d = self._client.call(method, *params)
-            self._settle()
+            self._run_due()
         return d
 
     def advance(self, seconds: float) -> None:
@@ -371,7 +370,7 @@ class PluginHarness:
             call.getTime() <= now for call in self.reactor.getDelayedCalls()
         )
 
-    def _settle(self) -> None:
+    def _run_due(self) -> None:
         """Run what is due now, and what that makes due now, without moving time."""
         for _ in range(_MAX_STEPS):
             if not self._due():
@@ -384,18 +383,18 @@ class PluginHarness:
         return min(times) if times else None
 
     def _advance_to(self, target: float) -> None:
-        self._settle()
+        self._run_due()
         for _ in range(_MAX_STEPS):
             next_time = self._next_time()
             if next_time is None or next_time > target:
                 break
             self.reactor.advance(max(0.0, next_time - self.reactor.seconds()))
-            self._settle()
+            self._run_due()
         self.reactor.advance(max(0.0, target - self.reactor.seconds()))
-        self._settle()
+        self._run_due()
 
     def _run_until(self, done: Callable[[], bool], what: str) -> None:
-        self._settle()
+        self._run_due()
         for _ in range(_MAX_STEPS):
             if done():
                 return

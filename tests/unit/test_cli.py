@@ -9,7 +9,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
 from co2.testing import TestReactor, write_package
-from satellites import SatelliteService
+from satellites import node_service
 from satellites._cli import Options, list_plugins, service_for
 
 
@@ -65,14 +65,16 @@ def test_service_listens_loads_and_stops(tmp_path):
                                     "listen = 'tcp:2004:interface=127.0.0.1'\n")
     options.config.plugin_config["ham"] = {"out": out}  # type: ignore[index]
     reactor = MemoryReactorClock()
-    service = service_for(options, reactor)
+    node = service_for(options, reactor)
+    service = node.service
+    service.privilegedStartService()
     service.startService()
     started: list[object] = []
     service.started.addCallback(started.append)
     assert started == [None]
     assert reactor.tcpServers[0][0] == 2004
-    assert service.satellite.host_id.endswith("@127.0.0.1:2004")
-    assert [str(p) for p in service.satellite.plugins] == ["ham.m.X_A"]
+    assert node.relay.host_id.endswith("@127.0.0.1:2004")
+    assert [str(p) for p in node.satellite.plugins] == ["ham.m.X_A"]
     service.stopService()
     reactor.advance(10)
     assert out == ["exit"]
@@ -85,7 +87,7 @@ def test_strict_fails_the_start_when_a_plugin_breaks(tmp_path):
     plugins = tmp_path / "p"
     write_package(plugins, "ham", {"m": "raise ImportError('x')\n"})
     options = options_for(tmp_path, "plugin_dir = 'p'\nplugin_list = ['ham']\n", "--strict")
-    service = service_for(options, MemoryReactorClock())
+    service = service_for(options, MemoryReactorClock()).service
     service.startService()
     failures: list[object] = []
     service.started.addErrback(failures.append)
@@ -103,7 +105,7 @@ def test_a_listen_failure_fails_the_start(tmp_path):
             raise CannotListenError(interface, port, OSError("in use"))
 
     options = options_for(tmp_path, "")
-    service = SatelliteService(options.config, Refusing())
+    service = node_service(options.config, Refusing()).service
     service.startService()
     failures: list[object] = []
     service.started.addErrback(failures.append)

@@ -93,7 +93,7 @@ def test_send_refuses_what_xmlrpc_cannot_carry(two, data, says):
         a.send(data)
     two.reactor.advance(0)
     assert two.plugin("b.m.X_Recorder").got == []
-    assert two.satellite.router.counters["originated"] == 0
+    assert two.satellite.relay.router.counters.originated == 0
 
 
 def test_what_is_sent_is_the_data_at_the_call(two):

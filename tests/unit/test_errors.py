@@ -12,6 +12,7 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.python.failure import Failure
 
 import co2
+import relay
 import satellites
 from co2 import _errors
 from co2._errors import Co2Error
@@ -165,6 +166,7 @@ def test_in_its_modules_all(cls):
 @pytest.mark.parametrize(("package", "names"), [
     (co2, ["Co2Error", "ConfigError", "PluginError", "NotAttachedError", "ProtocolError", "CommandError"]),
     (satellites, ["SatelliteError", "ListenError", "StrictLoadError", "ReloadRefused"]),
+    (relay, ["RelayError", "SpoolError", "RelayPluginError"]),
 ])
 def test_branches_exported(package, names):
     """Each package exports its branch of the tree from its top level."""
@@ -176,7 +178,7 @@ def test_branches_exported(package, names):
 
 
 def test_relay_branch_exported():
-    """relay exports RelayError next to AMPListenError, SpoolError and RelayPluginError."""
+    """relay exports RelayError next to SpoolError and RelayPluginError."""
     import relay
 
     assert relay.RelayError is RelayError
@@ -195,7 +197,7 @@ def test_existing_names_still_importable():
         Unauthorized,
         UnexpectedHello,
     )
-    from relay import AMPListenError, RelayPluginError, SpoolError  # noqa: F401
+    from relay import RelayPluginError, SpoolError  # noqa: F401
     from satellites import ListenError, ReloadRefused, StrictLoadError  # noqa: F401
     from satellites._exchange import Refused  # noqa: F401
     from satellites._http import Refused as HTTPRefused  # noqa: F401

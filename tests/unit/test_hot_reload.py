@@ -245,11 +245,12 @@ def test_the_satellite_class_is_public() -> None:
 
 def test_the_status_page_shows_a_failed_reload(node: Any, plugin_dir: Path) -> None:
     """status.json lists a package whose reload failed, saying the previous version runs."""
+    from satellites import NodeParts
     from satellites._status import status_of
 
     rewrite(plugin_dir, "def broken(:\n")
     result_of(node.satellite.reload_package("hot"))
-    failed = status_of(node.satellite, "satellite")["failed"]
+    failed = status_of(NodeParts.of(node.satellite), "satellite")["failed"]
     assert [f["package"] for f in failed] == ["hot"]
     assert "previous version still runs" in failed[0]["problem"] and "SyntaxError" in failed[0]["problem"]
 

@@ -10,7 +10,7 @@ from twisted.logger import Logger, LogLevel, LogPublisher
 from twisted.python import usage
 
 from co2.testing import SERVING
-from relay._cli import Options as RelayOptions
+from satellites._relay_command import Options as RelayOptions
 from satellites._cli import Options
 from satellites._logging import log_observer
 

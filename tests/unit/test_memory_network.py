@@ -29,7 +29,7 @@ def test_link_says_hello_and_keys_the_link_by_peer_name():
     assert link.client_address[0] == "10.1.0.1" and link.server_address == ("10.1.0.2", 2006)
     assert b.links[f"node:{a.node_id}"].peer_address == list(link.client_address)
     assert a.links["peer:b"].peer_address == ["10.1.0.2", 2006]
-    assert a.running and b.running
+    assert a.directory.announcing and b.directory.announcing
 
 
 def test_cut_takes_both_sides_down():

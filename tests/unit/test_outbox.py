@@ -208,7 +208,7 @@ def test_router_counts_and_logs_drops(logged):
     for k in range(5):
         router.send({"data": k, "host_id": "1@10.0.0.1:2004"}, ["10.0.0.1", 2004])
     reactor.advance(0)
-    assert router.counters["dropped"] == 3
+    assert router.counters.dropped == 3
     assert router.outboxes["peer:far"].dropped == 3
     assert len(router.outboxes["peer:far"]) == 2
     text = text_of(logged)

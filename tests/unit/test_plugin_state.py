@@ -237,7 +237,7 @@ def counting_router(path: Path, reactor: TestReactor) -> Router:
     router: Router
 
     def deliver(turn: list[tuple[bytes, list[Any], Any]]) -> None:
-        state = PluginState(router.state, NAMESPACE)
+        state = PluginState(router.turn.state, NAMESPACE)
         for body, _, _ in turn:
             key = str(decode_message(body)["data"])
             state[key] = state.get(key, 0) + 1
@@ -294,7 +294,7 @@ def test_killed_before_the_commit_the_node_receives_the_batch_again_once(tmp_pat
     reactor.advance(0)
     reactor.advance(0)
     assert acked == [None]
-    assert dict(PluginState(again.state, NAMESPACE)) == {"one": 1, "two": 1}
+    assert dict(PluginState(again.turn.state, NAMESPACE)) == {"one": 1, "two": 1}
     again.close()
 
 
@@ -304,7 +304,7 @@ def test_killed_after_the_commit_the_node_drops_the_batch_sent_again(tmp_path):
     reactor = TestReactor()
     router = counting_router(path, reactor)
     router.arrived(BATCH, "node:b", ["10.0.0.2", 1])
-    router.flush()
+    router.turn.flush()
     die(router.spool)  # the ack, due at the next turn, never leaves
 
     reactor = TestReactor()
@@ -313,8 +313,8 @@ def test_killed_after_the_commit_the_node_drops_the_batch_sent_again(tmp_path):
     again.arrived(BATCH, "node:b", ["10.0.0.2", 1]).addCallback(acked.append)
     reactor.advance(0)
     reactor.advance(0)
-    assert acked == [None] and again.counters["duplicates"] == 2
-    assert dict(PluginState(again.state, NAMESPACE)) == {"one": 1, "two": 1}
+    assert acked == [None] and again.counters.duplicates == 2
+    assert dict(PluginState(again.turn.state, NAMESPACE)) == {"one": 1, "two": 1}
     again.close()
 
 
@@ -323,7 +323,7 @@ def test_writes_outside_delivery_are_committed_at_the_end_of_the_turn(tmp_path):
     path = tmp_path / "spool.db"
     reactor = TestReactor()
     router = counting_router(path, reactor)
-    state = PluginState(router.state, NAMESPACE)
+    state = PluginState(router.turn.state, NAMESPACE)
     state["timer"] = 1
     assert rows(path, "SELECT key FROM state") == []
     assert len(reactor.getDelayedCalls()) == 1
@@ -370,18 +370,18 @@ def test_a_plugin_counts_each_message_once_across_a_kill(plugin_dir, tmp_path):
     path = tmp_path / "node.spool"
     reactor = TestReactor()
     node = satellite(plugin_dir, reactor, path)
-    node.router.arrived(BATCH, "node:b", ["10.0.0.2", 1])
-    die_at_commit(node.router.spool)
+    node.relay.router.arrived(BATCH, "node:b", ["10.0.0.2", 1])
+    die_at_commit(node.relay.router.spool)
     with pytest.raises(Killed):
         reactor.advance(0)
 
     for _ in range(2):  # sent again: once taken, once dropped as seen
         reactor = TestReactor()
         node = satellite(plugin_dir, reactor, path)
-        node.router.arrived(BATCH, "node:b", ["10.0.0.2", 1])
+        node.relay.router.arrived(BATCH, "node:b", ["10.0.0.2", 1])
         reactor.advance(0)
         assert dict(node.plugins[0].state) == {"one": 1, "two": 1}
-        die(node.router.spool)
+        die(node.relay.router.spool)
 
 
 def test_a_satellite_without_a_spool_keeps_state_in_memory(plugin_dir, reactor):

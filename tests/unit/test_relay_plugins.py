@@ -421,7 +421,7 @@ def test_a_changed_message_is_encoded_again():
 def test_a_dropped_message_goes_nowhere():
     """A message a plugin drops is neither forwarded nor delivered."""
     router, _, forwarded = routed(Step("drop", lambda m: None))
-    assert forwarded == [] and router.counters["originated"] == 1
+    assert forwarded == [] and router.counters.originated == 1
 
 
 @pytest.mark.parametrize("bad", [{1, 2}, float("nan"), {1: "x"}])

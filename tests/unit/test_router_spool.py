@@ -48,8 +48,8 @@ def test_outboxes_and_seen_ids_come_back_from_the_spool(tmp_path):
     owed_b = [decode_envelope(e.body).id for e in again.outboxes["node:b"].take(1 << 20)[1]]
     assert owed_b == ids  # not the message that came from b
     assert all(i in again.seen for i in [*ids, "far.1"])
-    assert not again.take("far.1", 4, message("far"), "node:b", ["10.0.0.2", 40000])
-    assert again.counters["duplicates"] == 1
+    assert not again.route("far.1", 4, message("far"), "node:b", ["10.0.0.2", 40000])
+    assert again.counters.duplicates == 1
     assert again.new_id() not in ids
     again.close()
 
@@ -108,7 +108,7 @@ def test_without_a_spool_the_ack_still_waits_for_the_end_of_the_turn():
     router.arrived([Envelope("x.1", 3, message(1))], "node:b", ["10.0.0.2", 1]).addCallback(
         lambda _: events.append("ack"))
     assert events == []
-    router.flush()
+    router.turn.flush()
     assert events == ["deliver"]
     reactor.advance(0)
     assert events == ["deliver", "ack"]
@@ -141,7 +141,7 @@ def test_closing_acknowledges_what_was_flushed():
     acked: list[None] = []
     router = Router(reactor, lambda turn: None)
     router.arrived([Envelope("x.1", 3, message(1))], "node:b", ["10.0.0.2", 1]).addCallback(acked.append)
-    router.flush()
+    router.turn.flush()
     assert acked == []
     router.close()
     assert acked == [None]
@@ -155,10 +155,10 @@ def test_only_what_was_flushed_is_acknowledged():
     router = Router(reactor, lambda turn: None)
     router.arrived([Envelope("x.1", 3, message(1))], "node:b", ["10.0.0.2", 1]).addCallback(
         lambda _: acked.append("first"))
-    router.flush()
+    router.turn.flush()
     router.arrived([Envelope("x.2", 3, message(2))], "node:b", ["10.0.0.2", 1]).addCallback(
         lambda _: acked.append("second"))
-    router.acknowledge()
+    router.turn.acknowledge()
     assert acked == ["first"]
     reactor.advance(0)
     assert acked == ["first", "second"]

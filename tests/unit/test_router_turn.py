@@ -13,7 +13,7 @@ from co2._message import decode_message, encode_message
 from co2.protocol import Envelope
 from co2.testing import TestReactor, write_package
 from relay import Router, Spool
-from relay._router import REPLY_ROUNDS
+from relay._turn import REPLY_ROUNDS
 from satellites import Satellite
 
 ADDRESS = ["10.0.0.1", 2004]
@@ -115,10 +115,10 @@ def test_plugins_that_always_answer_do_not_hold_the_reactor():
 
     router = Router(reactor, deliver)
     router.send(message(0), ADDRESS)
-    router.flush()
+    router.turn.flush()
     assert delivered == list(range(REPLY_ROUNDS))
     assert len(reactor.getDelayedCalls()) == 1  # the next flush, for what is left
-    router.flush()
+    router.turn.flush()
     assert delivered == list(range(2 * REPLY_ROUNDS))
 
 
@@ -128,13 +128,13 @@ def test_a_holding_router_takes_nothing_from_links_but_still_routes_local_messag
     delivered: list[bytes] = []
     router = Router(reactor, lambda turn: delivered.extend(m for m, _, _ in turn))
     outbox = router.outbox("peer:r")
-    router.hold()
+    router.turn.hold()
     acked: list[None] = []
     router.arrived([Envelope("x.1", 3, message(1))], "node:b", ["10.0.0.2", 1]).addCallback(acked.append)
     router.send(message("bye"), ADDRESS, sender="plugin")
     reactor.advance(0)
     reactor.advance(0)
-    assert acked == [] and "x.1" not in router.seen and router.counters["received"] == 0
+    assert acked == [] and "x.1" not in router.seen and router.counters.received == 0
     assert len(outbox.take(1 << 20)[1]) == 1
     router.close()
     assert acked == []
@@ -154,15 +154,15 @@ def test_a_stopping_satellite_hands_its_plugins_what_it_took_and_then_takes_noth
     node.load_plugins()
     recorder = node.plugins[0]
     before: list[None] = []
-    node.router.arrived([Envelope("x.1", 3, message("before"))], "node:b", ["10.0.0.2", 1]).addCallback(
+    node.relay.router.arrived([Envelope("x.1", 3, message("before"))], "node:b", ["10.0.0.2", 1]).addCallback(
         before.append)
     node.shutdown()
     assert [m["data"] for m in recorder.got] == ["before"]  # type: ignore[attr-defined]
     after: list[None] = []
-    node.router.arrived([Envelope("x.2", 3, message("after"))], "node:b", ["10.0.0.2", 1]).addCallback(
+    node.relay.router.arrived([Envelope("x.2", 3, message("after"))], "node:b", ["10.0.0.2", 1]).addCallback(
         after.append)
     reactor.advance(60)
-    node.router.close()
+    node.relay.router.close()
     assert before == [None] and after == []
     state = Spool(str(path)).load()
     assert "x.1" in state.seen and "x.2" not in state.seen

@@ -221,8 +221,8 @@ def test_router_records_what_it_takes_once():
     clock = Clock()
     router = Router(clock, lambda messages: None)
     router.send(body("a"), ["127.0.0.1", 2004])
-    router.take("x.1", 3, body("b"), "node:aa", ["127.0.0.2", 1])
-    router.take("x.1", 3, body("b"), "node:bb", ["127.0.0.3", 1])
+    router.route("x.1", 3, body("b"), "node:aa", ["127.0.0.2", 1])
+    router.route("x.1", 3, body("b"), "node:bb", ["127.0.0.3", 1])
     assert router.tap.watch(0, 0)["messages"] == []  # kept as the turn ends
     clock.advance(0)
     answer = router.tap.watch(0, 0)
@@ -248,8 +248,8 @@ def test_router_records_nothing_a_relay_plugin_drops():
     plugin = DropAll()
     directlyProvides(plugin, IRelayPlugin)
     router = Router(Clock(), lambda messages: None, plugins=[plugin])
-    router.take("x.1", 3, body("b"), "node:aa", ["127.0.0.2", 1])
-    router.flush()
+    router.route("x.1", 3, body("b"), "node:aa", ["127.0.0.2", 1])
+    router.turn.flush()
     assert len(router.tap) == 0 and router.tap.last == 0
 
 

@@ -108,7 +108,7 @@ def test_the_caller_of_an_xmlrpc_call_is_counted(make_node):
     node.reactor.advance(0)
     assert over.result == {"messages": [], "next": 0, "missed": 0}
     assert not any(d.called for d in [*waiting, other])
-    node.satellite.router.tap.close()
+    node.satellite.relay.router.tap.close()
     node.reactor.advance(0)
     assert all(d.called for d in [*waiting, other])
 

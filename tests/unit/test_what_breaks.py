@@ -197,7 +197,7 @@ def test_a_dropped_message_is_no_longer_owed_in_the_spool(tmp_path):
     for data in range(3):
         router.send(message(data), ["10.0.0.1", 2004])
     reactor.advance(0)
-    assert router.counters["dropped"] == 1
+    assert router.counters.dropped == 1
     router.close()
     spool = Spool(path)
     owed = spool.load().owed["peer:a"]
@@ -293,7 +293,7 @@ def test_one_flush_hands_the_plugins_sixteen_rounds_of_replies():
 
     router = Router(TestReactor(), deliver)
     router.send(message("first"), ["10.0.0.1", 2004])
-    router.flush()
+    router.turn.flush()
     assert rounds == [1] * 16
 
 
@@ -319,8 +319,8 @@ def test_without_a_spool_the_plugins_state_is_kept_in_memory():
     """A router without a spool keeps the plugins' state in memory, with no turn to end."""
     reactor = TestReactor()
     router = Router(reactor, lambda turn: None)
-    router.state.state_put("p", "a", b"1")
-    assert router.state.state_get("p", "a") == b"1"
+    router.turn.state.state_put("p", "a", b"1")
+    assert router.turn.state.state_get("p", "a") == b"1"
     assert reactor.getDelayedCalls() == []
 
 
@@ -369,8 +369,8 @@ class Dropper:
 def test_a_message_a_relay_plugin_drops_still_counts_as_new():
     """take() answers True for a new message a relay plugin drops, and False when it comes again."""
     router = Router(TestReactor(), lambda turn: None, plugins=[Dropper()])
-    assert router.take("x.1", 3, message(1), "node:b", ["10.0.0.2", 1]) is True
-    assert router.take("x.1", 3, message(1), "node:b", ["10.0.0.2", 1]) is False
+    assert router.route("x.1", 3, message(1), "node:b", ["10.0.0.2", 1]) is True
+    assert router.route("x.1", 3, message(1), "node:b", ["10.0.0.2", 1]) is False
 
 
 def test_a_message_the_relay_plugins_leave_alone_goes_on_byte_for_byte():
@@ -381,7 +381,7 @@ def test_a_message_the_relay_plugins_leave_alone_goes_on_byte_for_byte():
     for plugins in ([Keeper()], [Keeper(), Keeper()]):
         router = Router(TestReactor(), lambda turn: None, plugins=plugins)
         outbox = router.outbox("peer:a")
-        router.take("x.1", 3, body, "node:b", ["10.0.0.2", 1])
+        router.route("x.1", 3, body, "node:b", ["10.0.0.2", 1])
         assert decode_envelope(outbox.take(1 << 20)[1][0].body).message == body
 
 
@@ -434,9 +434,9 @@ def test_the_router_counts_what_it_originates_receives_and_drops_as_duplicate():
     router.send(message(1), ["10.0.0.1", 2004])
     router.arrived([Envelope("x.1", 3, message(1)), Envelope("x.1", 3, message(1))], "node:b",
                    ["10.0.0.2", 1])
-    assert router.counters == {"originated": 1, "received": 2, "duplicates": 1, "dropped": 0}
-    assert router.take("y.1", 3, message(2), "node:b", ["10.0.0.2", 1]) is True
-    assert router.take("y.1", 3, message(2), "node:b", ["10.0.0.2", 1]) is False
+    assert router.counters.as_dict() == {"dropped": 0, "duplicates": 1, "originated": 1, "received": 2}
+    assert router.route("y.1", 3, message(2), "node:b", ["10.0.0.2", 1]) is True
+    assert router.route("y.1", 3, message(2), "node:b", ["10.0.0.2", 1]) is False
 
 
 def test_calling_flush_directly_leaves_no_flush_to_come():
@@ -445,7 +445,7 @@ def test_calling_flush_directly_leaves_no_flush_to_come():
     router = Router(reactor, lambda turn: None)
     router.send(message(1), ["10.0.0.1", 2004])
     assert len(reactor.getDelayedCalls()) == 1
-    router.flush()
+    router.turn.flush()
     assert reactor.getDelayedCalls() == []
 
 
@@ -461,7 +461,7 @@ def test_replies_handed_over_within_a_flush_leave_no_flush_to_come():
     reactor = TestReactor()
     router = Router(reactor, deliver)
     router.send(message("first"), ["10.0.0.1", 2004])
-    router.flush()
+    router.turn.flush()
     assert rounds == [1, 1]
     assert reactor.getDelayedCalls() == []
 
@@ -494,7 +494,7 @@ def test_replies_beyond_the_rounds_of_a_flush_wait_for_the_next_turn():
     reactor = TestReactor()
     router = Router(reactor, deliver)
     router.send(message("first"), ["10.0.0.1", 2004])
-    router.flush()
+    router.turn.flush()
     assert len(rounds) == 16
     reactor.advance(0)
     assert len(rounds) == 17
@@ -530,7 +530,7 @@ def test_an_acknowledgement_is_committed_by_the_turn(tmp_path):
 def test_the_plugins_state_is_committed_by_the_turn_that_wrote_it(tmp_path):
     """With a spool, each write to the plugins' state ends its turn with a commit."""
     path, reactor, router = spooled(tmp_path)
-    state = router.state
+    state = router.turn.state
     query = "SELECT namespace, key, value FROM state ORDER BY namespace, key"
     state.state_put("p", "a", b"1")
     state.state_put("p", "b", b"2")

@@ -11,7 +11,7 @@ co2_satellite = ServiceMaker(
 
 co2_relay = ServiceMaker(
     "co2 relay",
-    "relay._cli",
+    "satellites._relay_command",
     "A standalone co2 relay: links satellites and relays, passing messages and calls on.",
     "co2-relay",
 )

@@ -63,9 +63,8 @@ def stop() -> Callable[[list[Satellite], Any], None]:
 
     def stop(satellites: list[Satellite], reactor: Any) -> None:
         for satellite in satellites:
-            if satellite.relay.running:
-                satellite.relay.stopService()
             satellite.shutdown()
+            satellite.relay.close()
         reactor.advance(60)
 
     return stop

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 from xmlrpc.client import Fault
 
+import weakref
+
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
@@ -17,7 +19,19 @@ from co2 import faults
 from co2._xmlrpc import dump_fault, dump_response, parse_call
 from co2.protocol import decode_envelope
 from co2.testing import HTTPResponse, MemoryXMLRPCClient
+from relay import Links
 from satellites import Satellite, make_server
+
+
+_LINKS: weakref.WeakKeyDictionary[Any, Links] = weakref.WeakKeyDictionary()
+
+
+def links_of(satellite: Satellite) -> Links:
+    """The links service of ``satellite``'s relay, made once: its classic link is a child."""
+    links = _LINKS.get(satellite.relay)
+    if links is None:
+        links = _LINKS[satellite.relay] = Links(satellite.relay)
+    return links
 
 URL = "http://10.0.0.2:2004/"
 
@@ -96,10 +110,10 @@ def retry(failures: int) -> float:
 def sender(reactor, build, stop):
     """Satellite 1 (10.0.0.1) with the classic peer URL, its link driven by a fake agent."""
     satellite = build(reactor, 1, "rec", peers=(URL,))
-    link = satellite.relay.getServiceNamed(URL)
+    link = links_of(satellite).getServiceNamed(URL)
     link.agent = FakeAgent()
     link.retry = retry
-    satellite.relay.startService()
+    links_of(satellite).startService()
     yield satellite, link, link.agent
     stop([satellite], reactor)
 
@@ -116,7 +130,7 @@ def test_messages_are_posted_one_at_a_time_in_order(reactor, sender):
         assert (posted.method, posted.uri) == (b"POST", URL.encode())
         assert posted.headers.getRawHeaders(b"content-type") == [b"text/xml"]
         struct = posted.struct
-        assert struct.pop("id") in satellite.router.seen
+        assert struct.pop("id") in satellite.relay.router.seen
         assert struct == {"data": {"k": k}, "host_id": satellite.host_id,
                           "hops": satellite.config.max_hops - 1}
         reactor.advance(0)
@@ -184,7 +198,7 @@ def test_a_stopping_satellite_refuses_notify_for_now(reactor, build, stop):
     satellite = build(reactor, 2, "rec")
     client = MemoryXMLRPCClient(make_server(satellite.dispatcher, 1 << 20, reactor),
                                 client=("10.0.0.1", 40000))
-    satellite.router.hold()
+    satellite.relay.router.turn.hold()
     results: list[Any] = []
     client.call("notify", {"data": "late", "host_id": "7@10.0.0.1:2004"}).addBoth(results.append)
     reactor.advance(0)
@@ -226,9 +240,9 @@ def test_a_loopback_host_id_is_replaced_by_the_address_the_peer_sees(reactor, bu
                         lambda done, f, *args: in_pool.append(f) or run_in_pool(done, f, *args))
     satellite = build(reactor, 1, "rec", peers=(URL,))
     satellite.host_id = "5@127.0.0.1:2004"
-    link = satellite.relay.getServiceNamed(URL)
+    link = links_of(satellite).getServiceNamed(URL)
     link.agent = agent = FakeAgent()
-    satellite.relay.startService()
+    links_of(satellite).startService()
     satellite.plugins[0].send("x")
     reactor.advance(0)
     assert agent.posted == []  # the answer of the lookup comes back through callFromThread
@@ -270,11 +284,11 @@ def test_a_classic_peer_receives_each_message_once(reactor, build, stop):
     """Through a real notify the peer's plugins get each message once, even one sent again."""
     sending = build(reactor, 1, "rec", peers=(URL,))
     receiving = build(reactor, 2, "rec")
-    link = sending.relay.getServiceNamed(URL)
+    link = links_of(sending).getServiceNamed(URL)
     link.agent = agent = ForwardingAgent(receiving, ("10.0.0.1", 41000))
     link.retry = retry
-    sending.relay.startService()
-    receiving.relay.startService()
+    links_of(sending).startService()
+    links_of(receiving).startService()
     agent.lose = 1
     sending.plugins[0].send({"n": 1})
     sending.plugins[0].send({"n": 2})
@@ -285,7 +299,7 @@ def test_a_classic_peer_receives_each_message_once(reactor, build, stop):
     got = receiving.plugins[0].got
     assert [m["data"] for m in got] == [{"n": 1}, {"n": 2}]
     assert got[0] == {"data": {"n": 1}, "host_id": sending.host_id, "client_address": ["10.0.0.1", 41000]}
-    assert receiving.router.counters["duplicates"] == 1
+    assert receiving.relay.router.counters.duplicates == 1
     assert len(link.outbox) == 0
     stop([sending, receiving], reactor)
 
@@ -293,13 +307,13 @@ def test_a_classic_peer_receives_each_message_once(reactor, build, stop):
 def test_a_message_from_a_classic_peer_is_not_sent_back_to_it(reactor, build, stop):
     """notify from a node listed in peers is routed to the other links only."""
     receiving = build(reactor, 2, "rec", peers=("http://10.0.0.1:2004/",))
-    receiving.router.outbox("peer:elsewhere")
+    receiving.relay.router.outbox("peer:elsewhere")
     client = MemoryXMLRPCClient(make_server(receiving.dispatcher, 1 << 20, reactor),
                                 client=("10.0.0.1", 40000))
     client.call("notify", {"data": 1, "host_id": "7@10.0.0.1:2004", "id": "c.1", "hops": 3})
     reactor.advance(0)
-    assert len(receiving.router.outboxes["http://10.0.0.1:2004/"]) == 0
-    assert len(receiving.router.outboxes["peer:elsewhere"]) == 1
+    assert len(receiving.relay.router.outboxes["http://10.0.0.1:2004/"]) == 0
+    assert len(receiving.relay.router.outboxes["peer:elsewhere"]) == 1
     stop([receiving], reactor)
 
 
@@ -309,7 +323,7 @@ def test_a_message_from_a_classic_peer_is_not_sent_back_to_it(reactor, build, st
 def notify(reactor, build, stop) -> Any:
     """Call notify on satellite 2 from 10.0.0.1; returns (call, satellite)."""
     satellite = build(reactor, 2, "rec")
-    satellite.router.outbox("peer:next")
+    satellite.relay.router.outbox("peer:next")
     client = MemoryXMLRPCClient(make_server(satellite.dispatcher, 1 << 20, reactor),
                                 client=("10.0.0.1", 40000))
 
@@ -327,7 +341,7 @@ def notify(reactor, build, stop) -> Any:
 
 def owed_hops(satellite: Satellite) -> list[int]:
     """The hops of what the satellite queued for its next hop."""
-    _, entries = satellite.router.outboxes["peer:next"].take(1 << 30)
+    _, entries = satellite.relay.router.outboxes["peer:next"].take(1 << 30)
     return [decode_envelope(e.body).hops for e in entries]
 
 

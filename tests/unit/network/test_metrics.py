@@ -11,7 +11,7 @@ from twisted.internet.testing import StringTransport
 from co2._auth import basic_authorization, make_authentication
 from co2._xmlrpc import dump_call
 from co2.testing import write_package
-from satellites import make_server
+from satellites import NodeParts, make_server
 
 PEER = IPv4Address("TCP", "10.0.0.1", 40404)
 
@@ -59,7 +59,7 @@ def scrape(factory: Any, extra: bytes = b"") -> tuple[int, Samples]:
 def test_calls_deliveries_and_errors_are_counted(network, make_satellite, reactor, plugin_root) -> None:
     write_package(plugin_root, "fails", {"m": FAILING})
     satellite = make_satellite("a", "rec", "calc", "fails")
-    factory = make_server(satellite.dispatcher, 1 << 20, reactor, node=satellite)
+    factory = make_server(satellite.dispatcher, 1 << 20, reactor, node=NodeParts.of(satellite))
     assert post(factory, "calc.ops.add", 1, 2) == 200
     post(factory, "calc.ops.add", 1)
     post(factory, "no.such.method")
@@ -89,12 +89,12 @@ def test_links_are_counted(network, make_satellite, reactor) -> None:
     a.plugins[0].send("waits")
     network.settle()
     network.link("a", "b")
-    factory = make_server(a.dispatcher, 1 << 20, reactor, node=a)
+    factory = make_server(a.dispatcher, 1 << 20, reactor, node=NodeParts.of(a))
     _, samples = scrape(factory)
     assert samples["co2_link_messages_out_total", (("link", "peer:b"),)] == 3
     assert samples["co2_link_reconnects_total", (("link", "peer:b"),)] == 1
     assert samples["co2_outbox_depth", (("link", "peer:b"),)] == 0
-    _, samples_b = scrape(make_server(b.dispatcher, 1 << 20, reactor, node=b))
+    _, samples_b = scrape(make_server(b.dispatcher, 1 << 20, reactor, node=NodeParts.of(b)))
     (key,) = [labels for name, labels in samples_b if name == "co2_link_messages_in_total"]
     assert samples_b["co2_link_messages_in_total", key] == 3
 
@@ -102,11 +102,11 @@ def test_links_are_counted(network, make_satellite, reactor) -> None:
 def test_metrics_need_credentials_when_auth_protects_them(make_satellite, reactor) -> None:
     satellite = make_satellite("a", "rec")
     everything = make_authentication(["memory:ops:pw"], ["*"], reactor)
-    factory = make_server(satellite.dispatcher, 1 << 20, reactor, authentication=everything, node=satellite)
+    factory = make_server(satellite.dispatcher, 1 << 20, reactor, authentication=everything, node=NodeParts.of(satellite))
     assert scrape(factory)[0] == 401
     assert scrape(factory, b"Authorization: " + basic_authorization("ops", "pw") + b"\r\n")[0] == 200
     some = make_authentication(["memory:ops:pw"], ["ham.*"], reactor)
-    factory = make_server(satellite.dispatcher, 1 << 20, reactor, authentication=some, node=satellite)
+    factory = make_server(satellite.dispatcher, 1 << 20, reactor, authentication=some, node=NodeParts.of(satellite))
     assert scrape(factory)[0] == 200
 
 

@@ -43,6 +43,6 @@ def test_a_reload_is_announced_to_a_linked_peer(
         assert answers == [2]
     finally:
         for satellite in (a, b):
-            satellite.relay.stopService()
             satellite.shutdown()
+            satellite.relay.close()
         reactor.advance(60)

@@ -84,7 +84,7 @@ def test_every_message_reaches_every_other_plugin_exactly_once(build, stop, topo
                 assert tuple(message["client_address"]) in neighbours[i]
                 assert message["host_id"] == satellites[sent[message["data"]]].host_id
         for satellite in satellites:
-            assert all(len(outbox) == 0 for outbox in satellite.router.outboxes.values())
+            assert all(len(outbox) == 0 for outbox in satellite.relay.router.outboxes.values())
     finally:
         stop(satellites, reactor)
 
@@ -135,7 +135,7 @@ def test_a_link_cut_while_messages_flow_loses_and_repeats_nothing(network, make_
         counts = Counter(got(satellite))
         assert all(count == 1 for count in counts.values()), f"node {i}: {counts}"
         assert len(counts) == 10 - (6 if i == 0 else 4 if i == 1 else 0)
-    assert all(len(o) == 0 for s in satellites for o in s.router.outboxes.values())
+    assert all(len(o) == 0 for s in satellites for o in s.relay.router.outboxes.values())
 
 
 def test_a_link_that_is_down_queues_and_drains_in_order(network, make_satellite):
@@ -149,13 +149,13 @@ def test_a_link_that_is_down_queues_and_drains_in_order(network, make_satellite)
         b.plugins[0].send(f"b{k}")
     network.settle()
     assert got(a) == [] and got(b) == []
-    assert len(a.router.outboxes["peer:b"]) == 10
-    assert len(b.router.outboxes[f"node:{a.relay.node_id}"]) == 10
+    assert len(a.relay.router.outboxes["peer:b"]) == 10
+    assert len(b.relay.router.outboxes[f"node:{a.relay.node_id}"]) == 10
     network.link("a", "b")
     network.settle()
     assert got(b) == [f"a{k}" for k in range(10)]
     assert got(a) == [f"b{k}" for k in range(10)]
-    assert len(a.router.outboxes["peer:b"]) == 0
+    assert len(a.relay.router.outboxes["peer:b"]) == 0
 
 
 def test_a_batch_whose_ack_was_lost_is_sent_again_and_delivered_once(network, make_satellite):
@@ -168,15 +168,15 @@ def test_a_batch_whose_ack_was_lost_is_sent_again_and_delivered_once(network, ma
     link.pump.pump(advanceClock=False)  # b reads it
     network.reactor.advance(0)  # b takes it and answers; the answer never leaves
     assert got(b) == [0, 1, 2, 3, 4]
-    assert a.router.outboxes["peer:b"].in_flight == 1
+    assert a.relay.router.outboxes["peer:b"].in_flight == 1
     link.cut()
     network.settle()
-    assert a.router.outboxes["peer:b"].waiting == 5
+    assert a.relay.router.outboxes["peer:b"].waiting == 5
     network.link("a", "b")
     network.settle()
     assert got(b) == [0, 1, 2, 3, 4]
-    assert b.router.counters["duplicates"] == 5
-    assert len(a.router.outboxes["peer:b"]) == 0
+    assert b.relay.router.counters.duplicates == 5
+    assert len(a.relay.router.outboxes["peer:b"]) == 0
 
 
 def test_a_message_goes_no_further_than_its_hops(network, make_satellite):
@@ -237,7 +237,7 @@ def test_cuts_and_reconnections_never_lose_or_repeat_a_message(build, stop, topo
             assert set(counts) == {p for p, sender in sent.items() if sender != i}, f"node {i}"
             assert all(count == 1 for count in counts.values()), f"node {i}: {counts}"
         for satellite in satellites:
-            assert all(len(outbox) == 0 for outbox in satellite.router.outboxes.values())
+            assert all(len(outbox) == 0 for outbox in satellite.relay.router.outboxes.values())
     finally:
         stop(satellites, reactor)
 
@@ -256,7 +256,7 @@ def test_a_second_connection_from_a_node_replaces_the_first(network, make_satell
     a.plugins[0].send(5)
     network.settle()
     assert got(b) == [0, 1, 2, 3, 4, 5]
-    assert len(a.router.outboxes["peer:b"]) == 0
+    assert len(a.relay.router.outboxes["peer:b"]) == 0
 
 
 def test_a_full_outbox_keeps_the_newest_while_the_link_is_down(network, make_satellite):
@@ -268,7 +268,7 @@ def test_a_full_outbox_keeps_the_newest_while_the_link_is_down(network, make_sat
     for k in range(7):
         a.plugins[0].send(k)
     network.settle()
-    assert a.router.counters["dropped"] == 4
+    assert a.relay.router.counters.dropped == 4
     network.link("a", "b")
     network.settle()
     assert got(b) == [4, 5, 6]
@@ -325,8 +325,8 @@ def test_a_relay_encodes_each_envelope_once_for_all_its_links(network, make_sate
     """What a node forwards to several links is one entry, shared by their outboxes."""
     a = make_satellite("a", "rec")
     for name in ("p", "q", "r"):
-        a.router.outbox(f"peer:{name}")
+        a.relay.router.outbox(f"peer:{name}")
     a.plugins[0].send("shared")
     network.settle()
-    (first,), (second,), (third,) = (a.router.outboxes[f"peer:{n}"].take(1 << 20)[1] for n in "pqr")
+    (first,), (second,), (third,) = (a.relay.router.outboxes[f"peer:{n}"].take(1 << 20)[1] for n in "pqr")
     assert first is second is third

@@ -9,7 +9,7 @@ from test_metrics import exchange, post
 
 from co2._auth import basic_authorization, make_authentication
 from co2.testing import write_package
-from satellites import make_server
+from satellites import NodeParts, make_server
 
 BROKEN = """
 from co2 import Co2Plugin
@@ -31,7 +31,7 @@ def test_the_page_and_the_json_show_the_node(network, make_satellite, reactor, p
     network.link("a", "b")
     a.plugins[0].send("hello")
     network.settle()
-    factory = make_server(a.dispatcher, 1 << 20, reactor, node=a)
+    factory = make_server(a.dispatcher, 1 << 20, reactor, node=NodeParts.of(a))
 
     status, body = get(factory, b"/status.json")
     assert status == 200
@@ -60,7 +60,7 @@ def test_the_page_and_the_json_show_the_node(network, make_satellite, reactor, p
 
 def test_post_to_the_root_is_still_xml_rpc(make_satellite, reactor) -> None:
     a = make_satellite("a", "calc")
-    factory = make_server(a.dispatcher, 1 << 20, reactor, node=a)
+    factory = make_server(a.dispatcher, 1 << 20, reactor, node=NodeParts.of(a))
     assert post(factory, "calc.ops.add", 2, 3) == 200
     assert get(factory, b"/RPC2")[0] == 405
 
@@ -68,11 +68,11 @@ def test_post_to_the_root_is_still_xml_rpc(make_satellite, reactor) -> None:
 def test_the_status_needs_credentials_when_auth_protects_it(make_satellite, reactor) -> None:
     a = make_satellite("a", "rec")
     auth = make_authentication(["memory:ops:pw"], ["*"], reactor)
-    factory = make_server(a.dispatcher, 1 << 20, reactor, authentication=auth, node=a)
+    factory = make_server(a.dispatcher, 1 << 20, reactor, authentication=auth, node=NodeParts.of(a))
     assert get(factory, b"/")[0] == 401
     assert get(factory, b"/status.json")[0] == 401
     credentials = b"Authorization: " + basic_authorization("ops", "pw") + b"\r\n"
     assert get(factory, b"/", credentials)[0] == 200
     open_status = make_authentication(["memory:ops:pw"], ["calc.*"], reactor)
-    factory = make_server(a.dispatcher, 1 << 20, reactor, authentication=open_status, node=a)
+    factory = make_server(a.dispatcher, 1 << 20, reactor, authentication=open_status, node=NodeParts.of(a))
     assert get(factory, b"/")[0] == 200
