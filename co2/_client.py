@@ -1,41 +1,46 @@
 """
 ``co2``: a command-line client for any co2 node (or any XML-RPC server).
 
-Four commands, each a small step: :func:`parse_args` reads the command
-line, :class:`Client` speaks XML-RPC (the standard ``xmlrpc.client``,
-with timeouts, ``nil`` and ``i8``), :func:`render` writes answers as JSON,
-and :func:`main` turns every failure into one line on stderr and an exit
-status: 0 done, 1 a fault or a node that cannot be reached, 2 bad usage.
+Four commands, each a small step: :func:`parse_args` reads the command line
+(``twisted.python.usage``, as ``co2-satellite`` does), :class:`Client` speaks
+XML-RPC (the standard ``xmlrpc.client``, with timeouts, ``nil`` and ``i8``),
+:func:`render` writes answers as JSON, and :func:`main` turns every failure
+into one line on stderr and an exit status: 0 done, 1 a fault or a node that
+cannot be reached, 2 bad usage.
 
-JSON stands in for XML-RPC values both ways; ``{"$base64": "..."}``
-stands for binary data and ``{"$datetime": "YYYY-MM-DDTHH:MM:SS"}`` for
-a dateTime in arguments.  In answers, binary data is written
-``{"$base64": "..."}`` and a dateTime as its ISO 8601 string.
+JSON stands in for XML-RPC values both ways; ``{"$base64": "..."}`` stands for
+binary data and ``{"$datetime": "YYYY-MM-DDTHH:MM:SS"}`` for a dateTime in
+arguments.  In answers, binary data is written ``{"$base64": "..."}`` and a
+dateTime as its ISO 8601 string.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
+import contextlib
 import datetime
 import http.client
 import json
 import math
+import os
 import ssl
 import sys
 import time
 import xmlrpc.client
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any, NoReturn
 from urllib.parse import SplitResult, urlsplit
 from xml.parsers.expat import ExpatError
 
+from twisted.python import usage
+
+from co2 import __version__
 from co2._errors import CommandError
 from co2._message import make_host_id
 
 __all__ = [
-    "Client", "ClientError", "TimedSafeTransport", "TimedTransport", "UsageError", "json_argument", "main",
-    "parse_args", "render",
+    "Client", "ClientError", "CommandOptions", "Options", "TimedSafeTransport", "TimedTransport",
+    "UsageError", "json_argument", "main", "parse_args", "render",
 ]
 
 DEFAULT_TIMEOUT = 30.0
@@ -64,112 +69,164 @@ class UsageError(CommandError):
 
 # Command line
 
+_SECONDS = "a number of seconds >= 0"
+_URL = "URL is the node's XML-RPC URL, e.g. http://127.0.0.1:2004/ (user:password@ for HTTP Basic)."
 
-def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-        help=f"give up on a call after SECONDS (default {DEFAULT_TIMEOUT:g})",
+
+def _checked(option: str, convert: Callable[[str], float], least: float, what: str) -> Callable[[str], float]:
+    """The check of ``option``: its value as a finite number >= ``least``, or a usage error."""
+
+    def check(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = math.nan
+        if not least <= value < math.inf:
+            raise usage.UsageError(f"{option}: {text!r} is not {what}")
+        return value
+
+    return check
+
+
+class CommandOptions(usage.Options):
+    """The options of the ``co2`` command ``command``: ``timeout``, ``ca``, ``arguments`` and any ``more``."""
+
+    command = summary = ""
+    arguments: tuple[tuple[str, str], ...] = (("url", "URL"),)  # (key, name) each
+    more: tuple[str, str] | None = None
+    optParameters: list[list[Any]] = [
+        ["timeout", None, DEFAULT_TIMEOUT, "give up on a call after this many seconds",
+         _checked("--timeout", float, 0, _SECONDS)],
+        ["ca", None, None, "trust the CA certificates in this file for https:// (default: the system's)"],
+    ]
+    opt_h = usage.Options.opt_help
+
+    def opt_version(self) -> NoReturn:
+        """Print co2's version and exit."""
+        print(f"co2 {__version__}")
+        sys.exit(0)
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        # getopt stops at the first argument: options go first (co2 call URL M ARG --raw); -1 is an ARG.
+        flags: list[str] = []
+        arguments: list[str] = []
+        rest = iter(sys.argv[1:] if options is None else options)
+        for arg in rest:
+            if arg == "--":
+                arguments.extend(rest)
+            elif not arg.startswith("-") or arg == "-" or arg[1] in "0123456789.":
+                arguments.append(arg)
+            elif "=" not in arg and self._takes_value(arg):
+                value = next(rest, None)
+                if value is None:
+                    raise usage.UsageError(f"option {arg} requires an argument")
+                flags += [arg, value]
+            else:
+                flags.append(arg)
+        super().parseOptions([*flags, "--", *arguments])
+
+    def _takes_value(self, option: str) -> bool:
+        name = option[2:]  # or, as getopt reads it, a unique prefix of the name
+        found = [o for o in self.longOpt if o.startswith(name)] if option[:2] == "--" else []
+        return f"{name}=" in found or (len(found) == 1 and found[0].endswith("="))
+
+    def parseArgs(self, *args: str) -> None:
+        given = len(self.arguments)
+        if len(args) < given:
+            missing = ", ".join(name for _, name in self.arguments[len(args):])
+            raise usage.UsageError(f"the following arguments are required: {missing}")
+        if len(args) > given and self.more is None:
+            raise usage.UsageError(f"unrecognized arguments: {' '.join(args[given:])}")
+        self.update((key, arg) for (key, _), arg in zip(self.arguments, args, strict=False))
+        if self.more is not None:
+            self[self.more[0]] = args[given:]
+
+    def postOptions(self) -> None:
+        self["url"] = check_url(self["url"])
+
+    def getSynopsis(self) -> str:
+        names = [name for _, name in self.arguments] + ([f"[{self.more[1]} ...]"] if self.more else [])
+        return f"usage: co2 {self.command} [options] {' '.join(names)}"
+
+
+class MethodsOptions(CommandOptions):
+    """``co2 methods URL``."""
+
+    command, summary = "methods", "list the methods callable at URL, one per line"
+    longdesc = f"List the methods callable at URL (co2.get_method_names, else system.listMethods).  {_URL}"
+
+
+class CallOptions(CommandOptions):
+    """``co2 call URL METHOD [ARG ...]``: ``method``, ``raw``, and as ``params`` each ARG read as JSON."""
+
+    command, summary = "call", "call METHOD with JSON arguments; print the result as JSON"
+    longdesc = (
+        "Call METHOD (e.g. ham.spam.call_me) at URL with each ARG read as JSON (42, true, null, '\"text\"', "
+        "'[1, 2]', '{\"a\": 1}', '{\"$base64\": \"aGk=\"}', '{\"$datetime\": \"2024-01-02T03:04:05\"}'), "
+        f'and print the result as JSON (binary data as {{"$base64": ...}}, a dateTime as ISO text).  {_URL}'
     )
-    common.add_argument(
-        "--ca", metavar="FILE",
-        help="trust the CA certificate(s) in FILE for https:// URLs (default: the system's)",
-    )
-    url_help = "the node's XML-RPC URL, e.g. http://127.0.0.1:2004/ (user:password@ for HTTP Basic)"
-    parser = argparse.ArgumentParser(
-        prog="co2",
-        description="Call a co2 node (or any XML-RPC server) from the command line.",
-        epilog="Exit status: 0 done, 1 a fault or an unreachable node, 2 bad usage.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    arguments, more = (("url", "URL"), ("method", "METHOD")), ("args", "ARG")
+    optFlags = [["raw", None, "print a string result as it is, anything else as JSON on one line"]]
 
-    methods = commands.add_parser(
-        "methods", parents=[common], help="list the methods callable at URL, one per line",
-        description="List the methods callable at URL (co2.get_method_names, "
-                    "or system.listMethods for servers other than co2).",
-    )
-    methods.add_argument("url", metavar="URL", help=url_help)
-
-    call = commands.add_parser(
-        "call", parents=[common], help="call METHOD with JSON arguments; print the result as JSON",
-        description="Call METHOD at URL with each ARG read as JSON, and print the result as JSON "
-                    "(binary data as {\"$base64\": ...}, a dateTime as an ISO 8601 string).",
-    )
-    call.add_argument("url", metavar="URL", help=url_help)
-    call.add_argument("method", metavar="METHOD", help="e.g. ham.spam.call_me")
-    call.add_argument(
-        "args", nargs="*", metavar="ARG",
-        help="a JSON value: 42, true, null, '\"text\"', '[1, 2]', '{\"a\": 1}', "
-             "'{\"$base64\": \"aGk=\"}', '{\"$datetime\": \"2024-01-02T03:04:05\"}'",
-    )
-    call.add_argument(
-        "--raw", action="store_true",
-        help="print a string result as it is, anything else as JSON on one line",
-    )
-
-    notify = commands.add_parser(
-        "notify", parents=[common], help="send a message with JSON data to every plugin of the network",
-        description="Send {'data': DATA, 'host_id': ...} to URL's notify: every plugin of its "
-                    "network receives it.",
-    )
-    notify.add_argument("url", metavar="URL", help=url_help)
-    notify.add_argument("data", metavar="JSON", help="the message's data, a JSON value")
-
-    watch = commands.add_parser(
-        "watch", parents=[common], help="print the messages passing through URL, one JSON line each",
-        description="Print each message the node at URL takes (co2.watch), one JSON line each, "
-                    "until interrupted, --count or --seconds.",
-    )
-    watch.add_argument("url", metavar="URL", help=url_help)
-    watch.add_argument("--count", type=_count, metavar="N", help="stop after N messages")
-    watch.add_argument("--seconds", type=_seconds, metavar="S", help="stop after S seconds")
-    watch.add_argument(
-        "--backlog", action="store_true",
-        help="first print the messages the node still holds (its last 1000 or so)",
-    )
-    return parser, {"methods": methods, "call": call, "notify": notify, "watch": watch}
+    def postOptions(self) -> None:
+        super().postOptions()
+        what = f"argument {{}} of {self['method']}"
+        self["params"] = tuple(json_argument(arg, what.format(i)) for i, arg in enumerate(self["args"], 1))
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
-    return value
+class NotifyOptions(CommandOptions):
+    """``co2 notify URL JSON``: as ``value`` the data read as JSON."""
+
+    command, summary = "notify", "send a message with JSON data to every plugin of the network"
+    longdesc = "Send {'data': JSON, 'host_id': ...} to URL's notify, for all plugins of the network.  " + _URL
+    arguments = (("url", "URL"), ("data", "JSON"))
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        self["value"] = json_argument(self["data"], "the message's data")
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return value
+class WatchOptions(CommandOptions):
+    """``co2 watch URL``: ``count`` and ``seconds`` (None when not given), and ``backlog``."""
+
+    command, summary = "watch", "print the messages passing through URL, one JSON line each"
+    longdesc = f"Print each message the node at URL takes (co2.watch) as a JSON line, until Ctrl-C. {_URL}"
+    optParameters = [
+        ["count", None, None, "stop after this many messages",
+         _checked("--count", int, 1, "a whole number >= 1")],
+        ["seconds", None, None, "stop after this many seconds", _checked("--seconds", float, 0, _SECONDS)],
+    ]
+    optFlags = [["backlog", None, "first print the messages the node still holds (its last 1000 or so)"]]
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+class Options(usage.Options):
+    """The ``co2`` command line: a command, whose :class:`CommandOptions` are ``subOptions``."""
+
+    opt_h, opt_version = usage.Options.opt_help, CommandOptions.opt_version
+    commands = (MethodsOptions, CallOptions, NotifyOptions, WatchOptions)
+    subCommands = [[c.command, None, c, c.summary] for c in commands]
+    synopsis = "usage: co2 [--help] [--version] {{{}}} ...".format(",".join(c.command for c in commands))
+    longdesc = "Call a co2 node or any XML-RPC server.  Exit status: 0 done, 1 fault or failure, 2 bad usage."
+
+    def postOptions(self) -> None:
+        if self.subCommand is None:
+            raise usage.UsageError("the following arguments are required: COMMAND")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> CommandOptions:
     """
-    Read a ``co2`` command line.  Exits 2 with argparse's message for
-    bad usage; JSON arguments become ``params`` (``call``) or ``value``
-    (``notify``), and the URL is checked.
+    Read a ``co2`` command line: the options of the command it names, its URL checked and its JSON
+    arguments read.  Exits 0 after ``--help`` or ``--version``; for bad usage, writes the usage line
+    and one line saying what is wrong to stderr, and exits 2.
     """
-    parser, commands = _parser()
-    args = parser.parse_args(argv)
+    options = Options()
     try:
-        args.url = check_url(args.url)
-        if args.command == "call":
-            args.params = tuple(
-                json_argument(text, f"argument {index} of {args.method}")
-                for index, text in enumerate(args.args, 1)
-            )
-        elif args.command == "notify":
-            args.value = json_argument(args.data, "the message's data")
-    except UsageError as e:
-        commands[args.command].error(str(e))
-    return args
+        options.parseOptions(list(sys.argv[1:] if argv is None else argv))
+    except (usage.UsageError, UsageError) as e:
+        shown: Any = getattr(options, "subOptions", options)
+        print(shown.getSynopsis(), f"co2: {e}", sep="\n", file=sys.stderr)
+        sys.exit(2)
+    return options.subOptions
 
 
 def check_url(url: str) -> str:
@@ -196,11 +253,8 @@ def json_argument(text: str, what: str) -> Any:
     try:
         value = json.loads(text)
     except ValueError as e:
-        hint = json.dumps(text)
-        raise UsageError(
-            f"{what} is not JSON: {text!r} ({e}); a string is written in double quotes, "
-            f"quoted again for the shell: '{hint}'"
-        ) from None
+        raise UsageError(f"{what} is not JSON: {text!r} ({e}); a string is written in double quotes, "
+                         f"quoted again for the shell: '{json.dumps(text)}'") from None
     try:
         return from_json(value)
     except ValueError as e:
@@ -293,10 +347,8 @@ class _Marshaller(xmlrpc.client.Marshaller):
 def _request_body(method: str, params: tuple[Any, ...]) -> bytes:
     marshaller = _Marshaller("utf-8", allow_none=True)
     name = xmlrpc.client.escape(method)
-    return (
-        f"<?xml version='1.0'?>\n<methodCall>\n<methodName>{name}</methodName>\n"
-        f"{marshaller.dumps(params)}</methodCall>\n"
-    ).encode()
+    body = f"<methodName>{name}</methodName>\n{marshaller.dumps(params)}"
+    return f"<?xml version='1.0'?>\n<methodCall>\n{body}</methodCall>\n".encode()
 
 
 class _Timed:
@@ -322,21 +374,17 @@ class TimedSafeTransport(_Timed, xmlrpc.client.SafeTransport):
 
 class Client:
     """
-    Calls the node at ``url`` (``http://`` or ``https://``, with
-    ``user:password@`` for HTTP Basic); ``ca`` is a file of CA
-    certificates to trust for https.  Each call gives up after
-    ``timeout`` seconds.  Raises :class:`ClientError` for every failure
-    but a fault, which is raised as ``xmlrpc.client.Fault``.
+    Calls the node at ``url`` (``http://`` or ``https://``, with ``user:password@`` for HTTP
+    Basic); ``ca`` is a file of CA certificates to trust for https.  Each call gives up after
+    ``timeout`` seconds.  Raises :class:`ClientError` for every failure but a fault, which is
+    raised as ``xmlrpc.client.Fault``.
     """
 
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT, ca: str | None = None) -> None:
         self.url = url
         parts = urlsplit(url)
         self.host = parts.netloc
-        self.handler = parts.path or "/"
-        if parts.query:
-            self.handler += "?" + parts.query
-        self.hostname = parts.hostname or ""
+        self.handler = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.transport: TimedTransport | TimedSafeTransport
         if parts.scheme == "https":
             try:
@@ -375,49 +423,41 @@ class Client:
         """Close the connection, if open."""
         self.transport.close()
 
-    def _errors(self) -> _Translated:
-        return _Translated(self)
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turns what a call can raise, but a fault, into :class:`ClientError`."""
+        try:
+            yield
+        except (xmlrpc.client.Fault, UsageError):
+            raise
+        except Exception as error:
+            self.close()
+            raise _translated(error, self.url, self.transport.timeout) from None
 
 
-class _Translated:
-    """Turns what a call can raise, but a fault, into :class:`ClientError`."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
-        if error is None or isinstance(error, (xmlrpc.client.Fault, KeyboardInterrupt, UsageError)):
-            return
-        if not isinstance(error, Exception):
-            return
-        self.client.close()
-        url = shown_url(self.client.url)
-        if isinstance(error, xmlrpc.client.ProtocolError):
-            if error.errcode == 401:
-                if urlsplit(self.client.url).password is None:
-                    raise ClientError(
-                        f"{url} needs credentials (HTTP 401): give them in the URL, "
-                        f"as {_with_credentials(self.client.url)}"
-                    ) from None
-                raise ClientError(f"{url} refused the credentials given (HTTP 401)") from None
-            raise ClientError(f"{url} answered HTTP {error.errcode} {error.errmsg}") from None
-        if isinstance(error, TimeoutError):
-            raise ClientError(
-                f"no answer from {url} within {self.client.transport.timeout:g}s"
-            ) from None
-        if isinstance(error, ssl.SSLError):
-            raise ClientError(f"TLS with {url} failed: {_reason(error)}") from None
-        if isinstance(error, ConnectionRefusedError) or (
-            isinstance(error, OSError) and not isinstance(error, ConnectionError)
-        ):
-            raise ClientError(f"cannot reach {url}: {_reason(error)}") from None
-        if isinstance(error, (OSError, http.client.HTTPException)):
-            raise ClientError(f"the connection to {url} failed: {_reason(error)}") from None
-        if isinstance(error, (xmlrpc.client.ResponseError, ExpatError, ValueError)):
-            raise ClientError(f"{url} did not answer in XML-RPC: {_reason(error)}") from None
+def _translated(error: Exception, url: str, timeout: float) -> Exception:
+    """The :class:`ClientError` telling of ``error`` in a call to ``url`` (an unknown kind: ``error``)."""
+    shown = shown_url(url)
+    if isinstance(error, xmlrpc.client.ProtocolError):
+        if error.errcode != 401:
+            return ClientError(f"{shown} answered HTTP {error.errcode} {error.errmsg}")
+        if urlsplit(url).password is None:
+            return ClientError(
+                f"{shown} needs credentials (HTTP 401): give them in the URL, as {_with_credentials(url)}"
+            )
+        return ClientError(f"{shown} refused the credentials given (HTTP 401)")
+    if isinstance(error, TimeoutError):
+        return ClientError(f"no answer from {shown} within {timeout:g}s")
+    if isinstance(error, ssl.SSLError):
+        return ClientError(f"TLS with {shown} failed: {_reason(error)}")
+    unreachable = isinstance(error, OSError) and not isinstance(error, ConnectionError)
+    if unreachable or isinstance(error, ConnectionRefusedError):
+        return ClientError(f"cannot reach {shown}: {_reason(error)}")
+    if isinstance(error, (OSError, http.client.HTTPException)):
+        return ClientError(f"the connection to {shown} failed: {_reason(error)}")
+    if isinstance(error, (xmlrpc.client.ResponseError, ExpatError, ValueError)):
+        return ClientError(f"{shown} did not answer in XML-RPC: {_reason(error)}")
+    return error
 
 
 def _reason(error: BaseException) -> str:
@@ -432,9 +472,8 @@ def _reason(error: BaseException) -> str:
 
 def _with_credentials(url: str) -> str:
     parts = urlsplit(url)
-    return SplitResult(
-        parts.scheme, f"USER:PASSWORD@{parts.netloc}", parts.path, parts.query, parts.fragment
-    ).geturl()
+    netloc = f"USER:PASSWORD@{parts.netloc}"
+    return SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment).geturl()
 
 
 # The commands
@@ -473,14 +512,8 @@ def notify(client: Client, value: Any, out: IO[str]) -> None:
 
 
 def watch(
-    client: Client,
-    out: IO[str],
-    err: IO[str],
-    count: int | None = None,
-    seconds: float | None = None,
-    backlog: bool = False,
-    timer: Callable[[], float] = time.monotonic,
-    poll: float = WATCH_POLL,
+    client: Client, out: IO[str], err: IO[str], count: int | None = None, seconds: float | None = None,
+    backlog: bool = False, timer: Callable[[], float] = time.monotonic, poll: float = WATCH_POLL,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """
@@ -519,18 +552,18 @@ def watch(
                 return
 
 
-def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> None:
+def run(options: CommandOptions, out: IO[str], err: IO[str]) -> None:
     """Carry out a parsed command line."""
-    client = Client(args.url, args.timeout, args.ca)
+    client = Client(options["url"], options["timeout"], options["ca"])
     try:
-        if args.command == "methods":
+        if options.command == "methods":
             list_methods(client, out)
-        elif args.command == "call":
-            call_method(client, args.method, args.params, args.raw, out)
-        elif args.command == "notify":
-            notify(client, args.value, out)
+        elif options.command == "call":
+            call_method(client, options["method"], options["params"], bool(options["raw"]), out)
+        elif options.command == "notify":
+            notify(client, options["value"], out)
         else:
-            watch(client, out, err, args.count, args.seconds, args.backlog)
+            watch(client, out, err, options["count"], options["seconds"], bool(options["backlog"]))
     finally:
         client.close()
 
@@ -544,12 +577,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except xmlrpc.client.Fault as fault:
         print(f"co2: fault {fault.faultCode}: {fault.faultString}", file=sys.stderr)
         status = 1
-    except ClientError as e:
+    except (ClientError, UsageError) as e:
         print(f"co2: {e}", file=sys.stderr)
-        status = 1
-    except UsageError as e:
-        print(f"co2: {e}", file=sys.stderr)
-        status = 2
+        status = 2 if isinstance(e, UsageError) else 1
     except KeyboardInterrupt:
         status = 0  # Ctrl-C is how watch is meant to end
     except BrokenPipeError:
@@ -564,8 +594,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 def _silence_stdout() -> None:
     # Python would otherwise complain, at exit, of flushing a closed pipe.
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
 

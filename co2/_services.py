@@ -99,10 +99,12 @@ class Listener(Part):
             self._tell(told)
 
     def _tell(self, told: Deferred[IListeningPort]) -> None:
-        if isinstance(self._outcome, Failure):
-            told.errback(self._outcome)
+        outcome = self._outcome
+        assert outcome is not None
+        if isinstance(outcome, Failure):
+            told.errback(outcome)
         else:
-            told.callback(self._outcome)
+            told.callback(outcome)
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
