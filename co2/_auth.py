@@ -29,7 +29,7 @@ from typing import Any
 
 from twisted.cred import checkers, credentials, error, strcred
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -272,7 +272,7 @@ class Authentication:
     def record_failure(self, source: str) -> None:
         """
         Count a failed login from ``source``, for a door that checks
-        credentials elsewhere than in :meth:`verify` (such as a
+        credentials elsewhere than in :meth:`check` (such as a
         ``twisted.web.guard``).
         """
         self.throttle.failed(source)
@@ -282,42 +282,24 @@ class Authentication:
     ) -> Deferred[str]:
         """
         Fires with the user name when the password is right; fails with
-        ``UnauthorizedLogin`` otherwise, or :class:`LoginThrottled` when
-        ``source`` is throttled (see :meth:`verify`).
-        """
-        outcome = self.verify(username, password, source)
-        if isinstance(outcome, Deferred):
-            return outcome
-        return fail(outcome) if isinstance(outcome, Failure) else succeed(outcome)
-
-    def verify(
-        self, username: str | bytes, password: str | bytes, source: str | None = None
-    ) -> str | Failure | Deferred[str]:
-        """
-        What :meth:`check` says, as soon as it is known: the user name, or
-        a ``Failure`` at once when the checkers answer at once (as
-        ``memory:`` and ``file:`` do), else a Deferred.  A request on the
-        XML-RPC fast lane then needs no Deferred of its own.
+        ``UnauthorizedLogin`` otherwise.  The checkers of ``memory:`` and
+        ``file:`` answer at once: the Deferred has fired when it is returned.
 
         With a ``source`` (see :func:`login_source`), a wrong user name or
-        password counts against it, and a source that is throttled gets a
-        :class:`LoginThrottled` Failure at once, its credentials unchecked.
+        password counts against it, and a source that is throttled fails
+        at once with :class:`LoginThrottled`, its credentials unchecked.
         Nothing resets the count but the end of the source's window: a
         right password between guesses does not.
         """
         if source is not None:
             wait = self.retry_after(source)
             if wait > 0:
-                return Failure(LoginThrottled(source, wait))
+                return fail(LoginThrottled(source, wait))
         given = credentials.UsernamePassword(username, password)  # type: ignore[arg-type]
-        d: Deferred[Any] = self.checker.requestAvatarId(given)
+        d: Deferred[str] = self.checker.requestAvatarId(given)
         if source is not None:
             d.addErrback(self._failed, source)
-        if not d.called:
-            return d
-        outcome: Any = d.result
-        d.addErrback(lambda _: None)  # a refusal is handed over, not left unhandled
-        return outcome
+        return d
 
     def _failed(self, failure: Failure, source: str) -> Failure:
         if failure.check(error.UnauthorizedLogin):

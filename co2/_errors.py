@@ -46,7 +46,7 @@ The AMP refusals are mapped to their wire codes by class in the command
 schemas of :mod:`co2.protocol`; their common base changes nothing on the
 wire.  Private control-flow exceptions, caught where they are raised and
 never seen by a user (``co2._xmlrpc._Unhandled``,
-``satellites._http._Ignored``), stay outside the tree.
+``satellites._http_framing._Ignored``), stay outside the tree.
 
 Faults sent to XML-RPC clients are ``xmlrpc.client.Fault`` instances whose
 codes are listed in :mod:`co2.faults`.

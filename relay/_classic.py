@@ -13,6 +13,7 @@ after a growing delay, the message kept.
 
 from __future__ import annotations
 
+import io
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -20,14 +21,13 @@ from urllib.parse import urlsplit
 from xmlrpc.client import Fault
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.task import Cooperator
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer
-from zope.interface import implementer
 
 from co2 import faults
 from co2._auth import basic_authorization
@@ -100,7 +100,13 @@ class ClassicLink(Service):
         self._retry_call: IDelayedCall | None = None
         self._host = urlsplit(url).hostname or ""
         self._seen_from: str | None = None
+        # Request bodies are written on this node's reactor, not the global one.
+        self._cooperator = Cooperator(scheduler=self._step_later)
         self.setName(url)
+
+    def _step_later(self, step: Callable[[], None]) -> IDelayedCall:
+        delayed: IDelayedCall = self.reactor.callLater(0, step)
+        return delayed
 
     def startService(self) -> None:
         super().startService()
@@ -185,7 +191,7 @@ class ClassicLink(Service):
         try:
             response = yield self.agent.request(
                 b"POST", self.url.encode(), self._headers.copy(),
-                _Body(request),
+                FileBodyProducer(io.BytesIO(request), cooperator=self._cooperator),
             )
             answer = yield readBody(response)
         except Exception as e:
@@ -208,26 +214,3 @@ class ClassicLink(Service):
                       url=self.url, why=e, id=envelope.id)
         return True
 
-
-@implementer(IBodyProducer)
-class _Body:
-    """A request body held in memory."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer: Any) -> Deferred[None]:
-        consumer.write(self.data)
-        d: Deferred[None] = Deferred()
-        d.callback(None)
-        return d
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass

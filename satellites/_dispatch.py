@@ -5,13 +5,11 @@ every node answers: introspection, multicall and capabilities.
 
 from __future__ import annotations
 
-import inspect
-import types
 from collections.abc import Callable
 from typing import Any, Protocol
 from xmlrpc.client import Fault
 
-from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, gatherResults
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
@@ -19,8 +17,9 @@ from co2 import faults
 from co2._values import check_value
 from co2._xmlrpc import dump_value
 from satellites._registry import Method, MethodRegistry
+from satellites._soon import Soon, as_deferred, ready, then
 
-__all__ = ["CAPABILITIES", "Caller", "Dispatcher", "Encoded", "RemoteMethods", "settle"]
+__all__ = ["CAPABILITIES", "Caller", "Dispatcher", "Encoded", "RemoteMethods"]
 
 Caller = tuple[str, int] | None
 """The ``(ip, port)`` a call came from; None for a local (UNIX socket) peer."""
@@ -62,33 +61,6 @@ class RemoteMethods(Protocol):
 
 def _shown(name: str) -> str:
     return repr(name if len(name) <= 100 else name[:100] + "...")
-
-
-# What methods return when they answer at once: seen by type alone, since
-# isinstance() against Deferred (an abstract class's subclass) costs a slow
-# check for every other value.
-_PLAIN = frozenset({int, float, str, bytes, bool, list, dict, tuple, type(None)})
-
-
-def is_deferred(result: Any) -> bool:
-    """Whether ``result`` is a Deferred; quick for the plain values most calls give."""
-    kind = type(result)
-    if kind is Deferred:
-        return True
-    return kind not in _PLAIN and kind is not Encoded and isinstance(result, Deferred)
-
-
-def is_waitable(result: Any) -> bool:
-    """Whether ``result`` is a Deferred or a coroutine, to be waited for."""
-    return type(result) is types.CoroutineType or is_deferred(result)
-
-
-def settle(result: Any) -> Any:
-    """
-    What a plugin returned, made waitable: a coroutine (from ``async def``)
-    becomes a Deferred; a Deferred or plain value is returned as it is.
-    """
-    return Deferred.fromCoroutine(result) if inspect.iscoroutine(result) else result
 
 
 class Dispatcher:
@@ -133,17 +105,17 @@ class Dispatcher:
         -32603 for a failure of the server's own methods.
         """
         try:
-            result = self.invoke(caller, name, params)
+            return as_deferred(self.invoke(caller, name, params))
         except Fault:
             return fail()
-        return result if isinstance(result, Deferred) else succeed(result)
 
-    def invoke(self, caller: Caller, name: str, params: tuple[Any, ...]) -> Any:
+    def invoke(self, caller: Caller, name: str, params: tuple[Any, ...]) -> Soon[Any]:
         """
-        Call ``name`` with ``params`` as :meth:`call` does, but return a
-        result that is ready as it is, and raise the ``Fault`` of a call
-        that fails at once; only a call that is not done yet gives a
-        Deferred.  This spares the common, synchronous call any Deferred.
+        Call ``name`` with ``params`` as :meth:`call` does, but give a
+        result that is ready now as it is (see :mod:`satellites._soon`),
+        and raise the ``Fault`` of a call that fails at once; only a call
+        that is not done yet gives a Deferred.  This spares the common,
+        synchronous call any Deferred.
         """
         method = self.registry.get(name)
         if method is None:
@@ -169,12 +141,13 @@ class Dispatcher:
             fault = self._fault(Failure(), method).value
             assert isinstance(fault, Fault)
             raise fault from None
-        if is_waitable(result):
-            result = settle(result)
-            result.addErrback(self._fault, method)
-            if not result.called and self.clock is not None and self.call_timeout is not None:
-                result.addTimeout(self.call_timeout, self.clock, self._timed_out(method))
-        return result
+        if ready(result):
+            return result
+        later = as_deferred(result)
+        later.addErrback(self._fault, method)
+        if not later.called and self.clock is not None and self.call_timeout is not None:
+            later.addTimeout(self.call_timeout, self.clock, self._timed_out(method))
+        return later
 
     def _timed_out(self, method: Method) -> Callable[[Any, float], Any]:
         def timed_out(result: Any, timeout: float) -> Any:
@@ -190,8 +163,8 @@ class Dispatcher:
         return timed_out
 
     def _fault(self, failure: Failure, method: Method) -> Failure:
-        if failure.check(Fault):
-            return failure
+        if failure.check(Fault, CancelledError):
+            return failure  # a cancelled call's client has gone: nothing to log
         if method.owner:
             _log.failure(
                 "{method} (plugin {owner}) raised", failure, LogLevel.error,
@@ -247,7 +220,7 @@ class Dispatcher:
             raise Fault(faults.INVALID_PARAMS, f"no method {_shown(str(name))} here")
         return method
 
-    def multicall(self, caller: Caller, calls: list[Any]) -> Encoded | Deferred[Encoded]:
+    def multicall(self, caller: Caller, calls: list[Any]) -> Soon[Encoded]:
         """
         Make many calls in one request: ``calls`` is an array of structs
         ``{methodName, params}``; the answer holds, in order, ``[result]``
@@ -260,17 +233,12 @@ class Dispatcher:
         limit = self.max_response_size
         gathered = _Gathered(limit)
         for call in calls:
-            answer = self._one_of_many(caller, call)
-            if isinstance(answer, bytes):
-                gathered.answers.append(answer)
-                gathered.add(answer)
-            else:
-                gathered.wait(answer)
+            gathered.take(self._one_of_many(caller, call))
             if gathered.over:
                 raise Fault(faults.RESPONSE_TOO_LARGE, too_large("system.multicall", gathered.limit or 0))
         return gathered.result()
 
-    def _one_of_many(self, caller: Caller, call: Any) -> bytes | Deferred[bytes]:
+    def _one_of_many(self, caller: Caller, call: Any) -> Soon[bytes]:
         # Each answer is encoded once, as soon as it is known.
         if not isinstance(call, dict):
             return _fault_value(Fault(faults.INVALID_REQUEST, "each call must be a struct"))
@@ -285,9 +253,7 @@ class Dispatcher:
             result = self.invoke(caller, name, tuple(params))
         except Fault as fault:
             return _fault_value(fault)
-        if is_deferred(result):
-            return result.addCallbacks(_result_value, _failure_value, (name,))
-        return _result_value(result, name)
+        return then(result, _result_value, name, failed=_failure_value)
 
 
 class _Gathered:
@@ -298,25 +264,24 @@ class _Gathered:
         self.answers: list[Any] = []
         self.size = 0
         self.over = False
-        self._waiting: list[Deferred[bytes]] = []
+        self._waiting: list[Deferred[None]] = []
 
-    def add(self, answer: bytes) -> None:
-        self.size += len(answer)
-        if self.limit is not None and self.size > self.limit and not self.over:
+    def take(self, answer: Soon[bytes]) -> None:
+        """Hold the next answer, now or once it comes."""
+        index = len(self.answers)
+        self.answers.append(b"")
+        waiting = then(answer, self._got, index)
+        if waiting is not None:  # None: taken now; else the Deferred to wait for, or to cancel
+            self._waiting.append(waiting)
+
+    def _got(self, encoded: bytes, index: int) -> None:
+        if self.over:
+            return
+        self.answers[index] = encoded
+        self.size += len(encoded)
+        if self.limit is not None and self.size > self.limit:
             self.over = True
             self.give_up()
-
-    def wait(self, answer: Deferred[bytes]) -> None:
-        index = len(self.answers)
-        self.answers.append(None)
-        self._waiting.append(answer)
-
-        def got(encoded: bytes) -> None:
-            if not self.over:
-                self.answers[index] = encoded
-                self.add(encoded)
-
-        answer.addCallback(got)
 
     def give_up(self) -> None:
         # What is held goes now; calls still under way are cancelled.
@@ -324,7 +289,7 @@ class _Gathered:
         for waiting in self._waiting:
             waiting.cancel()
 
-    def result(self) -> Encoded | Deferred[Encoded]:
+    def result(self) -> Soon[Encoded]:
         if not self._waiting:
             return _array_response(self.answers)
 
@@ -382,7 +347,7 @@ def _result_value(result: Any, name: str) -> bytes:
         ))
 
 
-def _failure_value(failure: Failure) -> bytes:
+def _failure_value(failure: Failure, name: str) -> bytes:
     failure.trap(Fault)
     assert isinstance(failure.value, Fault)
     return _fault_value(failure.value)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from twisted.internet.defer import Deferred
-
 from satellites._errors import SatelliteError
+from satellites._soon import Soon
 
 if TYPE_CHECKING:
     from satellites._http import HTTPChannel
@@ -90,5 +89,8 @@ NOTED = {
 class Responding(Protocol):
     """What answers the requests a channel frames (a :class:`satellites._routes.Routes`)."""
 
-    def answer(self, request: Request, channel: HTTPChannel) -> Response | Deferred[Response]:
-        """The response to ``request``, now or later (a Deferred that never fails)."""
+    def answer(self, request: Request, channel: HTTPChannel) -> Soon[Response]:
+        """
+        The response to ``request``, now or later: a Deferred that never
+        fails (see :mod:`satellites._soon`).
+        """

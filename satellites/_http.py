@@ -1,15 +1,10 @@
 """
 The HTTP/1.1 front end of a node's listener.
 
-Every request on every connection is framed by llhttp (through
-``httptools``), the parser of Node.js, in its strict mode: it alone says
-where a request's head and body end.  What RFC 9112 asks a server to
-refuse and llhttp leaves to its user is refused here: an empty line
-before the request line, a request in HTTP/1.1 with no ``Host``, a
-transfer coding other than ``chunked``, a version other than 1.0 and
-1.1, a head over :data:`MAX_HEAD` bytes or :data:`MAX_HEADERS` lines, a
-body over ``max_request_size``.  A refusal is answered in its turn, after
-the requests before it, and the connection is closed.
+Every request on every connection is framed by llhttp in its strict mode,
+and what RFC 9112 asks a server to refuse is refused (see
+:mod:`satellites._http_framing`).  A refusal is answered in its turn,
+after the requests before it, and the connection is closed.
 
 What a framed :class:`Request` gets is the business of a router
 (:class:`satellites._routes.Routes`); the channel keeps the order of the
@@ -22,7 +17,8 @@ answers, the flow of bytes and the time:
   first byte (else ``408``); a connection with nothing to do for
   ``idle_timeout`` seconds is closed, and one whose client takes none of
   its answers (or of its last answer, once closing) for ``idle_timeout``
-  seconds is aborted.
+  seconds is aborted;
+- a call whose client has gone is cancelled.
 """
 
 from __future__ import annotations
@@ -30,7 +26,6 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IProtocolNegotiationFactory
@@ -41,7 +36,9 @@ from twisted.web.http import datetimeToString
 from zope.interface import implementer
 
 from co2._admission import Admission
-from satellites._exchange import NOTED, Refused, Request, Responding, Response
+from satellites._exchange import Refused, Request, Responding, Response
+from satellites._http_framing import MAX_HEAD, MAX_HEADERS, Framing
+from satellites._soon import Soon, ready, then
 
 __all__ = [
     "MAX_HEAD",
@@ -55,12 +52,6 @@ __all__ = [
     "Response",
 ]
 
-MAX_HEAD = 16 * 1024
-"""The longest request head, request line included, in bytes: a longer one gets ``431``."""
-
-MAX_HEADERS = 100
-"""The most header lines in one request: more get ``431``."""
-
 MAX_PIPELINED = 16
 """Requests of one connection framed and not yet answered, at most: past that it is not read."""
 
@@ -69,12 +60,7 @@ WRITE_CHUNK = 64 * 1024
 
 _log = Logger(namespace="co2.http")
 
-_END_OF_HEAD = b"\r\n\r\n"
-
 _NEVER = float("inf")
-
-# The framing of the request under way.
-_IDLE, _HEAD, _BODY, _CHUNKED, _DONE = range(5)
 
 
 class _Slot:
@@ -87,7 +73,8 @@ class _Slot:
         self.head_only = head_only
         self.data: bytes | None = None
         self.sent = 0
-        self.pending: Deferred[Response] | None = None
+        self.pending: Deferred[Any] | None = None
+        """What an answer not ready at once comes through: cancelled if the client goes."""
 
 
 class HTTPChannel(Protocol):
@@ -101,19 +88,8 @@ class HTTPChannel(Protocol):
         """The address the client reached, as a ``Host`` header names it; None for a UNIX socket."""
         self.host_allowed: bytes | None = b"\x00"
         """The last ``Host`` header the router allowed here (at first a value no request can have)."""
-        self._parser = HttpRequestParser(self)
+        self._framing = Framing(self, server.max_request_size)
         self._seconds = server.reactor.seconds
-        self._phase = _IDLE
-        self._request = Request()
-        self._noted: dict[str, bytes] = {}
-        self._url = b""
-        self._headers = 0
-        self._head_size = 0
-        self._tail = b""
-        self._line = b""
-        self._parts: list[bytes] = []
-        self._size = 0
-        self._remaining = 0
         self._waiting: deque[Request | Response] = deque()
         self._answers: deque[_Slot] = deque()
         self._advancing = False
@@ -141,25 +117,17 @@ class HTTPChannel(Protocol):
         self._arm(self._last + self.server.idle_timeout)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._phase == _DONE:
+        if self._framing.done:
             return
         self._now = self._last = self._seconds()
         try:
-            self._frame(data)
+            self._framing.feed(data)
         except Refused as refused:
             self._refuse(refused)
-        except HttpParserUpgrade:  # pragma: no cover - refused at its headers
-            self._refuse(Refused(b"400 Bad Request", "Upgrade is refused."))
-        except HttpParserError as e:
-            cause = e.__context__
-            if isinstance(cause, Refused):
-                self._refuse(cause)
-            elif not isinstance(cause, _Ignored):
-                self._refuse(Refused(b"400 Bad Request", f"Malformed request: {e}."))
         self._advance()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
-        self._phase = _DONE
+        self._framing.stop()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -170,8 +138,9 @@ class HTTPChannel(Protocol):
         self._waiting.clear()
         answers, self._answers = self._answers, deque()
         for slot in answers:
-            # A call whose client has gone is not worth finishing.
-            if slot.pending is not None and not slot.pending.called:
+            # A call whose client has gone is not worth finishing.  (A
+            # Deferred that fired but waits on another passes this on.)
+            if slot.pending is not None:
                 slot.pending.cancel()
 
     # Flow control: the transport tells its producer when its buffer is full.
@@ -196,7 +165,7 @@ class HTTPChannel(Protocol):
     def _pace(self) -> None:
         # Read while there is room for more requests and the client takes its answers.
         want = (
-            self._phase != _DONE
+            not self._framing.done
             and self._blocked_since is None
             and len(self._waiting) + len(self._answers) < MAX_PIPELINED
         )
@@ -207,155 +176,29 @@ class HTTPChannel(Protocol):
             else:
                 self._io().pauseProducing()
 
-    # Framing: llhttp decides; the channel feeds it so that each request's
-    # head is measured exactly (a head ends at the first empty line) and
-    # nothing after a request is fed before the request is whole.
+    # What the framing tells (see Framed)
 
-    def _frame(self, data: bytes) -> None:
-        view = memoryview(data)
-        at, end = 0, len(data)
-        parser = self._parser
-        while at < end:
-            phase = self._phase
-            if phase == _BODY and self._remaining:
-                take = min(self._remaining, end - at)
-                self._remaining -= take
-                parser.feed_data(view[at:at + take])
-                at += take
-            elif phase == _IDLE or phase == _HEAD:
-                at = self._frame_head(data, view, at)
-            elif phase != _DONE:
-                # A chunked body's end is llhttp's to find; nothing after it is read.
-                parser.feed_data(view[at:])
-                return
-            else:
-                return
+    def request_begun(self) -> None:
+        """A request has begun: it must come whole within ``request_timeout``."""
+        self._started = now = self._now
+        deadline = now + self.server.request_timeout
+        if deadline < self._deadline:
+            self._arm(deadline)
 
-    def _frame_head(self, data: bytes, view: memoryview, at: int) -> int:
-        if self._phase == _IDLE:
-            if data[at] in b"\r\n":
-                raise Refused(b"400 Bad Request", "An empty line stands before the request line.")
-            self._phase = _HEAD
-            self._started = now = self._now
-            deadline = now + self.server.request_timeout
-            if deadline < self._deadline:
-                self._arm(deadline)
-            found = data.find(_END_OF_HEAD, at)
-            if found >= 0 and found + 4 - at <= MAX_HEAD:
-                # The whole head is in this read, as it nearly always is.
-                stop = found + 4
-                self._line = data[at:data.find(b"\n", at, stop) + 1]
-                self._head_size = stop - at
-                self._tail = b""
-                self._parser.feed_data(view[at:stop])
-                return stop
-            self._head_size = 0
-            self._tail = b""
-            self._line = b""
-        stop = -1
-        if self._tail:
-            # The empty line may begin in an earlier read.
-            found = (self._tail + data[at:at + 3]).find(_END_OF_HEAD)
-            if found >= 0:
-                stop = at + found + 4 - len(self._tail)
-        if stop < 0:
-            found = data.find(_END_OF_HEAD, at)
-            stop = len(data) if found < 0 else found + 4
-            if found < 0:
-                self._tail = (self._tail + data[max(at, stop - 3):])[-3:]
-        self._head_size += stop - at
-        if self._head_size > MAX_HEAD:
-            raise Refused(b"431 Request Header Fields Too Large", f"A request head over {MAX_HEAD} bytes.")
-        if self._line[-1:] != b"\n":
-            # The request line as sent, to check that llhttp read it as written.
-            line_end = data.find(b"\n", at, stop)
-            self._line += data[at:stop if line_end < 0 else line_end + 1]
-        self._parser.feed_data(view[at:stop])
-        return stop
-
-    # llhttp's callbacks
-
-    # A request's state starts afresh when the one before is complete (no
-    # on_message_begin: one call less per request).
-
-    def on_url(self, url: bytes) -> None:
-        if self._phase == _DONE:
-            raise _Ignored()
-        self._url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers += 1
-        if self._headers > MAX_HEADERS:
-            raise Refused(b"431 Request Header Fields Too Large", f"More than {MAX_HEADERS} header lines.")
-        noted = NOTED.get(name.lower())
-        if noted is not None:
-            if noted in self._noted:
-                raise Refused(b"400 Bad Request", f"More than one {name.decode('latin-1')} header.")
-            self._noted[noted] = value
-
-    def on_headers_complete(self) -> None:
-        self._request = request = Request()
-        request.__dict__ = self._noted  # the header lines it was read for
-        parser = self._parser
-        request.method = parser.get_method()
-        request.target = self._url
-        # The version as the request line spells it (llhttp took only HTTP/d.d).
-        request.version = version = self._line[-5:-2]
-        if version != b"1.1" and version != b"1.0":
-            raise Refused(b"505 HTTP Version Not Supported", "This server speaks HTTP/1.1 and HTTP/1.0.")
-        if request.host is None and version == b"1.1":
-            raise Refused(b"400 Bad Request", "An HTTP/1.1 request needs a Host header.")
-        if self._url[:1] != b"/":
-            raise Refused(b"400 Bad Request", "The request target must be a path.")
-        if len(self._line) != len(request.method) + len(self._url) + 12:
-            # llhttp takes more than one space between the parts; RFC 9112 does not.
-            raise Refused(b"400 Bad Request", "Malformed request line: one space between its three parts.")
-        if parser.should_upgrade():
-            # llhttp would stop framing here, leaving the body unread.
-            if request.method == b"CONNECT":
-                raise Refused(b"405 Method Not Allowed", "CONNECT is not served here.")
-            raise Refused(b"400 Bad Request", "No protocol but HTTP/1.1 is spoken here: Upgrade is refused.")
-        request.keep_alive = parser.should_keep_alive()
-        if request._transfer is not None:
-            if request._transfer.strip().lower() != b"chunked":
-                raise Refused(b"501 Not Implemented", "The only transfer coding taken is chunked.")
-            self._phase = _CHUNKED
-            request.keep_alive = False
-        else:
-            length = int(request._length) if request._length is not None else 0
-            if length > self.server.max_request_size:
-                raise Refused(b"413 Content Too Large", _too_large(self.server.max_request_size))
-            self._phase = _BODY
-            self._remaining = length
-        if request.expect is not None:
-            if request.expect.strip().lower() != b"100-continue":
-                raise Refused(b"417 Expectation Failed", "The only expectation met is 100-continue.")
-            if not self._waiting and not self._answers and self.transport is not None:
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    def on_body(self, body: bytes) -> None:
-        self._size += len(body)
-        if self._size > self.server.max_request_size:
-            raise Refused(b"413 Content Too Large", _too_large(self.server.max_request_size))
-        self._parts.append(body)
-
-    def on_message_complete(self) -> None:
-        request = self._request
-        parts = self._parts
-        if parts:
-            request.body = parts[0] if len(parts) == 1 else b"".join(parts)
-            self._parts = []
+    def request_framed(self, request: Request) -> None:
+        """``request`` came whole: it is answered in its turn."""
         self._started = None
-        self._phase = _IDLE if request.keep_alive else _DONE
         self._waiting.append(request)
-        self._noted = {}
-        self._url = b""
-        self._headers = self._size = 0
+
+    def continue_expected(self) -> None:
+        """Say ``100 Continue``, unless answers are still due before this request's."""
+        if not self._waiting and not self._answers and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     # Answers, in the order of their requests
 
     def _refuse(self, refused: Refused) -> None:
-        self._phase = _DONE
+        self._framing.stop()
         self._started = None
         self._waiting.append(refused.response)
 
@@ -377,8 +220,8 @@ class HTTPChannel(Protocol):
                     continue
                 # Nothing waits ahead of it: an answer ready now goes out now.
                 answer = self.server.responding.answer(item, self)
-                if type(answer) is not Response:
-                    self._start(item, answer)  # a Deferred
+                if not ready(answer):
+                    self._start(item, answer)
                 elif not self._write(answer, item):
                     return
         finally:
@@ -412,8 +255,10 @@ class HTTPChannel(Protocol):
             b"" if head_only else body,
         )
 
-    def _start(self, item: Request | Response, answer: Any = None) -> None:
-        # The answer takes its place in line (``answer``: already asked for).
+    def _start(self, item: Request | Response, answer: Soon[Response] | None = None) -> None:
+        # The answer takes its place in line, to be written once it is
+        # ready and the answers before it are gone (``answer``: already
+        # asked for).
         if type(item) is Response:
             slot = _Slot(True, False)
             self._answers.append(slot)
@@ -424,12 +269,7 @@ class HTTPChannel(Protocol):
         self._answers.append(slot)
         if answer is None:
             answer = self.server.responding.answer(item, self)
-        if isinstance(answer, Deferred):
-            slot.pending = answer
-            answer.addCallback(self._ready, slot)
-            answer.addErrback(_unless_cancelled)
-        else:
-            self._ready(answer, slot)
+        slot.pending = then(answer, self._ready, slot, failed=_unless_cancelled)
 
     def _ready(self, response: Response, slot: _Slot) -> None:
         if response.close:
@@ -469,7 +309,7 @@ class HTTPChannel(Protocol):
     def _close(self) -> None:
         # The producer goes first: a transport that still has one would
         # resume it once its buffer drains, instead of closing.
-        self._phase = _DONE
+        self._framing.stop()
         self._waiting.clear()
         self._answers.clear()
         self._closing_since = self.server.reactor.seconds()
@@ -529,17 +369,9 @@ class HTTPChannel(Protocol):
         self._arm(now + server.idle_timeout)
 
 
-def _unless_cancelled(failure: Failure) -> None:
+def _unless_cancelled(failure: Failure, slot: _Slot) -> None:
     if not failure.check(CancelledError):
         _log.failure("answering a request", failure)
-
-
-class _Ignored(Exception):
-    """Raised in llhttp's callback to stop it framing what follows a connection's last request."""
-
-
-def _too_large(limit: int) -> str:
-    return f"Request body over {limit} bytes refused."
 
 
 @implementer(IProtocolNegotiationFactory)

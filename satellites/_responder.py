@@ -9,7 +9,7 @@ from typing import Any
 from xmlrpc.client import Fault
 
 from twisted.cred.error import LoginFailed
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.guard import BasicCredentialFactory
@@ -17,9 +17,10 @@ from twisted.web.guard import BasicCredentialFactory
 from co2 import faults
 from co2._auth import Authentication
 from co2._xmlrpc import DEFAULT_MAX_DEPTH, XMLRPCParseError, dump_fault, dump_response, parse_call
-from satellites._dispatch import Caller, Dispatcher, Encoded, is_deferred, too_large
+from satellites._dispatch import Caller, Dispatcher, Encoded, too_large
 from satellites._errors import SatelliteError
 from satellites._metrics import UNREADABLE, CallStats
+from satellites._soon import Soon, then
 
 __all__ = [
     "REALM",
@@ -62,12 +63,13 @@ class Responder:
         self.authentication = authentication
         self.calls = CallStats()
 
-    def respond(self, body: bytes, caller: Caller, anonymous: bool = False) -> bytes | Deferred[bytes]:
+    def respond(self, body: bytes, caller: Caller, anonymous: bool = False) -> Soon[bytes]:
         """
         The ``methodResponse`` to ``body`` from ``caller``: bytes when it
-        is ready at once, else a Deferred that fires with them (never
-        fails).  Every error becomes a fault, except a protected call by
-        an ``anonymous`` caller: :class:`NeedsCredentials` is raised.
+        is ready at once, else a Deferred that fires with them and never
+        fails (see :mod:`satellites._soon`).  Every error becomes a fault,
+        except a protected call by an ``anonymous`` caller:
+        :class:`NeedsCredentials` is raised.
         """
         calls = self.calls
         try:
@@ -93,11 +95,7 @@ class Responder:
             _log.failure("unexpected failure calling {name}", name=name)
             calls.answered(name, faults.INTERNAL_ERROR)
             return dump_fault(faults.INTERNAL_ERROR, "internal error")
-        if is_deferred(result):
-            return result.addCallbacks(
-                self._response, self._failure_response, callbackArgs=(name,), errbackArgs=(name,)
-            )
-        return self._response(result, name)
+        return then(result, self._response, name, failed=self._failure_response)
 
     def _response(self, result: Any, name: str) -> bytes:
         if type(result) is Encoded:

@@ -23,12 +23,11 @@ Every request, on every route, passes the same checks in this order:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from twisted.cred.error import LoginFailed
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 
 from co2._admission import Admission
 from co2._auth import Authentication, login_failure_reason, login_source
@@ -47,6 +46,7 @@ from satellites._responder import (
     decode_basic,
     who_is,
 )
+from satellites._soon import Soon, then
 from satellites._status import StatusJSON, StatusPage
 
 __all__ = ["Page", "Routes", "make_server"]
@@ -110,8 +110,8 @@ class Routes:
         # request repeats the one before.
         self._types_seen: dict[bytes | None, bool] = {}
 
-    def answer(self, request: Request, channel: HTTPChannel) -> Response | Deferred[Response]:
-        """The response to ``request``, which came on ``channel``."""
+    def answer(self, request: Request, channel: HTTPChannel) -> Soon[Response]:
+        """The response to ``request``, which came on ``channel``: now, or a Deferred that never fails."""
         local = channel.local_host
         if local is not None and not self.any_host and request.host != channel.host_allowed:
             # Decided once per connection for the Host it keeps sending.
@@ -147,7 +147,7 @@ class Routes:
 
     # XML-RPC
 
-    def _call(self, request: Request, caller: Caller) -> Response | Deferred[Response]:
+    def _call(self, request: Request, caller: Caller) -> Soon[Response]:
         content_type = request.content_type
         is_xml = self._types_seen.get(content_type)
         if is_xml is None:
@@ -169,7 +169,7 @@ class Routes:
 
     # Pages
 
-    def _page(self, page: Page, request: Request, caller: Caller) -> Response | Deferred[Response]:
+    def _page(self, page: Page, request: Request, caller: Caller) -> Soon[Response]:
         authentication = self.authentication
         if authentication is None:
             return _rendered(page)
@@ -181,8 +181,14 @@ class Routes:
 
     # Authentication: one decision for every route
 
-    def _as_user(self, request: Request, caller: Caller, then: Any) -> Response | Deferred[Response]:
-        """``then()`` once the request's credentials are checked, else a refusal."""
+    def _as_user(
+        self, request: Request, caller: Caller, respond: Callable[[], Soon[Response]]
+    ) -> Response | Deferred[Response]:
+        """
+        A Deferred of ``respond()``'s answer once the request's credentials
+        are checked (or of ``401`` if they are wrong); a refusal now for a
+        throttled source or credentials that are not HTTP Basic.
+        """
         authentication = self.authentication
         assert authentication is not None and request.authorization is not None
         header = request.authorization
@@ -195,15 +201,11 @@ class Routes:
             given = decode_basic(header)
         except LoginFailed:
             return self._unauthorized(caller, None, "credentials that are not HTTP Basic")
-        outcome = authentication.verify(given.username, given.password, source)
-        if isinstance(outcome, Deferred):
-            return outcome.addCallbacks(
-                lambda _: then(),
-                lambda failure: self._unauthorized(caller, basic_user(header), login_failure_reason(failure)),
-            )
-        if isinstance(outcome, Failure):
-            return self._unauthorized(caller, basic_user(header), login_failure_reason(outcome))
-        return then()
+        checked: Deferred[Any] = authentication.check(given.username, given.password, source)
+        return checked.addCallbacks(
+            lambda _: respond(),
+            lambda failure: self._unauthorized(caller, basic_user(header), login_failure_reason(failure)),
+        )
 
     def _unauthorized(self, caller: Caller, username: str | None, why: str) -> Response:
         assert self.authentication is not None
@@ -222,14 +224,12 @@ def _is_xml(content_type: bytes | None) -> bool:
     return content_type is not None and content_type.partition(b";")[0].strip().lower() in _XML_TYPES
 
 
-def _xml(answer: bytes | Deferred[bytes]) -> Response | Deferred[Response]:
-    if isinstance(answer, bytes):
-        return Response(b"200 OK", _XML_HEADERS, answer)
-    return answer.addCallback(_xml_response)
+def _xml(answer: Soon[bytes]) -> Soon[Response]:
+    return then(answer, _ok, _XML_HEADERS)
 
 
-def _xml_response(body: bytes) -> Response:
-    return Response(b"200 OK", _XML_HEADERS, body)
+def _ok(body: bytes, headers: bytes) -> Response:
+    return Response(b"200 OK", headers, body)
 
 
 def _rendered(page: Page) -> Response:

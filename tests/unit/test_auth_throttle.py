@@ -168,12 +168,12 @@ def test_a_source_is_throttled_after_its_allowed_failures() -> None:
     assert counting.asked == FAILURES_ALLOWED
 
 
-def test_verify_refuses_a_throttled_source_at_once() -> None:
-    """verify answers a throttled source with a LoginThrottled Failure, not a Deferred."""
+def test_check_refuses_a_throttled_source_at_once() -> None:
+    """check answers a throttled source with a Deferred that has already failed with LoginThrottled."""
     auth, clock, _ = guarded()
     fail_from(auth, "192.0.2.66")
     clock.advance(4)
-    refused = auth.verify("alice", "secret", source="192.0.2.66")
+    refused = outcome(auth.check("alice", "secret", source="192.0.2.66"))
     assert isinstance(refused, Failure) and refused.check(LoginThrottled)
     assert refused.value.retry_after == THROTTLE_WINDOW - 4
     assert refused.getErrorMessage().endswith("try again in 6s")
@@ -231,11 +231,10 @@ def test_failures_answered_later_are_counted_too() -> None:
             return d
 
     auth.checker = Later()  # type: ignore[assignment]
-    answers = [auth.verify("alice", f"guess{n}", source="192.0.2.66") for n in range(FAILURES_ALLOWED)]
-    assert all(isinstance(answer, Deferred) for answer in answers)
+    answers = [auth.check("alice", f"guess{n}", source="192.0.2.66") for n in range(FAILURES_ALLOWED)]
+    assert not any(answer.called for answer in answers)
     assert not auth.throttled("192.0.2.66")
     for d, answer in zip(pending, answers, strict=True):
-        assert isinstance(answer, Deferred)
         answer.addErrback(lambda f: f.trap(UnauthorizedLogin))
         d.errback(UnauthorizedLogin())
     assert auth.throttled("192.0.2.66")
@@ -298,7 +297,7 @@ def hub() -> Iterator[tuple[MemoryNetwork, Relay]]:
     relay = Relay(Config(auth=("memory:alice:secret",)), reactor, lambda *args: None)
     network.add("hub", relay, ("10.0.0.1", 2005))
     yield network, relay
-    relay.stopService()
+    relay.close()
     reactor.advance(60)
 
 

@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 
 from co2 import faults
+from co2._auth import basic_authorization, make_authentication
 from co2._xmlrpc import dump_call, parse_response
 from satellites import Dispatcher, Method, MethodRegistry, make_server
 
@@ -90,7 +91,7 @@ def test_nothing_is_read_once_the_connection_is_closing(
     channel = connection.protocol
     for _ in range(100):
         connection.send(b"x" * 65536)
-    assert not channel._waiting and not channel._parts and len(channel._line) < 100
+    assert not channel._waiting and not channel._framing._parts and len(channel._framing._line) < 100
     pending[0].callback("done")
     assert values(connection) == ["done"]
     assert connection.transport.disconnecting
@@ -347,13 +348,28 @@ def test_idle_time_counts_from_the_last_answer(
 
 
 def test_a_call_whose_client_left_is_cancelled(
-    reactor: MemoryReactorClock, pending: list[Deferred[Any]]
+    reactor: MemoryReactorClock, pending: list[Deferred[Any]], logged: list[dict[str, Any]]
 ) -> None:
     """When the connection is lost, the calls it still waits for are cancelled, quietly."""
     connection = Connection(server(reactor, pending))
     connection.send(call("later") + call("later"))
     connection.protocol.connectionLost(None)
     assert all(d.called for d in pending)
+    assert connection.transport.value() == b""
+    assert [e for e in logged if e.get("log_failure") is not None] == []
+
+
+def test_a_call_whose_client_left_is_cancelled_after_its_login(
+    reactor: MemoryReactorClock, pending: list[Deferred[Any]]
+) -> None:
+    """A call made with credentials (answered through the checkers' Deferred) is cancelled too."""
+    authentication = make_authentication(["memory:alice:secret"], ["*"], reactor)
+    connection = Connection(server(reactor, pending, authentication=authentication))
+    login = b"Authorization: " + basic_authorization("alice", "secret") + b"\r\n"
+    connection.send(call("later", extra=login))
+    assert len(pending) == 1 and not pending[0].called
+    connection.protocol.connectionLost(None)
+    assert pending[0].called
     assert connection.transport.value() == b""
 
 

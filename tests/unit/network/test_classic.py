@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 from xmlrpc.client import Fault
-
-import weakref
 
 import pytest
 from twisted.internet.defer import Deferred
@@ -21,7 +20,6 @@ from co2.protocol import decode_envelope
 from co2.testing import HTTPResponse, MemoryXMLRPCClient
 from relay import Links
 from satellites import Satellite, make_server
-
 
 _LINKS: weakref.WeakKeyDictionary[Any, Links] = weakref.WeakKeyDictionary()
 
@@ -95,10 +93,13 @@ class FakeAgent:
 
     def request(self, method: bytes, uri: bytes, headers: Headers, body: Any) -> Deferred[Any]:
         collector = Collector()
-        body.startProducing(collector)
-        posted = Posted(method, uri, headers, b"".join(collector.parts), Deferred())
-        self.posted.append(posted)
-        return posted.answer
+        answer: Deferred[Any] = Deferred()
+
+        def sent(_: object) -> None:
+            self.posted.append(Posted(method, uri, headers, b"".join(collector.parts), answer))
+
+        body.startProducing(collector).addCallback(sent)
+        return answer
 
 
 def retry(failures: int) -> float:
@@ -136,6 +137,7 @@ def test_messages_are_posted_one_at_a_time_in_order(reactor, sender):
         reactor.advance(0)
         assert len(agent.posted) == k + 1  # nothing more until this one is answered
         posted.reply(True)
+        reactor.advance(0)  # the next body is written on the reactor
     assert len({p.struct["id"] for p in agent.posted}) == 3
     assert len(link.outbox) == 0 and link.refused == 0
 
@@ -158,6 +160,7 @@ def test_an_unreachable_peer_gets_the_message_again_after_a_delay(reactor, sende
     assert [p.struct["data"] for p in agent.posted] == ["first"] * 3
     assert len({p.struct["id"] for p in agent.posted}) == 1
     agent.posted[2].reply(True)
+    reactor.advance(0)
     assert agent.posted[3].struct["data"] == "second"
     agent.posted[3].answer.errback(ConnectionRefusedError())
     reactor.advance(2.0)
@@ -175,6 +178,7 @@ def test_new_messages_wait_for_the_retry(reactor, sender):
     assert len(agent.posted) == 1
     reactor.advance(1)
     agent.posted[1].reply(True)
+    reactor.advance(0)
     agent.posted[2].reply(True)
     assert [p.struct["data"] for p in agent.posted] == ["a", "a", "b"]
     assert len(link.outbox) == 0
@@ -214,6 +218,7 @@ def test_a_fault_answer_drops_the_message(reactor, sender, logged):
     satellite.plugins[0].send("next")
     reactor.advance(0)
     agent.posted[0].fault(-32602)
+    reactor.advance(0)
     assert link.refused == 1
     assert agent.posted[1].struct["data"] == "next"
     agent.posted[1].reply(True)
@@ -268,9 +273,9 @@ class ForwardingAgent:
 
     def request(self, method: bytes, uri: bytes, headers: Headers, body: Any) -> Deferred[Any]:
         collector = Collector()
-        body.startProducing(collector)
         self.posts += 1
-        d = self.client.post(b"".join(collector.parts), path=b"/")
+        d = body.startProducing(collector)
+        d.addCallback(lambda _: self.client.post(b"".join(collector.parts), path=b"/"))
         return d.addCallback(self._answer)
 
     def _answer(self, response: HTTPResponse) -> Response:
