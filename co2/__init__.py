@@ -7,28 +7,28 @@ This package is the SDK a plugin author imports (:class:`Co2Plugin`,
 fault codes and configuration.
 """
 
-from co2._config import RESERVED_PACKAGES, Config, load_config, make_config
+from co2._config import RESERVED_PACKAGES
 from co2._errors import Co2Error, CommandError, ConfigError, NotAttachedError, PluginError, ProtocolError
 from co2._message import check_message, make_host_id, parse_host_id
 from co2._plugin import Co2Plugin, ICo2Plugin, in_thread
+from co2._settings import AuthSettings, NodeSettings
 
 __version__ = "0.1.0"
 
 __all__ = [
     "RESERVED_PACKAGES",
+    "AuthSettings",
     "Co2Error",
     "Co2Plugin",
     "CommandError",
-    "Config",
     "ConfigError",
     "ICo2Plugin",
+    "NodeSettings",
     "NotAttachedError",
     "PluginError",
     "ProtocolError",
     "check_message",
     "in_thread",
-    "load_config",
-    "make_config",
     "make_host_id",
     "parse_host_id",
 ]

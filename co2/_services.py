@@ -57,7 +57,9 @@ class Listener(Part):
     there fails the bind); ``what`` names it in errors and logs.
     """
 
-    def __init__(self, reactor: Any, description: str, make_factory: Callable[[], Factory], what: str) -> None:
+    def __init__(
+        self, reactor: Any, description: str, make_factory: Callable[[], Factory], what: str
+    ) -> None:
         self.reactor = reactor
         self.description = description
         self.make_factory = make_factory
@@ -138,6 +140,11 @@ class InOrder(MultiService):
         super().__init__()
         self.started: Deferred[None] = Deferred()
 
+    @property
+    def ready(self) -> Deferred[None]:
+        """:attr:`started`, as a :class:`Part`'s ``ready``: an ``InOrder`` may be a child of another."""
+        return self.started
+
     def startService(self) -> None:
         Service.startService(self)  # the children start one by one, below
         maybeDeferred(self.start).chainDeferred(self.started)
@@ -153,7 +160,7 @@ class InOrder(MultiService):
             if not self.running:
                 return
             child.startService()
-            if isinstance(child, Part):
+            if isinstance(child, (Part, InOrder)):
                 yield child.ready
 
     @inlineCallbacks

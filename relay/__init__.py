@@ -15,6 +15,7 @@ from relay._relay import Relay
 from relay._router import Router
 from relay._seen import SeenIds
 from relay._service import Links, RelayService, advertised_address
+from relay._settings import RelayConfig, RelaySettings
 from relay._snapshot import Counters, LinkView, Snapshot
 from relay._spool import Spool, SpoolError, SpoolState
 from relay._turn import Handover, Local, Turn
@@ -30,9 +31,11 @@ __all__ = [
     "Local",
     "Outbox",
     "Relay",
+    "RelayConfig",
     "RelayError",
     "RelayPluginError",
     "RelayService",
+    "RelaySettings",
     "Router",
     "SeenIds",
     "Snapshot",

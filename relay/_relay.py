@@ -33,7 +33,6 @@ from twisted.logger import Logger
 
 from co2 import faults
 from co2._auth import make_authentication
-from co2._config import Config
 from co2._message import HostId, check_message, encode_message, host_matches, parse_host_id
 from co2._state import StateStore
 from co2._values import check_members, check_value
@@ -41,6 +40,7 @@ from relay._directory import Directory
 from relay._links import LinkProtocol, LinkStats, max_box_size
 from relay._plugins import load_relay_plugins
 from relay._router import Router
+from relay._settings import RelayConfig
 from relay._snapshot import LinkView, Snapshot
 from relay._spool import Spool
 from relay._turn import Handover, Local
@@ -71,7 +71,7 @@ class Relay:
 
     def __init__(
         self,
-        config: Config,
+        config: RelayConfig,
         reactor: Any,
         handover: Handover = _nobody,
         local_names: Callable[[], Iterable[str]] = tuple,
@@ -79,38 +79,39 @@ class Relay:
     ) -> None:
         self.config = config
         self.reactor = reactor
-        spool = Spool(config.spool, config.seen_limit) if config.spool else None
+        node, settings = config.node, config.relay
+        spool = Spool(settings.spool, settings.seen_limit) if settings.spool else None
         self.node_id = spool.node_id if spool is not None else secrets.token_hex(8)
         self._host_id = ""
         self.links: dict[str, LinkProtocol] = {}
         # A long poll of co2.watch answers before call_timeout cuts it short.
-        self.tap = Tap(reactor, max_wait=min(MAX_WAIT, 0.9 * config.call_timeout))
+        self.tap = Tap(reactor, max_wait=min(MAX_WAIT, 0.9 * node.call_timeout))
         """The last messages taken; its ``watch_from`` is ``co2.watch``."""
         self.router = Router(
             reactor, handover,
-            max_hops=config.max_hops, seen_limit=config.seen_limit,
-            outbox_limit=config.outbox_limit, outbox_bytes=config.outbox_bytes,
+            max_hops=settings.max_hops, seen_limit=settings.seen_limit,
+            outbox_limit=settings.outbox_limit, outbox_bytes=settings.outbox_bytes,
             spool=spool,
-            forget_after=config.forget_after,
-            plugins=load_relay_plugins(config.relay_plugins, config.relay_plugin_config),
+            forget_after=settings.forget_after,
+            plugins=load_relay_plugins(settings.relay_plugins, settings.relay_plugin_config),
             tap=self.tap,
         )
         self.directory = Directory(
             reactor, self.node_id, local_names, call_local or _no_local_calls,
-            max_hops=config.max_hops, call_timeout=config.call_timeout,
+            max_hops=settings.max_hops, call_timeout=node.call_timeout,
         )
-        self.authentication = make_authentication(config.auth, config.auth_methods, reactor)
-        self.max_box_size = max_box_size(config)
-        self.hello_timeout = config.request_timeout
+        self.authentication = make_authentication(config.auth.auth, config.auth.auth_methods, reactor)
+        self.max_box_size = max_box_size(node)
+        self.hello_timeout = node.request_timeout
         self.link_stats = LinkStats()
-        for peer in config.peers:
+        for peer in settings.peers:
             # What is sent before a link to a peer first comes up waits for it.
             self.router.outbox(peer if _is_classic(peer) else f"peer:{peer}")
         self._thread = threading.get_ident()
         self._own_address: tuple[str, list[Any]] = ("", [])
         self._classic_peers = [
             (peer, parts.hostname or "", parts.port)
-            for peer, parts in ((peer, urlsplit(peer)) for peer in config.peers if _is_classic(peer))
+            for peer, parts in ((peer, urlsplit(peer)) for peer in settings.peers if _is_classic(peer))
         ]
 
     @property
@@ -140,7 +141,7 @@ class Relay:
         except (TypeError, ValueError) as e:
             raise TypeError(f"cannot send {type(data).__name__}: {e}") from None
         message = encode_message({"data": data, "host_id": self.host_id})
-        limit = self.config.max_message_size
+        limit = self.config.node.max_message_size
         if len(message) > limit:
             raise ValueError(f"cannot send {len(message)} bytes: over max_message_size ({limit})")
         if threading.get_ident() != self._thread:
@@ -189,7 +190,7 @@ class Relay:
             )
         client_address: list[Any] = list(caller) if caller is not None else ["", 0]
         body = encode_message({k: v for k, v in message.items() if k not in _ROUTING})
-        limit = self.config.max_message_size
+        limit = self.config.node.max_message_size
         if len(body) > limit:
             raise Fault(faults.INVALID_PARAMS,
                         f"notify: the message is {len(body)} bytes, over max_message_size ({limit})")

@@ -69,22 +69,23 @@ class Links(InOrder):
         self.relay = relay
         self.setName("links")
         config, reactor = relay.config, relay.reactor
+        settings, tls_ca = config.relay, config.node.tls_ca
         self.listener: Listener | None = None
-        if config.amp_listen is not None:
+        if settings.amp_listen is not None:
             self.listener = Listener(
-                reactor, config.amp_listen, lambda: LinkServerFactory(relay, config.max_connections),
+                reactor, settings.amp_listen, lambda: LinkServerFactory(relay, config.node.max_connections),
                 "the AMP listener",
             )
             self.listener.setServiceParent(self)
-        for peer in config.peers:
-            credentials = config.credentials_for(peer)
+        for peer in settings.peers:
+            credentials = settings.credentials_for(peer)
             if peer.startswith(("http://", "https://")):
                 ClassicLink(
                     relay.router, reactor, peer, lambda: relay.host_id,
-                    tls_ca=config.tls_ca, credentials=credentials, stats=relay.link_stats,
+                    tls_ca=tls_ca, credentials=credentials, stats=relay.link_stats,
                 ).setServiceParent(self)
             else:
-                peer_service(relay, peer, tls_ca=config.tls_ca, credentials=credentials).setServiceParent(self)
+                peer_service(relay, peer, tls_ca=tls_ca, credentials=credentials).setServiceParent(self)
 
     def start(self) -> Any:
         self.relay.start()

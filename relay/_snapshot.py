@@ -9,7 +9,7 @@ when somebody asks, in the reactor thread.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 __all__ = ["Counters", "LinkView", "Snapshot"]
 

@@ -70,7 +70,7 @@ class Turn:
         self.local: list[Local] = []
         """The messages for the plugins, in the order taken."""
         self.state: StateStore = MemoryStore() if spool is None else _CommittedStore(spool, self.soon)
-        """Where the plugins keep their ``self.state``: in the spool, committed with the turn that wrote it."""
+        """Where the plugins keep ``self.state``: in the spool, committed with the turn that wrote it."""
         # Answers to batches: taken this turn, and flushed but not yet sent.
         self._acks: list[Deferred[None]] = []
         self._acks_due: list[Deferred[None]] = []

@@ -13,23 +13,37 @@ from satellites._registry import Method, MethodRegistry
 from satellites._routes import make_server
 from satellites._satellite import ReloadRefused, Satellite
 from satellites._service import HostService, NodeParts, StrictLoadError, node_service
+from satellites._settings import (
+    Config,
+    FrontSettings,
+    HostSettings,
+    ManholeSettings,
+    load_config,
+    make_config,
+)
 
 __all__ = [
+    "Config",
     "Dispatcher",
+    "FrontSettings",
     "HTTPFactory",
     "HostService",
+    "HostSettings",
     "ListenError",
     "LoadedPackage",
+    "ManholeSettings",
     "Method",
     "MethodRegistry",
+    "NodeParts",
     "PackageInfo",
     "PluginLoader",
-    "NodeParts",
     "ReloadRefused",
     "Satellite",
     "SatelliteError",
     "StrictLoadError",
     "find_packages",
+    "load_config",
+    "make_config",
     "make_server",
     "node_service",
 ]

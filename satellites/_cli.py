@@ -22,15 +22,15 @@ from twisted.logger import Logger, globalLogBeginner
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from co2._config import RESERVED_PACKAGES, Config, auth_description, check_endpoint, load_config
+from co2._config import RESERVED_PACKAGES, auth_description, check_endpoint
 from co2._errors import ConfigError
-from relay._plugins import RelayPluginError
-from relay._spool import SpoolError
+from relay import RelayPluginError, SpoolError
 from satellites._errors import SatelliteError
 from satellites._loader import find_packages
 from satellites._logging import LOG_FORMATS, log_observer
 from satellites._scaffold import DEFAULT_DIR, ScaffoldError, new_plugin
 from satellites._service import NodeParts, StrictLoadError, node_service
+from satellites._settings import Config, load_config
 
 __all__ = [
     "CannotStart",
@@ -105,9 +105,11 @@ class Options(strcred.AuthOptionMixin, usage.Options):
                     check_endpoint(self["listen"])
                 except ValueError as e:
                     raise ConfigError("--listen", None, str(e)) from None
-                config = dataclasses.replace(config, listen=self["listen"])
+                front = dataclasses.replace(config.front, listen=self["listen"])
+                config = dataclasses.replace(config, front=front)
             if self.get("auth"):
-                config = dataclasses.replace(config, auth=tuple(self["auth"]))
+                auth = dataclasses.replace(config.auth, auth=tuple(self["auth"]))
+                config = dataclasses.replace(config, auth=auth)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
         self.config = config
@@ -128,10 +130,11 @@ class RelayOptions(Options):
 
 
 def list_plugins(config: Config, out: TextIO) -> None:
-    """Write the plugin packages of ``config.plugin_dir``, enabled ones marked."""
-    found = find_packages(config.plugin_dir)
-    enabled = set(config.plugin_list)
-    out.write(f"plugin packages in {config.plugin_dir}:\n")
+    """Write the plugin packages of ``config.host.plugin_dir``, enabled ones marked."""
+    host = config.host
+    found = find_packages(host.plugin_dir)
+    enabled = set(host.plugin_list)
+    out.write(f"plugin packages in {host.plugin_dir}:\n")
     rows = []
     for package in found:
         if package.name in RESERVED_PACKAGES:
@@ -140,7 +143,7 @@ def list_plugins(config: Config, out: TextIO) -> None:
             mark = "enabled" if package.name in enabled else "disabled"
         rows.append((package.name, mark, package.description))
     names = {p.name for p in found}
-    rows += [(n, "missing", "(in plugin_list, not found)") for n in config.plugin_list if n not in names]
+    rows += [(n, "missing", "(in plugin_list, not found)") for n in host.plugin_list if n not in names]
     width = max((len(name) for name, _, _ in rows), default=0)
     for name, mark, description in rows:
         out.write(f"  {name:<{width}}  {mark:<8}  {description}\n")
@@ -286,7 +289,7 @@ def run(node: NodeParts, reactor: Any) -> int:
 
     def stop() -> Any:
         plugins = len(node.satellite.plugins) if node.satellite is not None else 0
-        _watchdog(node.config.exit_timeout * (plugins + 1) + 5)
+        _watchdog(node.config.host.exit_timeout * (plugins + 1) + 5)
         if service.running:
             return service.stopService()
         return None
@@ -320,7 +323,7 @@ def _watchdog(seconds: float) -> None:
 
 
 def _begin_logging(config: Config, out: TextIO, log_format: str = LOG_FORMATS[0]) -> None:
-    observer = log_observer(log_format, config.log_level_constant, out)
+    observer = log_observer(log_format, config.node.log_level_constant, out)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 

@@ -25,7 +25,7 @@ from twisted.conch.ssh.keys import Key
 from twisted.cred.checkers import FilePasswordDB
 from twisted.cred.portal import Portal
 
-from co2._ssh import check_loopback, read_authorized_keys
+from satellites._ssh import check_loopback, read_authorized_keys
 
 __all__ = ["check_loopback", "host_key", "manhole_factory", "read_authorized_keys"]
 

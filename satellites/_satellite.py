@@ -19,17 +19,19 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from co2 import faults
-from co2._config import RESERVED_PACKAGES, Config
+from co2._config import RESERVED_PACKAGES
 from co2._errors import PluginError
 from co2._message import decode_message
 from co2._plugin import Co2Plugin
 from co2._state import PluginState
 from relay import Local, Relay
-from satellites._dispatch import Dispatcher, settle
+from satellites._dispatch import Dispatcher
 from satellites._errors import SatelliteError
 from satellites._loader import LoadedPackage, PluginLoader, fingerprint
 from satellites._metrics import PluginStats
 from satellites._registry import DuplicateMethod, Method, MethodRegistry
+from satellites._settings import Config
+from satellites._soon import as_deferred, ready
 
 __all__ = ["BUSY_WARNING", "ReloadRefused", "Satellite", "relay_dispatcher"]
 
@@ -98,10 +100,10 @@ class Satellite:
         provided = {
             "host_id": self.host_id,
             "package": package,
-            "plugin_dir": self.config.plugin_dir,
-            "package_dir": os.path.join(self.config.plugin_dir, package),
+            "plugin_dir": self.config.host.plugin_dir,
+            "package_dir": os.path.join(self.config.host.plugin_dir, package),
         }
-        provided.update(self.config.plugin_config.get(package, {}))
+        provided.update(self.config.host.plugin_config.get(package, {}))
         return provided
 
     def load_plugins(self) -> list[PluginError]:
@@ -110,8 +112,8 @@ class Satellite:
         fails is logged with its traceback and left out; the failures are
         returned (and kept in ``failures``).
         """
-        self._loader = PluginLoader(self.config.plugin_dir, self, self.var_dict_for)
-        for package in self.config.plugin_list:
+        self._loader = PluginLoader(self.config.host.plugin_dir, self, self.var_dict_for)
+        for package in self.config.host.plugin_list:
             if package in RESERVED_PACKAGES:
                 _log.warn(
                     "plugin package {package!r} skipped: the name is reserved "
@@ -141,7 +143,7 @@ class Satellite:
         return self.failures
 
     def _package_dir(self, package: str) -> str:
-        return os.path.join(self.config.plugin_dir, package)
+        return os.path.join(self.config.host.plugin_dir, package)
 
     def reload_package(self, package: str) -> Deferred[dict[str, Any]]:
         """
@@ -171,7 +173,7 @@ class Satellite:
     def _reload(self, package: str) -> tuple[dict[str, Any], list[Co2Plugin]]:
         if package in RESERVED_PACKAGES:
             raise ReloadRefused(f"{package!r} is a reserved name; no plugin package has it")
-        if package not in self.config.plugin_list:
+        if package not in self.config.host.plugin_list:
             raise ReloadRefused(f"{package!r} is not in plugin_list")
         if self._loader is None or self.relay.holding:
             raise ReloadRefused("the satellite is not running its plugins")
@@ -192,7 +194,7 @@ class Satellite:
             raise
         # The swap: from here on every message goes to the new instances.
         old = next((p for p in self.packages if p.name == package), None)
-        order = {name: index for index, name in enumerate(self.config.plugin_list)}
+        order = {name: index for index, name in enumerate(self.config.host.plugin_list)}
         self.packages = sorted(
             [p for p in self.packages if p.name != package] + [loaded], key=lambda p: order[p.name]
         )
@@ -234,7 +236,7 @@ class Satellite:
         failed reload, or None for an unchanged package.  Never fails.
         """
         outcomes: list[Deferred[Any]] = []
-        for package in self.config.plugin_list:
+        for package in self.config.host.plugin_list:
             if package in RESERVED_PACKAGES or package not in self._fingerprints:
                 continue
             if fingerprint(self._package_dir(package)) == self._fingerprints[package]:
@@ -274,10 +276,10 @@ class Satellite:
             self._loader.forget()
 
     async def _exit_each(self, plugins: list[Co2Plugin]) -> None:
-        bound = self.config.exit_timeout
+        bound = self.config.host.exit_timeout
         for plugin in plugins:
             started = self.timer()
-            d = maybeDeferred(plugin.__exit__).addCallback(settle)
+            d = maybeDeferred(plugin.__exit__).addCallback(as_deferred)
             took = self.timer() - started
             if took > bound:
                 _log.warn("{plugin}.__exit__ held the reactor for {took:.1f}s (bound {bound}s)",
@@ -352,9 +354,8 @@ class Satellite:
                 "run blocking work in a thread (co2.in_thread)",
                 plugin=plugin, took=took,
             )
-        result = settle(result)
-        if isinstance(result, Deferred):
-            result.addErrback(self._receive_failed, plugin)
+        if not ready(result):
+            as_deferred(result).addErrback(self._receive_failed, plugin)
 
     def _receive_failed(self, failure: Failure, plugin: Co2Plugin) -> None:
         self.plugin_stats.failed_later(str(plugin))
@@ -397,7 +398,9 @@ def relay_dispatcher(registry: MethodRegistry, relay: Relay, config: Config) -> 
     those of the rest of the network (``relay``'s directory), and the
     relay's own: ``notify``, ``co2.watch`` and ``co2.get_method_names``.
     """
-    dispatcher = Dispatcher(registry, relay.directory, relay.reactor, config.call_timeout, config.max_response_size)
+    dispatcher = Dispatcher(
+        registry, relay.directory, relay.reactor, config.node.call_timeout, config.front.max_response_size,
+    )
     registry.add(Method.of("notify", relay.accept_notify, takes_caller=True))
     registry.add(Method.of("co2.get_method_names", dispatcher.names))
     registry.add(Method.of("co2.watch", relay.tap.watch_from, takes_caller=True))

@@ -19,7 +19,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from co2._config import Config
 from co2._services import Listener, Part
 from relay import Relay, RelayService
 from satellites._dispatch import Dispatcher
@@ -27,6 +26,7 @@ from satellites._errors import SatelliteError
 from satellites._registry import MethodRegistry
 from satellites._routes import make_server
 from satellites._satellite import Satellite, relay_dispatcher
+from satellites._settings import Config
 
 __all__ = ["HostService", "NodeParts", "StrictLoadError", "node_service", "url_of"]
 
@@ -96,46 +96,45 @@ def node_service(config: Config, reactor: Any, *, strict: bool = False, role: st
     """
     host: HostService | None = None
     if role == "relay":
-        if config.plugin_list:
+        if config.host.plugin_list:
             _log.warn("a relay loads no plugins: plugin_list is ignored")
-            config = dataclasses.replace(config, plugin_list=())
+            config = dataclasses.replace(config, host=dataclasses.replace(config.host, plugin_list=()))
         relay = Relay(config, reactor)
         parts = NodeParts(role, config, relay, relay_dispatcher(MethodRegistry(), relay, config), None)
     else:
         satellite = Satellite(config, reactor)
         host = HostService(satellite, strict)
         parts = NodeParts(role, config, satellite.relay, satellite.dispatcher, satellite)
-    front = Listener(reactor, config.listen, lambda: _front_factory(parts), "the XML-RPC listener")
+    front = Listener(reactor, config.front.listen, lambda: _front_factory(parts), "the XML-RPC listener")
     manhole = None
-    if config.manhole is not None:
-        manhole = Listener(reactor, config.manhole, lambda: _manhole_factory(parts), "the manhole")
+    if config.manhole.manhole is not None:
+        manhole = Listener(reactor, config.manhole.manhole, lambda: _manhole_factory(parts), "the manhole")
     parts.service = RelayService(parts.relay, front, host=host, manhole=manhole, role=role)
     parts.service.started.addCallback(_started, parts)
     return parts
 
 
 def _front_factory(parts: NodeParts) -> Factory:
-    config = parts.config
+    node, front = parts.config.node, parts.config.front
     return make_server(
-        parts.dispatcher, config.max_request_size, parts.relay.reactor,
-        max_depth=config.max_xml_depth, max_connections=config.max_connections,
-        idle_timeout=config.idle_timeout, request_timeout=config.request_timeout,
+        parts.dispatcher, node.max_request_size, parts.relay.reactor,
+        max_depth=front.max_xml_depth, max_connections=node.max_connections,
+        idle_timeout=front.idle_timeout, request_timeout=node.request_timeout,
         authentication=parts.relay.authentication, node=parts, role=parts.role,
-        allowed_hosts=config.allowed_hosts, allowed_origins=config.allowed_origins,
+        allowed_hosts=front.allowed_hosts, allowed_origins=front.allowed_origins,
     )
 
 
 def _manhole_factory(parts: NodeParts) -> Factory:
     # twisted.conch and its libraries load only in nodes with a manhole.
-    from co2._ssh import read_authorized_keys
-    from satellites._manhole import host_key, manhole_factory
+    from satellites._manhole import host_key, manhole_factory, read_authorized_keys
 
-    config = parts.config
-    assert config.manhole_host_key is not None
-    keys = {user: read_authorized_keys(path) for user, path in config.manhole_keys.items()}
+    settings = parts.config.manhole
+    assert settings.manhole_host_key is not None
+    keys = {user: read_authorized_keys(path) for user, path in settings.manhole_keys.items()}
     return manhole_factory(
-        parts.manhole_namespace(), host_key(config.manhole_host_key),
-        passwords=config.manhole_passwords, authorized_keys=keys,
+        parts.manhole_namespace(), host_key(settings.manhole_host_key),
+        passwords=settings.manhole_passwords, authorized_keys=keys,
     )
 
 
@@ -146,17 +145,18 @@ def _started(_: object, parts: NodeParts) -> None:
     amp = service.links.listener
     if amp is not None and amp.port is not None:
         _log.info("co2 {role} {host_id} listening for AMP links at {url}", role=role, host_id=host_id,
-                  url=url_of(amp.port.getHost(), "ssl" if _is_tls(config.amp_listen or "") else "tcp"))
+                  url=url_of(amp.port.getHost(), "ssl" if _is_tls(config.relay.amp_listen or "") else "tcp"))
     manhole = service.namedServices.get("manhole")
     if isinstance(manhole, Listener) and manhole.port is not None:
+        keys, passwords = config.manhole.manhole_keys, config.manhole.manhole_passwords
         _log.info("co2 {role} manhole (SSH) at {url}; users: {users}", role=role,
                   url=url_of(manhole.port.getHost(), "ssh"),
-                  users=", ".join(sorted(config.manhole_keys)) or "from " + str(config.manhole_passwords))
+                  users=", ".join(sorted(keys)) or "from " + str(passwords))
     assert service.front.port is not None
     _log.info(
         "co2 {role} {host_id} serving XML-RPC at {url} with {count} plugin(s)",
         role=role, host_id=host_id,
-        url=url_of(service.front.port.getHost(), "https" if _is_tls(config.listen) else "http"),
+        url=url_of(service.front.port.getHost(), "https" if _is_tls(config.front.listen) else "http"),
         count=len(parts.satellite.plugins) if parts.satellite is not None else 0,
     )
 

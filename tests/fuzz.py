@@ -47,13 +47,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "unit"))
 
 from strategies import xml_text, xmlrpc_values
 
-from co2 import Config, faults
+from co2 import faults
 from co2._message import encode_message
 from co2._xmlrpc import dump_call, parse_response
 from co2.protocol import PROTOCOL_VERSION, encode_batch, encode_envelope
 from co2.testing import TestReactor
 from relay._links import LinkServerFactory
-from satellites import Satellite, make_server
+from satellites import Satellite, make_config, make_server
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40000)
 HOST_ID = "1234@127.0.0.1:2004"
@@ -89,7 +89,7 @@ class Failures:
 
 def satellite() -> Satellite:
     """A satellite with no plugins, on a test reactor."""
-    node = Satellite(Config(max_request_size=64 * 1024, amp_listen=None), TestReactor(), host_id=HOST_ID)
+    node = Satellite(make_config({"max_request_size": 64 * 1024}), TestReactor(), host_id=HOST_ID)
     node.load_plugins()
     return node
 

@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
-from co2._config import RESERVED_PACKAGES, make_config
+from co2._config import RESERVED_PACKAGES
 from co2._errors import Co2Error, ConfigError, PluginError
 from co2._message import check_message, decode_message, encode_message, parse_host_id
 from co2._plugin import Co2Plugin
@@ -32,7 +32,7 @@ from co2.testing._memory import MemoryXMLRPCClient, TestReactor
 
 # The one place co2 builds on another co2 package: the harness is a real
 # satellite.  Only satellites' public API (see setup.cfg's import-linter contracts).
-from satellites import Satellite, make_server
+from satellites import Satellite, make_config, make_server
 
 __all__ = ["HOST_ID", "PEER_HOST_ID", "PluginFailed", "PluginHarness", "Sent"]
 
@@ -163,8 +163,8 @@ class PluginHarness:
             raise PluginError(error.package, f"{error.problem}{details}", error.details)
         self._client = MemoryXMLRPCClient(
             make_server(
-                self.satellite.dispatcher, config.max_request_size, self.reactor,
-                max_depth=config.max_xml_depth,
+                self.satellite.dispatcher, config.node.max_request_size, self.reactor,
+                max_depth=config.front.max_xml_depth,
             ),
             client=_CALLER,
             server=(parse_host_id(host_id).host, parse_host_id(host_id).port),

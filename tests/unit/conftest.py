@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from twisted.logger import globalLogPublisher
 
-from co2 import Config
 from co2.testing import MemoryXMLRPCClient, TestReactor
-from satellites import Satellite, make_server
+from satellites import Satellite, make_config, make_server
 
 HOST_ID = "1234@127.0.0.1:2004"
 
@@ -63,12 +62,12 @@ def make_node(reactor: TestReactor, plugin_dir: Path) -> Iterator[Callable[..., 
     nodes: list[Node] = []
 
     def make(*packages: str, max_request_size: int = 1024 * 1024, **settings: Any) -> Node:
-        config = Config(
-            plugin_dir=str(settings.pop("plugin_dir", plugin_dir)),
-            plugin_list=packages,
-            max_request_size=max_request_size,
+        config = make_config({
+            "plugin_dir": str(settings.pop("plugin_dir", plugin_dir)),
+            "plugin_list": packages,
+            "max_request_size": max_request_size,
             **settings,
-        )
+        })
         satellite = Satellite(config, reactor, host_id=HOST_ID)
         satellite.load_plugins()
         server = make_server(satellite.dispatcher, max_request_size, reactor)

@@ -11,12 +11,11 @@ from test_http import Connection, post
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.testing import MemoryReactorClock
 
-from co2 import Config
+from co2 import AuthSettings
 from co2._auth import REPORT_EVERY, Authentication, basic_authorization, make_authentication
-from co2._config import make_config
 from co2._errors import ConfigError
 from co2._xmlrpc import dump_call, parse_response
-from satellites import Dispatcher, Method, MethodRegistry, make_server
+from satellites import Dispatcher, Method, MethodRegistry, make_config, make_server
 
 
 def result_of(d: Any) -> Any:
@@ -102,17 +101,17 @@ def test_config_reads_auth_relative_to_the_config_file(tmp_path: Path, password_
         {"auth": "file:passwd", "auth_methods": ["ham.*"], "peer_credentials": ("n1", "pw")},
         str(tmp_path / "config.py"),
     )
-    assert config.auth == (f"file:{password_file}",)
-    assert config.auth_methods == ("ham.*",)
-    assert config.credentials_for("tcp:host=h:port=1") == ("n1", "pw")
+    assert config.auth.auth == (f"file:{password_file}",)
+    assert config.auth.auth_methods == ("ham.*",)
+    assert config.relay.credentials_for("tcp:host=h:port=1") == ("n1", "pw")
     assert "pw" not in repr(config) and "passwd" not in repr(config)
 
 
 def test_peer_credentials_by_peer(tmp_path: Path) -> None:
     config = make_config({"peer_credentials": {"tcp:host=a:port=1": ("x", "y"), "*": ("d", "e")}})
-    assert config.credentials_for("tcp:host=a:port=1") == ("x", "y")
-    assert config.credentials_for("tcp:host=b:port=1") == ("d", "e")
-    assert make_config({}).credentials_for("tcp:host=b:port=1") is None
+    assert config.relay.credentials_for("tcp:host=a:port=1") == ("x", "y")
+    assert config.relay.credentials_for("tcp:host=b:port=1") == ("d", "e")
+    assert make_config({}).relay.credentials_for("tcp:host=b:port=1") is None
 
 
 @pytest.mark.parametrize(
@@ -141,10 +140,10 @@ def test_auth_on_the_command_line_replaces_the_config(tmp_path: Path) -> None:
     config.write_text("auth = 'memory:a:b'\n")
     options = Options()
     options.parseOptions(["--config", str(config), "--auth", "memory:x:y", "--auth", "memory:z:w"])
-    assert options.config.auth == ("memory:x:y", "memory:z:w")
+    assert options.config.auth.auth == ("memory:x:y", "memory:z:w")
     options = Options()
     options.parseOptions(["--config", str(config)])
-    assert options.config.auth == ("memory:a:b",)
+    assert options.config.auth.auth == ("memory:a:b",)
 
 
 def test_help_auth_lists_the_password_checkers(capsys: pytest.CaptureFixture[str]) -> None:
@@ -273,7 +272,7 @@ def test_a_non_ascii_user_name_and_password(calls: list[str]) -> None:
 
 
 def test_config_default_is_no_auth() -> None:
-    assert Config().auth == () and Config().auth_methods == ("*",)
+    assert AuthSettings().auth == () and AuthSettings().auth_methods == ("*",)
 
 
 def test_the_unix_checker_refuses_a_wrong_password() -> None:

@@ -18,7 +18,6 @@ from twisted.logger import formatEvent
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from co2 import Config
 from co2._auth import (
     FAILURES_ALLOWED,
     LOCAL_SOURCE,
@@ -32,6 +31,7 @@ from co2._auth import (
 from co2.protocol import PROTOCOL_VERSION, Announce, Hello, Unauthorized
 from co2.testing import TestReactor
 from relay import Relay
+from satellites import make_config
 
 XMLRPC = "the XML-RPC listener"
 AMP = "the AMP listener"
@@ -294,7 +294,7 @@ def hub() -> Iterator[tuple[MemoryNetwork, Relay]]:
     """A standalone relay "hub" requiring alice's password, on an in-memory network."""
     reactor = TestReactor()
     network = MemoryNetwork(reactor)
-    relay = Relay(Config(auth=("memory:alice:secret",)), reactor, lambda *args: None)
+    relay = Relay(make_config({"auth": ("memory:alice:secret",)}), reactor, lambda *args: None)
     network.add("hub", relay, ("10.0.0.1", 2005))
     yield network, relay
     relay.close()

@@ -25,7 +25,7 @@ def options_for(tmp_path, text, *args):
 def test_listen_overrides_the_config(tmp_path):
     """--listen replaces listen from the config."""
     options = options_for(tmp_path, "", "--listen", "tcp:0:interface=127.0.0.1")
-    assert options.config.listen == "tcp:0:interface=127.0.0.1"
+    assert options.config.front.listen == "tcp:0:interface=127.0.0.1"
 
 
 def test_bad_listen_option_is_a_usage_error(tmp_path):
@@ -63,7 +63,7 @@ def test_service_listens_loads_and_stops(tmp_path):
     out: list[str] = []
     options = options_for(tmp_path, "plugin_dir = 'p'\nplugin_list = ['ham']\n"
                                     "listen = 'tcp:2004:interface=127.0.0.1'\n")
-    options.config.plugin_config["ham"] = {"out": out}  # type: ignore[index]
+    options.config.host.plugin_config["ham"] = {"out": out}  # type: ignore[index]
     reactor = MemoryReactorClock()
     node = service_for(options, reactor)
     service = node.service

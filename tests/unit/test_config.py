@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import pytest
+from twisted.logger import LogLevel
 
-from co2 import Config, ConfigError, load_config, make_config
-from co2._config import default_plugin_dir
+from co2 import ConfigError
+from co2._config import Section, split_settings, want_str
+from satellites import Config, load_config, make_config
+from satellites._settings import SECTIONS, default_plugin_dir
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path, text, name="config.py"):
@@ -21,19 +32,19 @@ def test_defaults():
     """An empty config gives the documented defaults."""
     config = make_config({})
     assert config == Config()
-    assert config.plugin_list == () and config.plugin_config == {}
-    assert config.listen == "tcp:2004:interface=127.0.0.1"
-    assert config.amp_listen is None and config.peers == () and config.spool is None
-    assert config.log_level == "info" and config.max_request_size == 1024 * 1024
-    assert config.plugin_dir == default_plugin_dir()
+    assert config.host.plugin_list == () and config.host.plugin_config == {}
+    assert config.front.listen == "tcp:2004:interface=127.0.0.1"
+    assert config.relay.amp_listen is None and config.relay.peers == () and config.relay.spool is None
+    assert config.node.log_level == "info" and config.node.max_request_size == 1024 * 1024
+    assert config.host.plugin_dir == default_plugin_dir()
 
 
 def test_shipped_config_is_valid():
     """The config.py at the top of the project loads the example plugins."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     config = load_config(os.path.join(root, "config.py"))
-    assert config.plugin_list == ("example", "ham")
-    assert config.plugin_dir == os.path.join(root, "plugin")
+    assert config.host.plugin_list == ("example", "ham")
+    assert config.host.plugin_dir == os.path.join(root, "plugin")
 
 
 def test_relay_settings(tmp_path):
@@ -45,29 +56,30 @@ def test_relay_settings(tmp_path):
         "max_hops = 4\nseen_limit = 50\n"
     ))
     config = load_config(path)
-    assert config.relay_plugins == ("relay.shape", "mine")
-    assert config.relay_plugin_config == {"relay.shape": {"accept": ["struct"]}}
-    assert (config.outbox_limit, config.outbox_bytes, config.call_timeout) == (10, 1000, 2.5)
-    assert (config.max_hops, config.seen_limit) == (4, 50)
+    relay = config.relay
+    assert relay.relay_plugins == ("relay.shape", "mine")
+    assert relay.relay_plugin_config == {"relay.shape": {"accept": ["struct"]}}
+    assert (relay.outbox_limit, relay.outbox_bytes, config.node.call_timeout) == (10, 1000, 2.5)
+    assert (relay.max_hops, relay.seen_limit) == (4, 50)
 
 
 def test_shipped_network_configs_are_valid():
     """The three configs in network/ load, and the satellites dial the relay's AMP port."""
     root = os.path.join(os.path.dirname(default_plugin_dir()), "network")
     relay = load_config(os.path.join(root, "relay.py"))
-    port = relay.amp_listen.split(":")[1]
+    port = relay.relay.amp_listen.split(":")[1]
     for name in ("alpha.py", "beta.py"):
         config = load_config(os.path.join(root, name))
-        assert config.peers == (f"tcp:host=127.0.0.1:port={port}",)
-        assert config.spool.startswith(os.path.join(root, "var"))
+        assert config.relay.peers == (f"tcp:host=127.0.0.1:port={port}",)
+        assert config.relay.spool.startswith(os.path.join(root, "var"))
 
 
 def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     """plugin_dir and spool are taken from the config file's directory."""
     (tmp_path / "plugs").mkdir()
     config = load_config(write(tmp_path, "plugin_dir = 'plugs'\nspool = 'data/spool'\n"))
-    assert config.plugin_dir == str(tmp_path / "plugs")
-    assert config.spool == str(tmp_path / "data" / "spool")
+    assert config.host.plugin_dir == str(tmp_path / "plugs")
+    assert config.relay.spool == str(tmp_path / "data" / "spool")
 
 
 def test_full_config(tmp_path):
@@ -87,11 +99,11 @@ def helper():
     pass
 """)
     config = load_config(path)
-    assert config.plugin_list == ("a", "b")
-    assert config.plugin_config == {"a": {"x": 1}}
-    assert config.peers == ("tcp:host=127.0.0.1:port=2005", "http://127.0.0.1:2006/")
-    assert config.log_level == "debug" and config.max_request_size == 4096
-    assert config.exit_timeout == 0.5 and config.path == path
+    assert config.host.plugin_list == ("a", "b")
+    assert config.host.plugin_config == {"a": {"x": 1}}
+    assert config.relay.peers == ("tcp:host=127.0.0.1:port=2005", "http://127.0.0.1:2006/")
+    assert config.node.log_level == "debug" and config.node.max_request_size == 4096
+    assert config.host.exit_timeout == 0.5 and config.path == path
 
 
 def test_unknown_names_are_warned_about(tmp_path):
@@ -154,9 +166,9 @@ def test_browser_settings_are_read(tmp_path):
         "allowed_origins = ['https://Dash.Example:8443']\n"
         "max_response_size = 1000\n"
     )))
-    assert config.allowed_hosts == ("sat1.example", "[::1]", "*")
-    assert config.allowed_origins == ("https://dash.example:8443",)
-    assert config.max_response_size == 1000
+    assert config.front.allowed_hosts == ("sat1.example", "[::1]", "*")
+    assert config.front.allowed_origins == ("https://dash.example:8443",)
+    assert config.front.max_response_size == 1000
 
 
 def test_missing_file(tmp_path):
@@ -178,20 +190,75 @@ def test_exception_while_running_names_the_line(tmp_path):
         load_config(write(tmp_path, "a = 1\n\nb = 1 / 0\n"))
 
 
-def test_settings_for_every_config_field():
-    """Every Config field but path can be set from a config file."""
-    from dataclasses import fields
+DOCUMENTED = frozenset(re.findall(r"^\| \[`(\w+)`\]", (ROOT / "docs" / "config.md").read_text(), re.M))
+"""The keys docs/config.md lists in its table of settings."""
 
-    from co2._config import _checks
 
-    assert set(_checks("/")) == {f.name for f in fields(Config)} - {"path"}
+@pytest.mark.parametrize("section", SECTIONS, ids=lambda section: section.__name__)
+def test_each_section_checks_exactly_the_keys_it_owns(section):
+    """A section's checks name its fields, no more and no fewer."""
+    assert set(section.checks("/")) == {f.name for f in fields(section)}
+
+
+def test_every_documented_key_belongs_to_one_section():
+    """The sections together own every key docs/config.md lists, each key once."""
+    owned = [key for section in SECTIONS for key in section.checks("/")]
+    assert len(owned) == len(set(owned)), sorted(key for key in owned if owned.count(key) > 1)
+    assert set(owned) == DOCUMENTED
+    assert {f.name for f in fields(Config)} == {"path", "node", "auth", "relay", "host", "front", "manhole"}
+
+
+def test_a_key_owned_twice_is_refused():
+    """Two sections claiming one key is a mistake in the code, found at once."""
+
+    @dataclass(frozen=True)
+    class Twice(Section):
+        listen: str = ""
+
+        @classmethod
+        def checks(cls, base):
+            return {"listen": want_str}
+
+    with pytest.raises(TypeError, match="listen is owned by both FrontSettings and Twice"):
+        split_settings({}, (*SECTIONS, Twice))
+
+
+def test_each_setting_lands_in_its_section(tmp_path):
+    """A flat config.py is split by owner: node, auth, relay, host, front."""
+    config = load_config(write(tmp_path, (
+        "log_level = 'warn'\nauth_methods = ['ham.*']\nmax_hops = 3\nexit_timeout = 2\nidle_timeout = 9\n"
+    )))
+    assert config.node.log_level_constant == LogLevel.warn
+    assert config.auth.auth_methods == ("ham.*",)
+    assert (config.relay.max_hops, config.host.exit_timeout, config.front.idle_timeout) == (3, 2, 9)
+
+
+def test_reading_a_config_loads_no_manhole_module():
+    """co2's config reading imports neither twisted.conch nor the manhole's checks (satellites._ssh)."""
+    code = (
+        "import sys, co2, co2._config, co2._settings\n"
+        "co2.NodeSettings(), co2.AuthSettings()\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('twisted.conch', 'satellites', 'relay'))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    # Nor later, from inside a check: no import of them anywhere in the modules.
+    for module in ("_config.py", "_settings.py"):
+        nodes = list(ast.walk(ast.parse((ROOT / "co2" / module).read_text())))
+        imported = {alias.name for node in nodes if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module or "" for node in nodes if isinstance(node, ast.ImportFrom)}
+        assert not {name for name in imported if "ssh" in name or "conch" in name}, module
 
 
 def test_data_dir_holds_the_spool_unless_spool_names_one(tmp_path):
     """data_dir gives the spool (and with it the plugins' state) a home; spool still wins."""
     config = make_config({"data_dir": "var"}, str(tmp_path / "config.py"))
-    assert config.data_dir == str(tmp_path / "var")
-    assert config.spool == str(tmp_path / "var" / "spool.sqlite")
+    assert config.relay.data_dir == str(tmp_path / "var")
+    assert config.relay.spool == str(tmp_path / "var" / "spool.sqlite")
     config = make_config({"data_dir": "var", "spool": "elsewhere.db"}, str(tmp_path / "config.py"))
-    assert config.spool == str(tmp_path / "elsewhere.db")
-    assert make_config({}).spool is None
+    assert config.relay.spool == str(tmp_path / "elsewhere.db")
+    assert make_config({}).relay.spool is None

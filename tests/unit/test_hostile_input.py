@@ -12,13 +12,13 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.protocols import amp
 from twisted.test import iosim
 
-from co2 import Config, faults
+from co2 import faults
 from co2._xmlrpc import XMLRPCParseError, parse_call, parse_response
 from co2.protocol import BadArguments, Hello, UnexpectedHello
 from co2.testing import TestReactor
 from relay import Relay
 from relay._links import LinkProtocol
-from satellites import Dispatcher, Method, MethodRegistry, make_server
+from satellites import Config, Dispatcher, Method, MethodRegistry, make_server
 from satellites._http import MAX_HEAD
 
 PEER = IPv4Address("TCP", "10.1.2.3", 40404)

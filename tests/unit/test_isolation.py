@@ -367,7 +367,7 @@ def test_a_never_answering_x_method_times_out_for_its_caller(make_node, plugin_d
     node = surround(make_node, plugin_dir, "hanger")
     transport, protocol = open_call(node, "hanger.m.wait")
     try:
-        node.reactor.advance(node.satellite.config.call_timeout - 1)
+        node.reactor.advance(node.satellite.config.node.call_timeout - 1)
         assert transport.value() == b""
         node.reactor.advance(2)
         body = transport.value().partition(b"\r\n\r\n")[2]

@@ -10,9 +10,9 @@ from twisted.logger import Logger, LogLevel, LogPublisher
 from twisted.python import usage
 
 from co2.testing import SERVING
-from satellites._relay_command import Options as RelayOptions
 from satellites._cli import Options
 from satellites._logging import log_observer
+from satellites._relay_command import Options as RelayOptions
 
 
 def emit(log_format, level=LogLevel.info):

@@ -10,10 +10,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from co2._config import make_config
 from co2._errors import ConfigError
-from co2._ssh import check_loopback
+from satellites import make_config
 from satellites._manhole import _Session, host_key, manhole_factory
+from satellites._ssh import check_loopback
 
 
 def public_key_file(path: Path) -> Path:
@@ -45,8 +45,8 @@ def test_keys_and_host_key_paths_are_relative_to_the_config(tmp_path: Path) -> N
     public_key_file(tmp_path / "ops.pub")
     settings = {"manhole": "tcp:0:interface=127.0.0.1", "manhole_keys": {"ops": "ops.pub"}}
     config = make_config(settings, str(tmp_path / "config.py"))
-    assert config.manhole_keys == {"ops": str(tmp_path / "ops.pub")}
-    assert config.manhole_host_key == str(tmp_path / "manhole_host_key")
+    assert config.manhole.manhole_keys == {"ops": str(tmp_path / "ops.pub")}
+    assert config.manhole.manhole_host_key == str(tmp_path / "manhole_host_key")
 
 
 @pytest.mark.parametrize(("settings", "message"), [

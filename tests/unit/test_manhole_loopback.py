@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from co2._config import make_config
 from co2._errors import ConfigError
-from co2._ssh import check_loopback
+from satellites import make_config
+from satellites._ssh import check_loopback
 
 WANTED = "the manhole listens on loopback only: tcp:PORT:interface=127.0.0.1 (or ::1), or unix:PATH"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from doubles import MemoryNetwork, NotSettled
 
-from co2 import Config
 from co2.protocol import Hello
 from co2.testing import TestReactor
 from relay import Relay
 from relay._links import LinkProtocol
+from satellites import Config
 
 
 def relay(reactor: TestReactor) -> Relay:

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from co2 import Co2Plugin, Config
+from co2 import Co2Plugin
 from co2._message import decode_message, encode_message
 from co2._state import MemoryStore, PluginState, StateStore
 from co2.protocol import Envelope
 from co2.testing import TestReactor, write_package
 from relay import Router, Spool
-from satellites import Satellite
+from satellites import Satellite, make_config
 
 NAMESPACE = "pkg.mod.X_Plugin"
 
@@ -357,8 +357,8 @@ class X_Counter(Co2Plugin):
 
 def satellite(plugin_dir: Path, reactor: TestReactor, spool: Path | None = None) -> Satellite:
     """A satellite with the counter plugin, over ``spool`` if given."""
-    config = Config(plugin_dir=str(plugin_dir), plugin_list=("counter",),
-                    spool=str(spool) if spool else None)
+    config = make_config({"plugin_dir": str(plugin_dir), "plugin_list": ["counter"],
+                          "spool": str(spool) if spool else None})
     node = Satellite(config, reactor, host_id="1@127.0.0.1:2004")
     node.load_plugins()
     return node

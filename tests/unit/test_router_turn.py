@@ -8,13 +8,12 @@ from typing import Any
 
 from doubles import RECORDER
 
-from co2 import Config
 from co2._message import decode_message, encode_message
 from co2.protocol import Envelope
 from co2.testing import TestReactor, write_package
 from relay import Router, Spool
 from relay._turn import REPLY_ROUNDS
-from satellites import Satellite
+from satellites import Satellite, make_config
 
 ADDRESS = ["10.0.0.1", 2004]
 
@@ -149,7 +148,7 @@ def test_a_stopping_satellite_hands_its_plugins_what_it_took_and_then_takes_noth
     write_package(plugin_dir, "rec", {"m": RECORDER})
     reactor = TestReactor()
     path = tmp_path / "node.spool"
-    config = Config(plugin_dir=str(plugin_dir), plugin_list=("rec",), spool=str(path))
+    config = make_config({"plugin_dir": str(plugin_dir), "plugin_list": ["rec"], "spool": str(path)})
     node = Satellite(config, reactor, host_id="1@127.0.0.1:2004")
     node.load_plugins()
     recorder = node.plugins[0]

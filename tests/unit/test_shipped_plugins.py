@@ -10,8 +10,8 @@ import xmlrpc.client
 import pytest
 
 from co2 import faults
-from co2._config import default_plugin_dir
 from co2.testing import PluginHarness
+from satellites._settings import default_plugin_dir
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from tls_certificates import TLSFiles, make_tls_files
 
-from co2 import ConfigError, load_config, make_config
+from co2 import ConfigError
 from co2._config import check_endpoint
+from satellites import load_config, make_config
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_listen_and_amp_listen_files_are_relative_to_the_config(tls: TLSFiles) -
     expected = (
         f"ssl:0:privateKey={tls.server_key}:certKey={tls.server_cert}:interface=127.0.0.1"
     )
-    assert config.listen == expected and config.amp_listen == expected
+    assert config.front.listen == expected and config.relay.amp_listen == expected
 
 
 def test_tls_network_config_file_loads(tls: TLSFiles, tmp_path: Path) -> None:
@@ -50,9 +51,9 @@ def test_tls_network_config_file_loads(tls: TLSFiles, tmp_path: Path) -> None:
         'tls_ca = "certs/ca.pem"\n'
     )
     config = load_config(str(path))
-    assert config.listen == f"ssl:2004:privateKey={tls.server_key}:certKey={tls.server_cert}"
-    assert config.peers == ("ssl:host=127.0.0.1:port=2011", "https://127.0.0.1:2010/")
-    assert config.tls_ca == str(tls.ca)
+    assert config.front.listen == f"ssl:2004:privateKey={tls.server_key}:certKey={tls.server_cert}"
+    assert config.relay.peers == ("ssl:host=127.0.0.1:port=2011", "https://127.0.0.1:2010/")
+    assert config.node.tls_ca == str(tls.ca)
 
 
 def test_missing_server_key_is_a_config_error(tls: TLSFiles) -> None:
@@ -84,7 +85,7 @@ def test_peer_files_are_relative_to_the_config(tls: TLSFiles) -> None:
         ":caCertsDir=certs"
     )
     config = make_config({"peers": [peer]}, _config_path(tls))
-    assert config.peers == (
+    assert config.relay.peers == (
         f"ssl:host=127.0.0.1:port=2011:certKey={tls.client_cert}:privateKey={tls.client_key}"
         f":caCertsDir={tls.directory}",
     )
@@ -104,7 +105,7 @@ def test_missing_peer_files_are_config_errors(tls: TLSFiles) -> None:
 
 
 def test_credentials_follow_resolved_peers(tls: TLSFiles) -> None:
-    """peer_credentials keyed by the peer as written is found under the peer as config.peers holds it."""
+    """peer_credentials keyed by a peer as written is found under the peer as config.relay.peers has it."""
     peer = "ssl:host=127.0.0.1:port=2011:certKey=certs/client.pem:privateKey=certs/client.key"
     config = make_config(
         {
@@ -117,11 +118,11 @@ def test_credentials_follow_resolved_peers(tls: TLSFiles) -> None:
         },
         _config_path(tls),
     )
-    resolved, classic, plain = config.peers
+    resolved, classic, plain = config.relay.peers
     assert resolved != peer
-    assert config.credentials_for(resolved) == ("alice", "a")
-    assert config.credentials_for(classic) == ("bob", "b")
-    assert config.credentials_for(plain) == ("carol", "c")
+    assert config.relay.credentials_for(resolved) == ("alice", "a")
+    assert config.relay.credentials_for(classic) == ("bob", "b")
+    assert config.relay.credentials_for(plain) == ("carol", "c")
 
 
 def test_check_endpoint_reads_from_the_working_directory(

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from doubles import RECORDER, MemoryNetwork
 
-from co2 import Config
 from co2.testing import TestReactor, write_package
-from satellites import Satellite
+from satellites import Satellite, make_config
 
 CALC = """
 from twisted.internet import defer
@@ -49,7 +48,7 @@ def build(plugin_root: Path) -> Callable[..., Satellite]:
     """
 
     def build(reactor: Any, index: int, *packages: str, **settings: Any) -> Satellite:
-        config = Config(plugin_dir=str(plugin_root), plugin_list=packages, **settings)
+        config = make_config({"plugin_dir": str(plugin_root), "plugin_list": packages, **settings})
         satellite = Satellite(config, reactor, host_id=f"{index}@10.0.0.{index}:2004")
         satellite.load_plugins()
         return satellite

@@ -133,7 +133,7 @@ def test_messages_are_posted_one_at_a_time_in_order(reactor, sender):
         struct = posted.struct
         assert struct.pop("id") in satellite.relay.router.seen
         assert struct == {"data": {"k": k}, "host_id": satellite.host_id,
-                          "hops": satellite.config.max_hops - 1}
+                          "hops": satellite.config.relay.max_hops - 1}
         reactor.advance(0)
         assert len(agent.posted) == k + 1  # nothing more until this one is answered
         posted.reply(True)
@@ -375,7 +375,7 @@ def test_hops_limit_how_far_a_notified_message_goes(notify):
     call(id="h.5", hops=5)
     call(id="h.none")
     call(id="h.huge", hops=2**31 - 1)
-    top = satellite.config.max_hops - 1
+    top = satellite.config.relay.max_hops - 1
     assert owed_hops(satellite) == [4, top, top]
     assert len(satellite.plugins[0].got) == 4
 

@@ -102,11 +102,12 @@ def test_links_are_counted(network, make_satellite, reactor) -> None:
 def test_metrics_need_credentials_when_auth_protects_them(make_satellite, reactor) -> None:
     satellite = make_satellite("a", "rec")
     everything = make_authentication(["memory:ops:pw"], ["*"], reactor)
-    factory = make_server(satellite.dispatcher, 1 << 20, reactor, authentication=everything, node=NodeParts.of(satellite))
+    node = NodeParts.of(satellite)
+    factory = make_server(satellite.dispatcher, 1 << 20, reactor, authentication=everything, node=node)
     assert scrape(factory)[0] == 401
     assert scrape(factory, b"Authorization: " + basic_authorization("ops", "pw") + b"\r\n")[0] == 200
     some = make_authentication(["memory:ops:pw"], ["ham.*"], reactor)
-    factory = make_server(satellite.dispatcher, 1 << 20, reactor, authentication=some, node=NodeParts.of(satellite))
+    factory = make_server(satellite.dispatcher, 1 << 20, reactor, authentication=some, node=node)
     assert scrape(factory)[0] == 200
 
 

@@ -7,9 +7,8 @@ from typing import Any
 
 from doubles import MemoryNetwork
 
-from co2 import Config
 from co2.testing import TestReactor, write_package
-from satellites import Satellite
+from satellites import Config, Satellite, make_config
 
 V1 = "def x_one() -> int:\n    return 1\n"
 V2 = "def x_two() -> int:\n    return 2\n"
@@ -20,7 +19,7 @@ def test_a_reload_is_announced_to_a_linked_peer(
 ) -> None:
     """b's co2.get_method_names and calls follow a's reload without waiting for a refresh."""
     write_package(plugin_dir, "hot", {"m": V1})
-    a = Satellite(Config(plugin_dir=str(plugin_dir), plugin_list=("hot",)), reactor,
+    a = Satellite(make_config({"plugin_dir": str(plugin_dir), "plugin_list": ["hot"]}), reactor,
                   host_id="1@10.0.0.1:2004")
     b = Satellite(Config(), reactor, host_id="2@10.0.0.2:2004")
     a.load_plugins()
