@@ -13,7 +13,7 @@ from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.protocol import Factory
 
 from co2._tls import client_endpoint
-from relay._links import Attempts, LinkProtocol, Node
+from relay._links import Attempts, LinkOwner, LinkProtocol
 
 __all__ = ["peer_service", "retry_policy"]
 
@@ -25,14 +25,14 @@ class _PeerFactory(Factory):
     before Hello was answered) until a link's Hello succeeds.
     """
 
-    def __init__(self, node: Node, key: str, credentials: tuple[str, str] | None = None) -> None:
-        self.node = node
+    def __init__(self, owner: LinkOwner, key: str, credentials: tuple[str, str] | None = None) -> None:
+        self.owner = owner
         self.key = key
         self.credentials = credentials
         self.attempts = Attempts()
 
     def buildProtocol(self, addr: Any) -> LinkProtocol:
-        link = LinkProtocol(self.node, self.key, self.credentials)
+        link = LinkProtocol(self.owner, self.key, self.credentials)
         link.factory = self
         link.dialled_by = self.attempts
         return link
@@ -50,7 +50,7 @@ def retry_policy(initial_delay: float = 0.5, max_delay: float = 30.0) -> Callabl
 
 
 def peer_service(
-    node: Node,
+    owner: LinkOwner,
     peer: str,
     initial_delay: float = 0.5,
     max_delay: float = 30.0,
@@ -66,9 +66,9 @@ def peer_service(
     is checked against; ``credentials`` go in the Hello.
     """
     key = f"peer:{peer}"
-    node.router.outbox(key)
-    endpoint = client_endpoint(node.reactor, peer, tls_ca)
-    factory = _PeerFactory(node, key, credentials)
+    owner.router.outbox(key)
+    endpoint = client_endpoint(owner.reactor, peer, tls_ca)
+    factory = _PeerFactory(owner, key, credentials)
     policy = retry_policy(initial_delay, max_delay)
     # ClientService counts a connection as made before its Hello and starts
     # counting failures afresh; the factory counts them until a Hello succeeds.
@@ -76,7 +76,7 @@ def peer_service(
         endpoint,
         factory,
         retryPolicy=lambda _: policy(factory.attempts.failed()),
-        clock=node.reactor,
+        clock=owner.reactor,
     )
     service.setName(key)
     return service

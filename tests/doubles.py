@@ -27,7 +27,7 @@ from twisted.test import iosim
 from co2._message import parse_host_id
 from co2.testing import TestReactor
 from relay._dialling import _PeerFactory
-from relay._links import LinkProtocol, LinkServerFactory, Node
+from relay._links import LinkOwner, LinkProtocol, LinkServerFactory
 
 __all__ = ["RECORDER", "MemoryLink", "MemoryNetwork", "NotSettled", "format_events"]
 
@@ -166,10 +166,10 @@ class MemoryNetwork:
             relay.start()
         return node
 
-    def relay(self, name: str) -> Node:
+    def relay(self, name: str) -> LinkOwner:
         """The relay of the node ``name``."""
         node = self.nodes[name]
-        relay: Node = getattr(node, "relay", node)
+        relay: LinkOwner = getattr(node, "relay", node)
         return relay
 
     def connect(self, protocol: IProtocol, to: str, source: str | tuple[str, int]) -> MemoryLink:

@@ -13,10 +13,10 @@ from doubles import MemoryLink, MemoryNetwork
 from test_auth_throttle import Peer, co2_lines
 from twisted.python.failure import Failure
 
-from co2 import Config
 from co2.protocol import PROTOCOL_VERSION, Hello, NodeIdTaken
 from co2.testing import TestReactor
 from relay import Relay
+from satellites import Config, make_config
 
 USERS = "memory:alice:pw-a:mallory:pw-m"
 
@@ -33,13 +33,13 @@ def network() -> Iterator[MemoryNetwork]:
     network = MemoryNetwork(TestReactor())
     yield network
     for node in network.nodes.values():
-        node.stopService()
+        node.close()
     network.reactor.advance(60)
 
 
 def add_hub(network: MemoryNetwork, auth: tuple[str, ...] = (USERS,)) -> Relay:
     """A standalone relay "hub" at 10.0.0.1:2005 checking ``auth``."""
-    hub = Relay(Config(auth=auth), network.reactor, lambda *args: None)
+    hub = Relay(make_config({"auth": auth}), network.reactor, lambda *args: None)
     network.add("hub", hub, ("10.0.0.1", 2005))
     return hub
 
@@ -93,7 +93,7 @@ def test_a_refused_claim_leaves_other_node_ids_free(network: MemoryNetwork) -> N
 
 
 def test_a_dialling_relay_with_other_credentials_is_refused(network: MemoryNetwork) -> None:
-    """A relay that dials with mallory's credentials and another's node id gets NodeIdTaken from _prepare."""
+    """A relay that dials with mallory's credentials and another's node id gets NodeIdTaken."""
     hub = add_hub(network)
     a = network.add("a", Relay(Config(), network.reactor, lambda *args: None))
     m = network.add("m", Relay(Config(), network.reactor, lambda *args: None))

@@ -130,7 +130,7 @@ def test_a_hello_sent_to_the_dialer_is_refused(reactor: TestReactor) -> None:
     listener.callRemote(Hello, node="n", host_id="1@192.0.2.8:2004", version=2).addBoth(results.append)
     pump.flush()
     assert results[0].check(UnexpectedHello)
-    assert not client.introduced and client.node.links == {}
+    assert not client.introduced and client.owner.links == {}
 
 
 def test_a_malformed_answer_to_hello_keeps_the_link_down(reactor: TestReactor) -> None:
@@ -142,4 +142,4 @@ def test_a_malformed_answer_to_hello_keeps_the_link_down(reactor: TestReactor) -
     client.say_hello().addBoth(results.append)
     pump.flush()
     assert results[0].check(BadArguments)
-    assert not client.introduced and client.node.links == {}
+    assert not client.introduced and client.owner.links == {}

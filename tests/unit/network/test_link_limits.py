@@ -9,20 +9,19 @@ import pytest
 from twisted.logger import formatEvent
 from twisted.protocols import amp
 
-from co2 import Config
 from co2.protocol import Announce, BadBatch, Deliver, Hello
 from co2.testing import MemoryXMLRPCClient
 from relay._links import BOX_OVERHEAD, max_box_size
-from satellites import make_server
+from satellites import Config, make_config, make_server
 
 LIMITS = {"max_message_size": 1000, "max_request_size": 2000}
 
 
 def test_the_default_limit_and_the_box_it_makes() -> None:
-    config = Config()
-    assert config.max_message_size == 16 * 1024 * 1024
-    assert max_box_size(config) == 16 * 1024 * 1024 + BOX_OVERHEAD
-    assert max_box_size(Config(**LIMITS)) == 256 * 1024 + BOX_OVERHEAD
+    node = Config().node
+    assert node.max_message_size == 16 * 1024 * 1024
+    assert max_box_size(node) == 16 * 1024 * 1024 + BOX_OVERHEAD
+    assert max_box_size(make_config(LIMITS).node) == 256 * 1024 + BOX_OVERHEAD
 
 
 def test_a_plugin_cannot_send_a_message_over_the_limit(make_satellite) -> None:

@@ -15,7 +15,6 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
-from co2 import Config
 from co2._message import decode_message, encode_message
 from co2.protocol import (
     PROTOCOL_VERSION,
@@ -34,6 +33,8 @@ from relay import Entry, Relay
 from relay._classic import ClassicLink
 from relay._dialling import retry_policy
 from relay._links import LinkProtocol
+from relay._service import Links
+from satellites import Config, make_config
 
 
 def got(satellite: Any) -> list[Any]:
@@ -143,15 +144,15 @@ def test_hello_answers_who_the_listening_node_is(network, make_satellite):
     assert result_of(network, protocol.say_hello()) is None
     assert (protocol.peer_node, protocol.peer_host_id) == (b.relay.node_id, b.host_id)
     assert protocol.introduced
-    assert set(b.relay.links) == {f"node:{protocol.node.node_id}"}
-    assert set(protocol.node.links) == {"peer:test"}
+    assert set(b.relay.links) == {f"node:{protocol.owner.node_id}"}
+    assert set(protocol.owner.links) == {"peer:test"}
 
 
 def test_a_refused_batch_is_dropped_and_the_link_goes_on(network, make_satellite, logged):
     """A batch the peer refuses with BAD_BATCH is logged and dropped; what follows still arrives."""
     a, b = make_satellite("a", "rec"), make_satellite("b", "rec")
     network.link("a", "b")
-    outbox = a.router.outboxes["peer:b"]
+    outbox = a.relay.router.outboxes["peer:b"]
     outbox.put(Entry(10_000, encode_envelope("bad.1", 3, b"\x01")))
     a.relay.links["peer:b"].wake()
     network.settle()
@@ -174,7 +175,7 @@ def test_a_replayed_batch_is_acknowledged_but_delivered_once(network, make_satel
     assert result_of(network, protocol.callRemote(Deliver, batch=batch)) == {}
     assert result_of(network, protocol.callRemote(Deliver, batch=batch)) == {}
     assert got(b) == [0, 1, 2]
-    assert b.router.counters["duplicates"] == 3
+    assert b.relay.router.counters.duplicates == 3
 
 
 # Reconnection: a peer_service driven by a MemoryReactorClock.
@@ -216,8 +217,16 @@ def linked(clock):
     """Relay a with b among its peers (not started) and relay b, on one MemoryNetwork."""
     network = MemoryNetwork(clock)
     b = network.add("b", Relay(Config(), clock, lambda *args: None), ("10.0.0.2", 2005))
-    a = Relay(Config(peers=(PEER,)), clock, lambda *args: None)
+    a = Relay(make_config({"peers": (PEER,)}), clock, lambda *args: None)
     return network, a, b
+
+
+def start_links(network: MemoryNetwork, a: Relay) -> Links:
+    """Add relay ``a`` to the network at 10.0.0.1 and start its links: its peer service dials."""
+    network.add("a", a, ("10.0.0.1", 2005))
+    links = Links(a)
+    links.startService()
+    return links
 
 
 def connect_newest(network: MemoryNetwork, clock: MemoryReactorClock, to: str) -> Any:
@@ -233,7 +242,7 @@ def connect_newest(network: MemoryNetwork, clock: MemoryReactorClock, to: str) -
 def test_reconnection_delays_grow_to_the_cap_and_reset_after_hello(clock, linked):
     """Failed attempts wait longer each time up to 30 s; after a link whose Hello succeeded, 0.5 s again."""
     network, a, _ = linked
-    network.add("a", a, ("10.0.0.1", 2005))
+    start_links(network, a)
     assert len(clock.tcpClients) == 1
     delays = []
     for attempt in range(1, 15):
@@ -256,10 +265,10 @@ def test_queued_messages_go_out_when_the_service_reconnects(clock, linked):
     """What a relay queued while its peer was unreachable is delivered once the service connects."""
     network, a, b = linked
     a.router.send(message("early"), ["10.0.0.1", 2004])
-    network.add("a", a, ("10.0.0.1", 2005))
+    start_links(network, a)
     clock.advance(delay_after(clock, lambda: fail_newest(clock)))
     arrived: list[Any] = []
-    b.router.deliver = lambda turn: arrived.extend(decode_message(m)["data"] for m, _, _ in turn)
+    b.router.turn.handover = lambda local: arrived.extend(decode_message(m)["data"] for m, _, _ in local)
     connect_newest(network, clock, "b")
     assert arrived == ["early"]
     assert len(a.router.outboxes[KEY]) == 0
@@ -268,7 +277,7 @@ def test_queued_messages_go_out_when_the_service_reconnects(clock, linked):
 def test_a_refused_hello_counts_as_a_failed_attempt(clock, linked, logged):
     """When the peer refuses Hello the connection is closed and the next delay keeps growing."""
     network, a, b = linked
-    network.add("a", a, ("10.0.0.1", 2005))
+    start_links(network, a)
     for _ in (1, 2):
         clock.advance(delay_after(clock, lambda: fail_newest(clock)))
     b.node_id = a.node_id  # b now looks like a itself: SAME_NODE
@@ -284,7 +293,7 @@ def test_a_refused_hello_counts_as_a_failed_attempt(clock, linked, logged):
 def test_a_connection_lost_during_hello_counts_as_a_failed_attempt(clock, linked, logged):
     """A connection that drops before Hello is answered is a failed attempt; no error escapes."""
     network, a, _ = linked
-    network.add("a", a, ("10.0.0.1", 2005))
+    start_links(network, a)
     clock.advance(delay_after(clock, lambda: fail_newest(clock)))
     host, port, factory = clock.tcpClients[-1][:3]
     link = network.connect(factory.buildProtocol(IPv4Address("TCP", host, port)), "b", "a")
@@ -297,11 +306,11 @@ def test_a_connection_lost_during_hello_counts_as_a_failed_attempt(clock, linked
 
 
 def test_stopping_the_relay_stops_reconnecting(clock, linked):
-    """After stopService no further connection attempt is made."""
+    """After the links stop no further connection attempt is made."""
     network, a, _ = linked
-    network.add("a", a, ("10.0.0.1", 2005))
+    links = start_links(network, a)
     fail_newest(clock)
-    a.stopService()
+    links.stopService()
     clock.advance(60)
     assert len(clock.tcpClients) == 1
 
@@ -320,8 +329,8 @@ def test_the_amp_listener_holds_at_most_max_connections(reactor):
     """Past max_connections the AMP listener refuses new connections; a closed one makes room."""
     from relay._links import LinkServerFactory
 
-    relay = Relay(Config(max_connections=2), reactor, lambda *args: None)
-    factory = LinkServerFactory(relay, relay.config.max_connections)
+    relay = Relay(make_config({"max_connections": 2}), reactor, lambda *args: None)
+    factory = LinkServerFactory(relay, relay.config.node.max_connections)
     address = IPv4Address("TCP", "127.0.0.1", 40000)
     first, second = factory.buildProtocol(address), factory.buildProtocol(address)
     assert first is not None and second is not None
