@@ -140,6 +140,8 @@ class Satellite:
                 "loaded plugin package {package}: {plugins} plugin(s), {methods} method(s)",
                 package=package, plugins=len(loaded.plugins), methods=len(loaded.methods),
             )
+        # The links may be up already: the network learns the methods now.
+        self.relay.directory.changed()
         return self.failures
 
     def _package_dir(self, package: str) -> str:

@@ -201,3 +201,26 @@ def test_a_new_method_set_is_announced_at_once(network, make_satellite):
     c.relay.directory.changed()
     network.settle()
     assert not hidden & set(names(network, a))
+
+
+def test_methods_loaded_after_the_links_came_up_are_announced_at_once(network, plugin_root):
+    """A node's links start before its plugins load: loading them tells the network, not the next refresh."""
+    from satellites import Satellite, make_config
+
+    calc = make_config({"plugin_dir": str(plugin_root), "plugin_list": ["calc"]})
+    late = Satellite(calc, network.reactor, host_id="9@10.0.0.9:2004")
+    bare = make_config({"plugin_dir": str(plugin_root)})
+    other = Satellite(bare, network.reactor, host_id="8@10.0.0.8:2004")
+    network.add("late", late)
+    network.add("other", other)
+    network.link("other", "late")
+    assert not set(CALC) & set(names(network, other))
+    late.load_plugins()
+    network.settle()
+    try:
+        assert set(CALC) <= set(names(network, other))
+    finally:
+        for satellite in (late, other):
+            satellite.shutdown()
+            satellite.relay.close()
+        network.reactor.advance(60)
