@@ -76,7 +76,7 @@ class Listener(Part):
         """
         if not self._binding:
             self._binding = True
-            maybeDeferred(self._listen).addBoth(self._settled)
+            maybeDeferred(self._listen).addBoth(self._listened)
         told: Deferred[IListeningPort] = Deferred()
         if self._outcome is None:
             self._waiting.append(told)
@@ -88,7 +88,7 @@ class Listener(Part):
         endpoint = endpoints.serverFromString(self.reactor, self.description)
         return endpoint.listen(self.make_factory())
 
-    def _settled(self, result: IListeningPort | Failure) -> None:
+    def _listened(self, result: IListeningPort | Failure) -> None:
         if isinstance(result, Failure):
             result = Failure(ListenError(
                 f"cannot listen on {self.description!r} ({self.what}): {result.getErrorMessage()}"

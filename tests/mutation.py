@@ -15,7 +15,7 @@ practice, but it is counted apart).
 
 Run from the repository root::
 
-    .venv/bin/python tests/mutation.py                      # the five core modules
+    .venv/bin/python tests/mutation.py                      # the core modules
     .venv/bin/python tests/mutation.py --module relay/_outbox.py --list-survivors
     .venv/bin/python tests/mutation.py --list-mutants --module co2/_values.py
 
@@ -45,6 +45,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 _ALWAYS = ["tests/unit/test_what_breaks.py"]
 
+_ROUTING_TESTS = [
+    *_ALWAYS,
+    "tests/unit/test_outbox.py",
+    "tests/unit/test_router_spool.py",
+    "tests/unit/test_router_turn.py",
+    "tests/unit/test_plugin_state.py",
+    "tests/unit/test_relay_plugins.py",
+    "tests/unit/test_watch_tap.py",
+    "tests/unit/test_watch_waiters.py",
+    "tests/unit/test_delivery.py",
+    "tests/unit/network",
+]
+
 MODULES: dict[str, list[str]] = {
     "co2/_message.py": [
         *_ALWAYS,
@@ -73,22 +86,13 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/network/test_routing.py",
         "tests/unit/network/test_metrics.py",
     ],
-    "relay/_router.py": [
-        *_ALWAYS,
-        "tests/unit/test_outbox.py",
-        "tests/unit/test_router_spool.py",
-        "tests/unit/test_router_turn.py",
-        "tests/unit/test_relay_plugins.py",
-        "tests/unit/test_watch_tap.py",
-        "tests/unit/test_watch_waiters.py",
-        "tests/unit/test_delivery.py",
-        "tests/unit/network",
-    ],
+    "relay/_router.py": _ROUTING_TESTS,
+    "relay/_turn.py": _ROUTING_TESTS,
 }
 """Each core module and the tests that exercise it, quickest to fail first."""
 
 _COMPACT = "elif head > _COMPACT_AFTER and 2 * head > len(waiting):"
-_WRITE = "self._write_spool()"
+_WRITE = "self.turn.write()"
 _DROP = "dropped = self._waiting[self._head : self._head + drop] if drop > 0 else []"
 
 EQUIVALENT: dict[str, set[tuple[str, str, str]]] = {
@@ -119,9 +123,9 @@ EQUIVALENT: dict[str, set[tuple[str, str, str]]] = {
         ("_advance", _COMPACT, "2 -> 1"),
     },
     "relay/_router.py": {
-        ("forget", _WRITE, "delete self._write_spool()"),
-        ("acked", _WRITE, "delete self._write_spool()"),
-        ("arrived", "take(message_id, hops if hops < max_hops else max_hops, message, key, client_address)",
+        ("forget", _WRITE, "delete self.turn.write()"),
+        ("acked", _WRITE, "delete self.turn.write()"),
+        ("arrived", "route(message_id, hops if hops < max_hops else max_hops, message, key, client_address)",
          "< -> <="),
         ("close", "self._expiries.clear()", "delete self._expiries.clear()"),
     },
@@ -392,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     """The command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--module", action="append", choices=sorted(MODULES),
-                        help="mutate only this module (may be repeated); default: all five")
+                        help="mutate only this module (may be repeated); default: all of them")
     parser.add_argument("--list-survivors", action="store_true", help="print each surviving mutant")
     parser.add_argument("--list-mutants", action="store_true", help="print the mutants and run nothing")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants tested at once")
