@@ -37,6 +37,7 @@ from twisted.python import usage
 from co2 import __version__
 from co2._errors import CommandError
 from co2._message import make_host_id
+from co2._options import OptionsAnywhere
 
 __all__ = [
     "Client", "ClientError", "CommandOptions", "Options", "TimedSafeTransport", "TimedTransport",
@@ -88,7 +89,7 @@ def _checked(option: str, convert: Callable[[str], float], least: float, what: s
     return check
 
 
-class CommandOptions(usage.Options):
+class CommandOptions(OptionsAnywhere):
     """The options of the ``co2`` command ``command``: ``timeout``, ``ca``, ``arguments`` and any ``more``."""
 
     command = summary = ""
@@ -105,30 +106,6 @@ class CommandOptions(usage.Options):
         """Print co2's version and exit."""
         print(f"co2 {__version__}")
         sys.exit(0)
-
-    def parseOptions(self, options: Sequence[str] | None = None) -> None:
-        # getopt stops at the first argument: options go first (co2 call URL M ARG --raw); -1 is an ARG.
-        flags: list[str] = []
-        arguments: list[str] = []
-        rest = iter(sys.argv[1:] if options is None else options)
-        for arg in rest:
-            if arg == "--":
-                arguments.extend(rest)
-            elif not arg.startswith("-") or arg == "-" or arg[1] in "0123456789.":
-                arguments.append(arg)
-            elif "=" not in arg and self._takes_value(arg):
-                value = next(rest, None)
-                if value is None:
-                    raise usage.UsageError(f"option {arg} requires an argument")
-                flags += [arg, value]
-            else:
-                flags.append(arg)
-        super().parseOptions([*flags, "--", *arguments])
-
-    def _takes_value(self, option: str) -> bool:
-        name = option[2:]  # or, as getopt reads it, a unique prefix of the name
-        found = [o for o in self.longOpt if o.startswith(name)] if option[:2] == "--" else []
-        return f"{name}=" in found or (len(found) == 1 and found[0].endswith("="))
 
     def parseArgs(self, *args: str) -> None:
         given = len(self.arguments)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import faulthandler
 import gc
-import itertools
 import os
 import signal
 import sys
@@ -24,6 +23,7 @@ from twisted.python.failure import Failure
 
 from co2._config import RESERVED_PACKAGES, auth_description, check_endpoint
 from co2._errors import ConfigError
+from co2._options import OptionsAnywhere
 from relay import RelayPluginError, SpoolError
 from satellites._errors import SatelliteError
 from satellites._loader import find_packages
@@ -327,7 +327,7 @@ def _begin_logging(config: Config, out: TextIO, log_format: str = LOG_FORMATS[0]
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
-class NewPluginOptions(usage.Options):
+class NewPluginOptions(OptionsAnywhere):
     """The command line of ``co2-satellite new-plugin``."""
 
     synopsis = "NAME [--dir DIR]"
@@ -339,23 +339,6 @@ class NewPluginOptions(usage.Options):
     optParameters = [
         ["dir", "d", DEFAULT_DIR, "the plugin directory to write the package into (made if missing)"],
     ]
-
-    def parseOptions(self, options: Sequence[str] | None = None) -> None:
-        # NAME may come before --dir, as the synopsis shows; getopt stops
-        # at the first argument, so the options are moved before it.
-        flags: list[str] = []
-        names: list[str] = []
-        args = iter(sys.argv[1:] if options is None else options)
-        for arg in args:
-            if arg == "--":
-                names.extend(args)
-            elif arg.startswith("-") and arg != "-":
-                flags.append(arg)
-                if arg in ("-d", "--dir"):
-                    flags.extend(itertools.islice(args, 1))
-            else:
-                names.append(arg)
-        super().parseOptions([*flags, "--", *names])
 
     def parseArgs(self, *names: str) -> None:
         if len(names) != 1:
