@@ -32,7 +32,7 @@ from co2.testing._memory import MemoryXMLRPCClient, TestReactor
 
 # The one place co2 builds on another co2 package: the harness is a real
 # satellite.  Only satellites' public API (see setup.cfg's import-linter contracts).
-from satellites import Satellite, make_config, make_server
+from satellites import Config, Satellite, make_config, make_server
 
 __all__ = ["HOST_ID", "PEER_HOST_ID", "PluginFailed", "PluginHarness", "Sent"]
 
@@ -93,6 +93,27 @@ def _where(path: str | os.PathLike[str], package: str | None) -> tuple[str, str]
     return str(where.parent), where.name
 
 
+def _config_for(
+    plugin_dir: str, package: str, var_dict: Mapping[str, Any] | None, settings: Mapping[str, Any] | None
+) -> Config:
+    """The config of the harness's satellite: ``package`` alone, checked as a satellite would."""
+    if package in RESERVED_PACKAGES:
+        raise PluginError(package, "the name is reserved: a satellite never loads it")
+    unknown: list[str] = []
+    config = make_config(
+        {
+            **(settings or {}),
+            "plugin_dir": plugin_dir,
+            "plugin_list": [package],
+            "plugin_config": {package: dict(var_dict or {})},
+        },
+        warn=unknown.append,
+    )
+    if unknown:
+        raise ConfigError("<harness>", None, "; ".join(unknown))
+    return config
+
+
 class PluginHarness:
     """
     Load the plugin package at ``path`` (a package directory, or a plugin
@@ -122,20 +143,7 @@ class PluginHarness:
         host_id: str = HOST_ID,
     ) -> None:
         plugin_dir, self.package = _where(path, package)
-        if self.package in RESERVED_PACKAGES:
-            raise PluginError(self.package, "the name is reserved: a satellite never loads it")
-        unknown: list[str] = []
-        config = make_config(
-            {
-                **(settings or {}),
-                "plugin_dir": plugin_dir,
-                "plugin_list": [self.package],
-                "plugin_config": {self.package: dict(var_dict or {})},
-            },
-            warn=unknown.append,
-        )
-        if unknown:
-            raise ConfigError("<harness>", None, "; ".join(unknown))
+        config = _config_for(plugin_dir, self.package, var_dict, settings)
         self.reactor = TestReactor()
         """The clock everything runs on (a :class:`co2.testing.TestReactor`)."""
         self.sent: list[Sent] = []
@@ -152,6 +160,18 @@ class PluginHarness:
 
         self.satellite = HarnessSatellite(config, self.reactor, host_id=host_id)
         """The ``satellites.Satellite`` hosting the package."""
+        self._load()
+        self._client = MemoryXMLRPCClient(
+            make_server(
+                self.satellite.dispatcher, config.node.max_request_size, self.reactor,
+                max_depth=config.front.max_xml_depth,
+            ),
+            client=_CALLER,
+            server=(parse_host_id(host_id).host, parse_host_id(host_id).port),
+        )
+
+    def _load(self) -> None:
+        """Load the package; raise :class:`co2.PluginError` if it does not load."""
         with self._running("loading the package") as failed:
             failures = self.satellite.load_plugins()
             failed.clear()  # a load failure is raised as PluginError instead
@@ -161,14 +181,6 @@ class PluginHarness:
             self.reactor.advance(0)
             details = f"\n{error.details.rstrip()}" if error.details else ""
             raise PluginError(error.package, f"{error.problem}{details}", error.details)
-        self._client = MemoryXMLRPCClient(
-            make_server(
-                self.satellite.dispatcher, config.node.max_request_size, self.reactor,
-                max_depth=config.front.max_xml_depth,
-            ),
-            client=_CALLER,
-            server=(parse_host_id(host_id).host, parse_host_id(host_id).port),
-        )
 
     # What the harness holds
 
