@@ -170,11 +170,6 @@ class Turn:
         for d in acks:
             d.callback(None)
 
-    @property
-    def pending(self) -> bool:
-        """Whether a flush is due."""
-        return self._flush_call is not None
-
     # Stopping
 
     def hold(self) -> None:
