@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import fig_calls, fig_fanout, fig_flow, fig_load, report
+from . import baselines, fig_calls, fig_fanout, fig_flow, fig_load, fig_nats, fig_overload, report
 from .procs import PROBLEMS, BenchError
 from .sizes import FULL, QUICK, Sizes
 
@@ -28,11 +28,24 @@ DEFAULT_JSON = Path(__file__).resolve().parents[1] / "last-run.json"
 Figure = Callable[[Path, Sizes, dict[str, Any], Callable[[str], None]], list[report.Row]]
 FIGURES: list[tuple[str, Figure]] = [
     ("1-2 XML-RPC calls", fig_calls.figures),
-    ("3 message throughput", fig_flow.throughput_rows),
+    ("3 message throughput by size", fig_flow.throughput_rows),
     ("4 message latency", fig_flow.latency_rows),
-    ("5 relay fan-out CPU", fig_fanout.figures),
+    ("5 relay fan-out and chain", fig_fanout.figures),
     ("6 plugin load time and memory", fig_load.figures),
+    ("7 co2 against NATS core", fig_nats.figures),
+    ("8 overload: what is lost", fig_overload.figures),
 ]
+NATS_FIGURE = 7
+
+
+def numbers(name: str) -> set[int]:
+    """The figure numbers a FIGURES entry covers: "1-2 …" → {1, 2}."""
+    return {int(n) for n in name.split()[0].split("-")}
+
+
+def selected(only: list[int] | None) -> list[tuple[str, Figure]]:
+    """The FIGURES entries to run: all, or those covering a number in ``only``."""
+    return [(name, figure) for name, figure in FIGURES if not only or numbers(name) & set(only)]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -54,7 +67,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=int,
         action="append",
         metavar="N",
-        help="run only figure N (1-6; figures 1 and 2 run together); may be repeated",
+        help="run only figure N (1-8; figures 1 and 2 run together); may be repeated",
     )
     return parser.parse_args(argv)
 
@@ -68,10 +81,7 @@ def run_figures(
 ) -> list[report.Row]:
     """Run each figure in turn; a figure that fails is recorded and the next one still runs."""
     rows: list[report.Row] = []
-    for name, figure in FIGURES:
-        numbers = {int(n) for n in name.split()[0].split("-")}
-        if only and not numbers & set(only):
-            continue
+    for name, figure in selected(only):
         say(f"== figure {name}")
         started = time.monotonic()
         try:
@@ -92,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sizes = QUICK if args.quick else FULL
+    if any(NATS_FIGURE in numbers(name) for name, _ in selected(args.only)):
+        try:  # before minutes of other figures: what figure 7 needs is there
+            baselines.nats_server_path()
+        except BenchError as e:
+            say(f"bench/run: {e}")
+            return 1
     started = time.monotonic()
     details: dict[str, Any] = {"sizes": sizes.__dict__}
     failures: list[str] = []
@@ -103,13 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    machine = report.machine()
+    print(report.machine_line(machine, args.quick) + "\n")
     print(report.table(rows))
     if failures:
         print("\nFAILED:\n" + "\n".join(f"- {failure}" for failure in failures))
     if PROBLEMS:
         say("processes that logged errors or did not exit cleanly:\n" + "\n".join(PROBLEMS))
     details["process_problems"] = PROBLEMS
-    data = report.record(rows, details, failures, args.quick, time.monotonic() - started)
+    data = report.record(rows, details, failures, args.quick, time.monotonic() - started, machine)
     report.write_json(args.json, data)
     say(f"wrote {args.json} ({data['seconds']:.0f} s)")
     return 1 if failures else 0

@@ -58,9 +58,14 @@ def started(proc: Proc, amp: bool = False) -> Node:
     return node
 
 
-def start_relay(procs: Processes, name: str = "relay", **settings: object) -> Node:
-    """Start ``co2-relay`` listening for XML-RPC and AMP on ephemeral ports."""
-    config = write_config(procs.cwd, name, listen=EPHEMERAL, amp_listen=EPHEMERAL, **ROOMY_LINKS, **settings)
+def start_relay(
+    procs: Processes, name: str = "relay", links: dict[str, int] = ROOMY_LINKS, **settings: object
+) -> Node:
+    """
+    Start ``co2-relay`` listening for XML-RPC and AMP on ephemeral ports;
+    ``links``: its outbox settings (``{}``: co2's defaults).
+    """
+    config = write_config(procs.cwd, name, listen=EPHEMERAL, amp_listen=EPHEMERAL, **links, **settings)
     return started(procs.start(name, BIN_DIR / "co2-relay", "--config", config, watch_log=True), amp=True)
 
 
@@ -70,11 +75,15 @@ def spawn_satellite(
     plugin_dir: Path,
     plugin_list: list[str],
     peers: list[str] | None = None,
+    links: dict[str, int] = ROOMY_LINKS,
     **settings: object,
 ) -> Proc:
-    """Spawn ``co2-satellite`` serving XML-RPC on an ephemeral port, linked to ``peers``; do not wait."""
+    """
+    Spawn ``co2-satellite`` serving XML-RPC on an ephemeral port, linked to
+    ``peers`` with the outbox settings ``links``; do not wait.
+    """
     if peers:
-        settings = {"peers": peers, **ROOMY_LINKS, **settings}
+        settings = {"peers": peers, **links, **settings}
     config = write_config(
         procs.cwd, name, listen=EPHEMERAL, plugin_dir=str(plugin_dir), plugin_list=plugin_list, **settings
     )
@@ -87,11 +96,50 @@ def start_satellite(
     plugin_dir: Path,
     plugin_list: list[str],
     peers: list[str] | None = None,
+    links: dict[str, int] = ROOMY_LINKS,
     **settings: object,
 ) -> Node:
     """Start ``co2-satellite`` (see :func:`spawn_satellite`) and wait until it serves."""
-    proc = spawn_satellite(procs, name, plugin_dir, plugin_list, peers, **settings)
+    proc = spawn_satellite(procs, name, plugin_dir, plugin_list, peers, links, **settings)
     return started(proc, amp="amp_listen" in settings)
+
+
+@dataclass
+class Net:
+    """Started nodes: the relays in line, sender A linked to the first, receivers to the last."""
+
+    relays: list[Node]
+    sender: Node
+    receivers: list[Node]
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [self.sender, *self.relays, *self.receivers]
+
+
+def start_net(
+    procs: Processes,
+    plugin_dir: Path,
+    receivers: int = 1,
+    relays: int = 1,
+    links: dict[str, int] = ROOMY_LINKS,
+) -> Net:
+    """
+    ``relays`` relays in a line (each linked to the one before), satellite
+    ``a`` linked to the first and ``receivers`` satellites (``b``, or
+    ``b00``, ``b01``…) to the last, all with ``flow`` and the outbox
+    settings ``links``; probed end to end.
+    """
+    line: list[Node] = []
+    for i in range(relays):
+        name = "relay" if relays == 1 else f"relay{i + 1}"
+        line.append(start_relay(procs, name, links, **({"peers": [line[-1].peer]} if line else {})))
+    sender = start_satellite(procs, "a", plugin_dir, ["flow"], [line[0].peer], links)
+    names = ["b"] if receivers == 1 else [f"b{i:02d}" for i in range(receivers)]
+    spawned = [spawn_satellite(procs, name, plugin_dir, ["flow"], [line[-1].peer], links) for name in names]
+    net = Net(line, sender, [started(proc) for proc in spawned])
+    wait_linked(sender, net.receivers, timeout=30 + 2 * receivers)
+    return net
 
 
 def wait_linked(sender: Node, receivers: list[Node], timeout: float = 30.0) -> None:

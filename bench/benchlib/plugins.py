@@ -25,9 +25,10 @@ class X_Calls(Co2Plugin):
 FLOW = '''\
 """
 Sends messages (x_blast, x_steady, x_probe) and measures those it receives
-(x_stats, x_latency, x_probes).  Message data are strings:
+(x_stats, x_latency, x_probes).  Message data:
 
-- a blast message: the zero-padded sequence number, padded with "x";
+- a blast message of kind "text": the zero-padded sequence number, padded
+  with "x" to the size asked; of kind "record": the dict record(seq);
 - a steady message: "t", the sequence number, a space, repr(time.time()) at sending;
 - a probe: "p" and a token.
 """
@@ -39,7 +40,13 @@ from twisted.internet.task import LoopingCall
 
 from co2 import Co2Plugin
 
-SLICE = 250  # messages sent per reactor turn by x_blast
+SLICE = 250  # messages sent per reactor turn by x_blast, at most
+SLICE_BYTES = 1 << 20  # and about this many bytes of text
+
+
+def record(seq):
+    """The dict message compared with NATS (there JSON-encoded)."""
+    return {"seq": seq, "sensor": "t-17", "values": [1.5, 2.5, 3.5], "tags": {"site": "x"}}
 
 
 def percentile(ordered, p):
@@ -59,22 +66,31 @@ class X_Flow(Co2Plugin):
 
     # -- sending --------------------------------------------------------
 
-    def x_blast(self, n, size):
-        """Start sending n messages of size characters, a slice per reactor turn; return at once."""
+    def x_blast(self, n, size, kind="text", per_turn=0):
+        """
+        Start sending n messages (kind "text" of size characters, or "record"),
+        per_turn of them a reactor turn (0: SLICE, fewer for big texts); return at once.
+        """
         self.first_send = None
         self.last_send = None
-        reactor.callLater(0, self._blast_slice, 0, n, size)
+        if not per_turn:
+            per_turn = max(1, min(SLICE, SLICE_BYTES // size)) if kind == "text" else SLICE
+        reactor.callLater(0, self._blast_slice, 0, n, size, kind, per_turn)
         return True
 
-    def _blast_slice(self, start, n, size):
+    def _blast_slice(self, start, n, size, kind, per_turn):
         if self.first_send is None:
             self.first_send = time.time()
-        end = min(n, start + SLICE)
+        end = min(n, start + per_turn)
         send = self.send
-        for i in range(start, end):
-            send(f"{i:012d}".ljust(size, "x"))
+        if kind == "record":
+            for i in range(start, end):
+                send(record(i))
+        else:
+            for i in range(start, end):
+                send(f"{i:012d}".ljust(size, "x"))
         if end < n:
-            reactor.callLater(0, self._blast_slice, end, n, size)
+            reactor.callLater(0, self._blast_slice, end, n, size, kind, per_turn)
         else:
             self.last_send = time.time()
 
@@ -112,6 +128,9 @@ class X_Flow(Co2Plugin):
     def receive(self, data_dict):
         data = data_dict["data"]
         now = time.time()
+        if isinstance(data, dict):
+            self._count(data["seq"], now)
+            return
         if not isinstance(data, str) or not data:
             return
         kind = data[0]

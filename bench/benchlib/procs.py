@@ -38,9 +38,12 @@ class BenchError(Exception):
 class Proc:
     """A started command: its pid, output so far, and the time it was spawned."""
 
-    def __init__(self, name: str, args: Sequence[object], cwd: Path, watch_log: bool = False) -> None:
+    def __init__(
+        self, name: str, args: Sequence[object], cwd: Path, watch_log: bool = False, one_shot: bool = False
+    ) -> None:
         self.name = name
         self.watch_log = watch_log  # report error lines of its log (co2 nodes)
+        self.one_shot = one_shot  # exits on its own when done: status 0 then is no problem
         self.args = [str(a) for a in args]
         self.spawned = time.monotonic()
         self.popen = start_command(self.args, cwd)
@@ -95,7 +98,7 @@ class Proc:
 
     def _note_problems(self, exited_before: bool) -> None:
         status = self.popen.returncode
-        if exited_before:
+        if exited_before and not (self.one_shot and status == 0):
             PROBLEMS.append(f"{self.name}: exited on its own with status {status}")
         elif status not in (0, -signal.SIGTERM, -signal.SIGKILL):
             PROBLEMS.append(f"{self.name}: exit status {status} after SIGTERM")
@@ -113,9 +116,12 @@ class Processes:
         self.cwd = cwd
         self.started: list[Proc] = []
 
-    def start(self, name: str, *args: object, watch_log: bool = False) -> Proc:
-        """Start a command; ``watch_log``: report the error lines of its log when it ends."""
-        proc = Proc(name, args, self.cwd, watch_log)
+    def start(self, name: str, *args: object, watch_log: bool = False, one_shot: bool = False) -> Proc:
+        """
+        Start a command; ``watch_log``: report the error lines of its log when
+        it ends; ``one_shot``: it exits on its own, which is no problem with status 0.
+        """
+        proc = Proc(name, args, self.cwd, watch_log, one_shot)
         self.started.append(proc)
         return proc
 

@@ -152,15 +152,30 @@ def machine() -> dict[str, Any]:
     }
 
 
+def machine_line(described: dict[str, Any], quick: bool) -> str:
+    """The line above the table: which machine its absolute figures are of."""
+    run = "--quick (sizes too small to compare)" if quick else "full"
+    return (
+        f"Machine: {described['cpu']}, {described['cores']} cores, Python {described['python']}, "
+        f"Twisted {described['twisted']}. Run: {run}. Absolute figures are of this machine, "
+        "which may be shared and noisy: compare the ratios."
+    )
+
+
 def record(
-    rows: list[Row], details: dict[str, Any], failures: list[str], quick: bool, seconds: float
+    rows: list[Row],
+    details: dict[str, Any],
+    failures: list[str],
+    quick: bool,
+    seconds: float,
+    described: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON record of a run."""
+    """The JSON record of a run; ``described``: :func:`machine`'s answer, asked for when not given."""
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "quick": quick,
         "seconds": round(seconds, 1),
-        "machine": machine(),
+        "machine": described or machine(),
         "rows": [row.as_dict() for row in rows],
         "details": details,
         "failures": failures,
