@@ -8,7 +8,15 @@ fault codes and configuration.
 """
 
 from co2._config import RESERVED_PACKAGES
-from co2._errors import Co2Error, CommandError, ConfigError, NotAttachedError, PluginError, ProtocolError
+from co2._errors import (
+    Co2Error,
+    CommandError,
+    ConfigError,
+    NotAttachedError,
+    PluginError,
+    ProtocolError,
+    SendQueueFull,
+)
 from co2._message import check_message, make_host_id, parse_host_id
 from co2._plugin import Co2Plugin, ICo2Plugin, in_thread
 from co2._settings import AuthSettings, NodeSettings
@@ -27,6 +35,7 @@ __all__ = [
     "NotAttachedError",
     "PluginError",
     "ProtocolError",
+    "SendQueueFull",
     "check_message",
     "in_thread",
     "make_host_id",

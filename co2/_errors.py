@@ -5,6 +5,7 @@ The exceptions co2 raises, in one tree::
      +-- ConfigError                a config file that cannot be used (exit 2)
      +-- PluginError                a plugin package that cannot be loaded
      +-- NotAttachedError           a plugin used outside a satellite
+     +-- SendQueueFull              a plugin sends faster than the network takes, past send_queue_bytes
      +-- ListenError                a listener's endpoint cannot be bound (XML-RPC, AMP, manhole)
      +-- ProtocolError              what crossed the wire was refused or unreadable
      |    +-- XMLRPCParseError      a body that is not XML-RPC (also a ValueError)
@@ -90,6 +91,13 @@ class PluginError(Co2Error):
 
 class NotAttachedError(Co2Error):
     """A plugin's ``send`` was called on an instance no satellite loaded."""
+
+
+class SendQueueFull(Co2Error):
+    """
+    A plugin's ``send`` found the node's send queue full (``send_queue_bytes``):
+    the network takes its messages more slowly than it sends them.
+    """
 
 
 class ProtocolError(Co2Error):

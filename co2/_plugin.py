@@ -32,8 +32,8 @@ class ICo2Plugin(Interface):
         ``client_address``.  May return a value, a Deferred or a coroutine.
         """
 
-    def send(data: Any) -> None:
-        """Send ``{'data': data}`` to every other plugin in the network."""
+    def send(data: Any) -> Any:
+        """Send ``{'data': data}`` to every other plugin in the network; a Deferred fires once it is taken."""
 
     def log(message: str) -> None:
         """Log ``message`` at info level under the plugin's name."""
@@ -48,8 +48,8 @@ class ICo2Plugin(Interface):
 class IPluginHost(Protocol):
     """The part of a satellite a plugin talks to."""
 
-    def send_from(self, plugin: Co2Plugin, data: Any) -> None:
-        """Send ``{'data': data}`` on behalf of ``plugin``."""
+    def send_from(self, plugin: Co2Plugin, data: Any) -> Deferred[None] | None:
+        """Send ``{'data': data}`` on behalf of ``plugin``; fires once the node took it."""
 
     def run_in_thread(
         self, function: Callable[..., Any], *args: Any, **kwargs: Any
@@ -155,13 +155,16 @@ class Co2Plugin:
         """
         return None
 
-    def send(self, data: Any) -> None:
+    def send(self, data: Any) -> Deferred[None] | None:
         """
         Send ``{'data': data}`` to every other plugin of the network.
 
         ``data`` is any value XML-RPC can carry.  The satellite adds its own
-        ``host_id``.  Raises :class:`co2.NotAttachedError` on an instance no
-        satellite created.
+        ``host_id``.  Returns a Deferred that fires once the node has taken
+        the message (at once unless the network is congested; None when
+        called from a worker thread).  Raises :class:`co2.SendQueueFull`
+        when the node's send queue is full (``send_queue_bytes``), and
+        :class:`co2.NotAttachedError` on an instance no satellite created.
         """
         site = getattr(self, "_co2_site", None)
         if site is None:
@@ -169,7 +172,17 @@ class Co2Plugin:
                 f"{self} was not created by a satellite, so it cannot send; "
                 "only plugins a satellite loaded can send"
             )
-        site.host.send_from(self, data)
+        return site.host.send_from(self, data)
+
+    def sending_paused(self) -> None:
+        """
+        Called when the network takes messages more slowly than this node's
+        plugins send them: what is sent now waits in the send queue.
+        Override it to stop sending until :meth:`sending_resumed`.
+        """
+
+    def sending_resumed(self) -> None:
+        """Called when the send queue is empty again and the network takes messages."""
 
     def log(self, message: str) -> None:
         """Log ``message`` at info level, under the plugin's name."""

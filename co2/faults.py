@@ -12,6 +12,7 @@ from xmlrpc.client import Fault
 
 __all__ = [
     "APPLICATION_ERROR",
+    "BUSY",
     "CALL_TIMEOUT",
     "HOST_ID_MISMATCH",
     "INTERNAL_ERROR",
@@ -62,6 +63,9 @@ RELOAD_FAILED = -32004
 
 RESPONSE_TOO_LARGE = -32005
 """The answer would be over the node's ``max_response_size`` (a multicall is cut short as soon as it is)."""
+
+BUSY = -32006
+"""The node takes no more messages for now (an outbox of a link that is up is full): send it again later."""
 
 
 def describe_exception(error: BaseException) -> str:

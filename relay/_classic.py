@@ -203,8 +203,8 @@ class ClassicLink(Service):
         try:
             parse_response(answer)
         except Fault as fault:
-            if fault.faultCode == faults.SHUTTING_DOWN:
-                _log.info("link {url} is stopping, will retry", url=self.url)
+            if fault.faultCode in (faults.SHUTTING_DOWN, faults.BUSY):
+                _log.info("link {url} is stopping or busy, will retry", url=self.url)
                 return False
             self.refused += 1
             _log.warn("link {url} refused message {id}: {code} {why}", url=self.url,

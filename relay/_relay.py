@@ -23,16 +23,18 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 from xmlrpc.client import Fault
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from co2 import faults
 from co2._auth import make_authentication
+from co2._errors import SendQueueFull
 from co2._message import HostId, check_message, encode_message, host_matches, parse_host_id
 from co2._state import StateStore
 from co2._values import check_members, check_value
@@ -109,6 +111,15 @@ class Relay:
             self.router.outbox(peer if _is_classic(peer) else f"peer:{peer}")
         self._thread = threading.get_ident()
         self._own_address: tuple[str, list[Any]] = ("", [])
+        # Messages this node's plugins sent while the router was congested.
+        self._queue: deque[tuple[bytes, Any, Deferred[None] | None]] = deque()
+        self._queued_bytes = 0
+        self.on_sending_paused: list[Callable[[], None]] = []
+        """Called when the router stops taking: the plugins should pause sending."""
+        self.on_sending_resumed: list[Callable[[], None]] = []
+        """Called when the send queue is empty again and the router takes: they may resume."""
+        self.router.on_congested.append(self._congested)
+        self.router.on_relieved.append(self._drain)
         self._classic_peers = [
             (peer, parts.hostname or "", parts.port)
             for peer, parts in ((peer, urlsplit(peer)) for peer in settings.peers if _is_classic(peer))
@@ -126,15 +137,20 @@ class Relay:
 
     # Messages that start here
 
-    def originate(self, data: Any, sender: Any = None) -> None:
+    def originate(self, data: Any, sender: Any = None) -> Deferred[None] | None:
         """
         Send ``{'data': data, 'host_id': ...}`` from ``sender`` (a plugin
         of this node, which does not get it back) to every other plugin of
-        the network.  Raises ``TypeError`` at once when ``data`` is not an
-        XML-RPC value, ``ValueError`` when its message is over
-        ``max_message_size``.
-        Safe to call from a worker thread: what is sent is ``data`` as it
-        was at the call.
+        the network.  Returns a Deferred that fires once the router has
+        taken the message: at once, or, while the router is congested, when
+        the send queue gets to it.
+
+        Raises ``TypeError`` at once when ``data`` is not an XML-RPC value,
+        ``ValueError`` when its message is over ``max_message_size``, and
+        :class:`co2.SendQueueFull` when the send queue holds
+        ``send_queue_bytes`` already.  Safe to call from a worker thread:
+        what is sent is ``data`` as it was at the call (and nothing is
+        returned there: Deferreds belong to the reactor's thread).
         """
         try:
             check_value(data)
@@ -145,12 +161,55 @@ class Relay:
         if len(message) > limit:
             raise ValueError(f"cannot send {len(message)} bytes: over max_message_size ({limit})")
         if threading.get_ident() != self._thread:
+            self._room_for(message)
             self.reactor.callFromThread(self._originated, message, sender)
-        else:
-            self._originated(message, sender)
+            return None
+        if self._queue or self.router.congested:
+            self._room_for(message)
+            taken: Deferred[None] = Deferred()
+            self._queue.append((message, sender, taken))
+            self._queued_bytes += len(message)
+            return taken
+        self.router.send(message, self._address(), sender)
+        return succeed(None)
+
+    def _room_for(self, message: bytes) -> None:
+        limit = self.config.relay.send_queue_bytes
+        if self._queued_bytes + len(message) > limit:
+            raise SendQueueFull(
+                f"the send queue holds {self._queued_bytes} bytes; {len(message)} more would pass "
+                f"send_queue_bytes ({limit}): wait for what was sent to be taken"
+            )
 
     def _originated(self, message: bytes, sender: Any) -> None:
-        self.router.send(message, self._address(), sender)
+        # A message a worker thread sent, now in the reactor's thread.
+        if self._queue or self.router.congested:
+            self._queue.append((message, sender, None))
+            self._queued_bytes += len(message)
+        else:
+            self.router.send(message, self._address(), sender)
+
+    def _drain(self) -> None:
+        """The router takes again: hand it the queued messages, in order, until it is congested."""
+        queue, router = self._queue, self.router
+        while queue and not router.congested:
+            message, sender, taken = queue.popleft()
+            self._queued_bytes -= len(message)
+            router.send(message, self._address(), sender)
+            if taken is not None:
+                taken.callback(None)
+        if not queue and not router.congested:
+            for call in list(self.on_sending_resumed):
+                call()
+
+    def _congested(self) -> None:
+        for call in list(self.on_sending_paused):
+            call()
+
+    @property
+    def queued(self) -> tuple[int, int]:
+        """The messages the send queue holds, and their bytes."""
+        return len(self._queue), self._queued_bytes
 
     def _address(self) -> list[Any]:
         # The previous hop of a message sent here is this node itself.
@@ -166,12 +225,15 @@ class Relay:
         plugins receive it afterwards.  A message relayed by another co2
         node also holds its ``id`` and remaining ``hops``.  Fault -32602
         for a message co2 cannot carry, -32001 for a ``host_id`` naming
-        another host than the caller's, -32003 while the node is stopping.
+        another host than the caller's, -32003 while the node is stopping,
+        -32006 while it is busy (its router congested).
         """
         # caller, given by the dispatcher, is the (ip, port) the request
         # came from; None for a local (UNIX socket) peer.
         if self.holding:
             raise Fault(faults.SHUTTING_DOWN, "notify: this node is stopping; send the message again later")
+        if self.router.congested:
+            raise Fault(faults.BUSY, "notify: this node is busy (an outbox is full); send it again later")
         try:
             check_message(message)
             message_id, hops = _routing_of(message)

@@ -10,6 +10,19 @@ of :func:`co2._message.encode_message`): it decodes one only for relay
 plugins, and encodes the envelope once per hop, whatever the number of
 links it goes to.
 
+Nothing is dropped while its link is up.  When the outbox of a link that
+is up holds half its ``outbox_limit`` (or half its ``outbox_bytes``), the
+router is *congested*: it takes no more from what feeds it until every
+such outbox is down to a quarter.  Batches that arrive over AMP links
+meanwhile are parked, unacknowledged, so that each sender's window of
+unacknowledged batches fills and it stops sending in turn: the pressure
+travels back, link by link, to the plugins that send, whose messages
+wait in the relay's send queue (:mod:`relay._relay`).  A batch is parked
+only when an outbox it would go to is full, never for its own link's, so
+two nodes that send each other more than they can take do not wait on
+each other.  The outbox of a link that is down keeps what it owes up to
+its limits, the oldest dropped first past them, each drop counted.
+
 With a spool, a message goes into the outboxes only as the turn ends,
 just before the commit, so that no link sends what a crash could still
 take back: a message that left its first node before that node committed
@@ -21,7 +34,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
@@ -109,6 +122,16 @@ class Router:
         # With a spool: the messages that go into outboxes as the turn ends.
         self._placing: list[tuple[Entry, list[tuple[str, Outbox]]]] = []
         self.seen = SeenIds(seen_limit, self._restore() if spool is not None else ())
+        # Flow control: the up links whose outboxes are full, the batches
+        # parked meanwhile, and who is told when the router takes again.
+        self._high = max(1, outbox_limit // 2)
+        self._high_bytes = max(1, outbox_bytes // 2)
+        self._full: set[str] = set()
+        self._parked: list[tuple[Sequence[tuple[str, int, bytes]], str, list[Any], Deferred[None]]] = []
+        self.on_congested: list[Callable[[], None]] = []
+        """Called when the router stops taking (an up link's outbox is full)."""
+        self.on_relieved: list[Callable[[], None]] = []
+        """Called when it takes again, after the batches parked meanwhile are taken."""
 
     def _restore(self) -> Iterable[str]:
         """Take back from the spool what the links owe; the ids seen."""
@@ -165,6 +188,7 @@ class Router:
             del self.senders[key]
             self.outboxes[key].rewind()
             self._expire_later(key)
+            self._relieve(key)  # what a link that is down owes is bounded by dropping
 
     def _expire_later(self, key: str) -> None:
         # A node that linked to this one may never come back (one restarted
@@ -188,6 +212,7 @@ class Router:
             expiry.cancel()
         outbox = self.outboxes.pop(key, None)
         self._targets.clear()
+        self._relieve(key)
         if outbox is not None and len(outbox):
             _log.warn("link {key}: forgot {count} message(s) it owed", key=key, count=len(outbox))
         if self.spool is not None:
@@ -205,6 +230,8 @@ class Router:
             self.turn.write()
             self.spool.remove(key, [entry.seq for entry in entries])
             self.turn.soon()
+        if key in self._full and len(outbox) <= self._high // 2 and outbox.size <= self._high_bytes // 2:
+            self._relieve(key)
 
     def _dropped(self, key: str, entries: list[Entry]) -> None:
         self.counters.dropped += len(entries)
@@ -246,6 +273,15 @@ class Router:
         """
         if self.turn.holding:
             return Deferred()
+        if self._full and self._full != {key}:
+            parked: Deferred[None] = Deferred()
+            self._parked.append((envelopes, key, client_address, parked))
+            return parked
+        return self._take(envelopes, key, client_address)
+
+    def _take(
+        self, envelopes: Sequence[tuple[str, int, bytes]], key: str, client_address: list[Any]
+    ) -> Deferred[None]:
         self.counters.received += len(envelopes)
         route, max_hops = self.route, self.max_hops
         for message_id, hops, message in envelopes:
@@ -308,11 +344,18 @@ class Router:
         if not targets:
             return
         entry = Entry(next(self._seq), encode_envelope(message_id, hops, message))
+        high, high_bytes = self._high, self._high_bytes
         if self.spool is None:
-            for _, outbox in targets:
+            for key, outbox in targets:
                 outbox.put(entry)
+                if len(outbox) >= high or outbox.size >= high_bytes:
+                    self._filled(key)
         else:
             self._placing.append((entry, targets))
+            placing = len(self._placing)
+            for key, outbox in targets:
+                if len(outbox) + placing >= high or outbox.size >= high_bytes:
+                    self._filled(key)
 
     def _place(self) -> None:
         """Put the turn's forwarded messages into their outboxes, and note them for the spool."""
@@ -323,6 +366,34 @@ class Router:
             kept = [key for key, outbox in targets if outboxes.get(key) is outbox and outbox.put(entry)]
             if kept:
                 self.turn.owed(entry.seq, entry.body, kept)
+
+    # Flow control
+
+    @property
+    def congested(self) -> bool:
+        """Whether the router takes nothing more from what feeds it: an up link's outbox is full."""
+        return bool(self._full)
+
+    def _filled(self, key: str) -> None:
+        if key in self.senders and key not in self._full:
+            self._full.add(key)
+            if len(self._full) == 1:
+                for call in list(self.on_congested):
+                    call()
+
+    def _relieve(self, key: str) -> None:
+        if key not in self._full:
+            return
+        self._full.discard(key)
+        if self._full:
+            return
+        # Take what was parked, in order, until an outbox fills again.
+        while self._parked and not (self._full and self._full != {self._parked[0][1]}):
+            envelopes, source, client_address, parked = self._parked.pop(0)
+            self._take(envelopes, source, client_address).chainDeferred(parked)
+        if not self._full:
+            for call in list(self.on_relieved):
+                call()
 
     # The end of each turn
 

@@ -46,6 +46,7 @@ class RelaySettings(Section):
     data_dir: str | None = None
     outbox_limit: int = 100_000
     outbox_bytes: int = 64 * 1024 * 1024
+    send_queue_bytes: int = 64 * 1024 * 1024
     max_hops: int = 16
     seen_limit: int = 100_000
     forget_after: float = 3600.0
@@ -66,6 +67,7 @@ class RelaySettings(Section):
             "data_dir": optional(a_path(base)),
             "outbox_limit": positive(int),
             "outbox_bytes": positive(int),
+            "send_queue_bytes": positive(int),
             "max_hops": positive(int),
             "seen_limit": positive(int),
             "forget_after": positive((int, float)),

@@ -80,6 +80,8 @@ class Satellite:
         self._fingerprints: dict[str, str] = {}
         self._thread = threading.get_ident()
         self.registry.add(Method.of("co2.reload", self.reload))
+        self.relay.on_sending_paused.append(lambda: self._tell_plugins("sending_paused"))
+        self.relay.on_sending_resumed.append(lambda: self._tell_plugins("sending_resumed"))
 
     @property
     def host_id(self) -> str:
@@ -295,17 +297,27 @@ class Satellite:
 
     # What plugins call (IPluginHost)
 
-    def send_from(self, plugin: Co2Plugin, data: Any) -> None:
+    def send_from(self, plugin: Co2Plugin, data: Any) -> Deferred[None] | None:
         """
         Send ``{'data': data, 'host_id': ...}`` from ``plugin`` to every
-        other plugin (see :meth:`relay.Relay.originate`): ``TypeError`` at
-        once when ``data`` is not an XML-RPC value, ``ValueError`` when it
-        is too large, each naming the plugin.
+        other plugin (see :meth:`relay.Relay.originate`): a Deferred that
+        fires once the router has taken it; ``TypeError`` at once when
+        ``data`` is not an XML-RPC value, ``ValueError`` when it is too
+        large, each naming the plugin; ``co2.SendQueueFull`` past
+        ``send_queue_bytes``.
         """
         try:
-            self.relay.originate(data, plugin)
+            return self.relay.originate(data, plugin)
         except (TypeError, ValueError) as e:
             raise type(e)(f"{plugin} {e}") from None
+
+    def _tell_plugins(self, hook: str) -> None:
+        """Call ``hook`` (``sending_paused`` or ``sending_resumed``) of each plugin; a failure is logged."""
+        for plugin in list(self.plugins):
+            try:
+                getattr(plugin, hook)()
+            except (Exception, SystemExit):
+                _log.failure("{plugin}.{hook} raised", level=LogLevel.error, plugin=plugin, hook=hook)
 
     def run_in_thread(
         self, function: Callable[..., Any], *args: Any, **kwargs: Any
