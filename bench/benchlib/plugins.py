@@ -83,16 +83,20 @@ class X_Flow(Co2Plugin):
             self.first_send = time.time()
         end = min(n, start + per_turn)
         send = self.send
+        taken = None
         if kind == "record":
             for i in range(start, end):
-                send(record(i))
+                taken = send(record(i))
         else:
             for i in range(start, end):
-                send(f"{i:012d}".ljust(size, "x"))
-        if end < n:
+                taken = send(f"{i:012d}".ljust(size, "x"))
+        if end >= n:
+            self.last_send = time.time()
+        elif taken is None or taken.called:
             reactor.callLater(0, self._blast_slice, end, n, size, kind, per_turn)
         else:
-            self.last_send = time.time()
+            # The network is congested: the next slice waits until it has taken this one.
+            taken.addCallback(lambda _: reactor.callLater(0, self._blast_slice, end, n, size, kind, per_turn))
 
     def x_sent(self):
         """Return the times of the first and last send of the last blast (None until then)."""
