@@ -153,7 +153,11 @@ def read_message(body: bytes) -> dict[str, Any]:
     well-formed ``host_id``, with string keys and XML-RPC values all
     through.  Raises ``ValueError`` (or ``TypeError``) saying what is wrong.
     """
-    message = check_message(unpack(body))
+    try:
+        value = unpack(body)
+    except ValueError as e:
+        raise ValueError(f"the message is not one msgpack value: {str(e) or type(e).__name__}") from None
+    message = check_message(value)
     if len(message) == 2:
         # Only data and host_id, and check_message checked host_id.
         check_value(message["data"])

@@ -35,13 +35,13 @@ from twisted.logger import Logger
 from co2 import faults
 from co2._auth import make_authentication
 from co2._errors import SendQueueFull
-from co2._message import HostId, check_message, encode_message, host_matches, parse_host_id
+from co2._message import HostId, check_message, decode_message, encode_message, host_matches, parse_host_id
 from co2._state import StateStore
 from co2._values import check_members, check_value
 from relay._directory import Directory
 from relay._links import LinkProtocol, LinkStats, max_box_size
 from relay._plugins import load_relay_plugins
-from relay._router import Router
+from relay._router import FROM_LINK, Router, read_arrived
 from relay._settings import RelayConfig
 from relay._snapshot import LinkView, Snapshot
 from relay._spool import Spool
@@ -267,6 +267,17 @@ class Relay:
             if port == host_id.port and (host == host_id.host or host_matches(host_id, host)):
                 return peer
         return None
+
+    def read(self, body: bytes, sender: Any) -> dict[str, Any] | None:
+        """
+        The message ``body`` of a turn's handover, decoded for one plugin.
+        One that came over a link (``sender`` is :data:`~relay._router.FROM_LINK`)
+        is checked here, the one time this node opens it: None when it is
+        not a message co2 can carry (counted as ``invalid``, and logged).
+        """
+        if sender is FROM_LINK:
+            return read_arrived(body, "a link", self.router.counters)
+        return decode_message(body)
 
     def inject(self, message: dict[str, Any], source: str, client_address: list[Any]) -> None:
         """

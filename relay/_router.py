@@ -41,7 +41,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
-from co2._message import check_message, decode_message, encode_message
+from co2._message import check_message, decode_message, encode_message, read_message
 from co2._values import check_members
 from co2.protocol import encode_envelope
 from relay._outbox import Entry, Outbox
@@ -52,7 +52,7 @@ from relay._spool import Spool
 from relay._turn import Handover, Turn
 from relay._watch import Tap
 
-__all__ = ["INBOUND", "LOCAL", "Router", "Sender"]
+__all__ = ["FROM_LINK", "INBOUND", "LOCAL", "Router", "Sender", "read_arrived"]
 
 LOCAL = "local"
 """The source of a message sent by a plugin of this node."""
@@ -61,6 +61,34 @@ INBOUND = "node:"
 """The prefix of the key of a link a peer made to this node (then its node id)."""
 
 _log = Logger(namespace="co2.relay")
+
+
+class _FromLink:
+    """The ``sender`` of a message that came over a link: no plugin of this node, and not yet checked."""
+
+    def __repr__(self) -> str:
+        return "FROM_LINK"
+
+
+FROM_LINK: Any = _FromLink()
+"""
+The ``sender`` the router gives a message that came over a link.  Links
+carry messages unopened; the node that opens one (for its plugins or its
+relay plugins) checks it then, with :func:`read_arrived`.
+"""
+
+
+def read_arrived(body: bytes, source: str, counters: Counters) -> dict[str, Any] | None:
+    """
+    The message ``body`` that came by ``source``, checked: None, counted as
+    ``invalid`` and logged, when it is not a message co2 can carry.
+    """
+    try:
+        return read_message(body)
+    except (TypeError, ValueError) as e:
+        counters.invalid += 1
+        _log.warn("a message from {source} is not one co2 can carry ({why}); dropped", source=source, why=e)
+        return None
 
 
 class Sender(Protocol):
@@ -285,7 +313,7 @@ class Router:
         self.counters.received += len(envelopes)
         route, max_hops = self.route, self.max_hops
         for message_id, hops, message in envelopes:
-            route(message_id, hops if hops < max_hops else max_hops, message, key, client_address)
+            route(message_id, hops if hops < max_hops else max_hops, message, key, client_address, FROM_LINK)
         return self.turn.answer_after_commit()
 
     def route(
@@ -307,19 +335,28 @@ class Router:
             return False
         self.turn.seen(message_id)
         if self.plugins:
-            inspected = self._inspect(message, source)
+            inspected = self._inspect(message, source, sender)
             if inspected is None:
                 return True
-            message = inspected
+            message, sender = inspected, None
         self._tapped.extend((message_id, hops, message, source))
         if hops > 0:
             self._forward(message_id, hops - 1, message, source)
         self.turn.local.append((message, client_address, sender))
         return True
 
-    def _inspect(self, body: bytes, source: str) -> bytes | None:
-        """The message after the relay plugins: ``body`` when they left it as it was."""
-        message = decode_message(body)
+    def _inspect(self, body: bytes, source: str, sender: Any) -> bytes | None:
+        """
+        The message after the relay plugins: ``body`` when they left it as
+        it was; None when they stopped it, or when it came over a link and
+        is not a message co2 can carry (the plugins see checked messages only).
+        """
+        if sender is FROM_LINK:
+            message = read_arrived(body, source, self.counters)
+            if message is None:
+                return None
+        else:
+            message = decode_message(body)
         passed = apply_relay_plugins(self.plugins, message, source)
         if passed is None:
             return None

@@ -26,6 +26,8 @@ class Counters:
     """Seen before, so dropped."""
     dropped: int = 0
     """Pushed out of a full outbox."""
+    invalid: int = 0
+    """Came over a link and were not messages co2 can carry: dropped where opened."""
 
     def as_dict(self) -> dict[str, int]:
         """The counts by name, sorted."""

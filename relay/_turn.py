@@ -31,7 +31,12 @@ from relay._spool import Spool
 __all__ = ["REPLY_ROUNDS", "Handover", "Local", "Turn"]
 
 Local = tuple[bytes, list[Any], Any]
-"""A message for the node's plugins: ``(message body, client_address, sender)``."""
+"""
+A message for the node's plugins: ``(message body, client_address,
+sender)``; ``sender`` is the plugin of this node that sent it, None for a
+message checked as it came in (``notify``), or
+:data:`~relay._router.FROM_LINK` for one that came over a link unopened.
+"""
 
 Handover = Callable[[list[Local]], None]
 """Hands the messages of one turn, in order, to the node's plugins."""

@@ -344,12 +344,22 @@ class Satellite:
         plugin's failure is logged under its name and touches no other
         plugin.
         """
+        read = self.relay.read
         for body, client_address, sender in messages:
+            # Opened, and checked if it came over a link, once; then a copy for each plugin.
+            first: dict[str, Any] | None = None
             for plugin in self.plugins:
-                if plugin is not sender:
+                if plugin is sender:
+                    continue
+                if first is None:
+                    first = read(body, sender)
+                    if first is None:
+                        break
+                    message = first
+                else:
                     message = decode_message(body)
-                    message["client_address"] = list(client_address)
-                    self._deliver_to(plugin, message)
+                message["client_address"] = list(client_address)
+                self._deliver_to(plugin, message)
 
     def _deliver_to(self, plugin: Co2Plugin, message: dict[str, Any]) -> None:
         started = self.timer()

@@ -125,7 +125,8 @@ EQUIVALENT: dict[str, set[tuple[str, str, str]]] = {
     "relay/_router.py": {
         ("forget", _WRITE, "delete self.turn.write()"),
         ("acked", _WRITE, "delete self.turn.write()"),
-        ("arrived", "route(message_id, hops if hops < max_hops else max_hops, message, key, client_address)",
+        ("_take",
+         "route(message_id, hops if hops < max_hops else max_hops, message, key, client_address, FROM_LINK)",
          "< -> <="),
         ("close", "self._expiries.clear()", "delete self._expiries.clear()"),
     },

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from strategies import xmlrpc_values
 from twisted.protocols import amp
 
-from co2._message import decode_message, encode_message
+from co2._message import decode_message, encode_message, read_message
 from co2._values import DATETIME_EXT
 from co2.protocol import (
     MAX_CHUNK,
@@ -144,6 +144,11 @@ MALFORMED = {
     "hops a float": batch_of(["x.1", 3.0, message()]),
     "message a map": batch_of(["x.1", 3, {"data": 1, "host_id": HOST_ID}]),
     "message a string": batch_of(["x.1", 3, "text"]),
+}
+
+# Envelopes well formed around a message that is not one co2 can carry: a
+# relay passes them on unopened; the node that opens one refuses it then.
+BAD_MESSAGES = {
     "message garbage": batch_of(["x.1", 3, b"\xc1"]),
     "message with extra bytes": batch_of(["x.1", 3, message() + b"\x00"]),
     "message an array": batch_of(["x.1", 3, raw([1, HOST_ID])]),
@@ -171,23 +176,44 @@ MALFORMED = {
 
 @pytest.mark.parametrize("batch", MALFORMED.values(), ids=MALFORMED.keys())
 def test_decode_batch_refuses_what_is_not_a_batch_of_envelopes(batch):
-    """Garbage, a wrong shape or a message that is not a message of XML-RPC values is BadBatch."""
+    """Garbage, a wrong shape, or an envelope whose id, hops or message is of the wrong kind is BadBatch."""
     with pytest.raises(BadBatch) as caught:
         decode_batch(batch)
     assert issubclass(BadBatch, ValueError)
     assert str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_bad_batch_names_the_envelope_and_the_problem():
-    """The refusal says which envelope and what is wrong with it."""
-    with pytest.raises(BadBatch, match=re.escape("envelope 'x.2': a message must hold data")):
-        decode_batch(MALFORMED["second envelope bad"])
-    with pytest.raises(BadBatch, match="msgpack ext type 9 is not one co2 knows"):
-        decode_batch(MALFORMED["unknown ext type"])
-    with pytest.raises(BadBatch, match="struct keys must be strings, not bytes"):
-        decode_batch(MALFORMED["bin key"])
+@pytest.mark.parametrize("batch", BAD_MESSAGES.values(), ids=BAD_MESSAGES.keys())
+def test_a_relay_passes_a_message_on_unopened_and_the_node_that_opens_it_refuses_it(batch):
+    """decode_batch leaves messages closed (bytes); read_message, where one is opened, refuses a bad one."""
+    envelopes = decode_batch(batch)
+    bad = [message for _, _, message in envelopes if not _readable(message)]
+    assert len(bad) == 1 and type(bad[0]) is bytes
+
+
+def _readable(message: bytes) -> bool:
+    try:
+        read_message(message)
+    except (TypeError, ValueError) as e:
+        assert str(e) and "\n" not in str(e)
+        return False
+    return True
+
+
+def test_bad_batch_and_a_bad_message_name_the_problem():
+    """The refusals say what is wrong: the envelope's shape, or what the opened message lacks."""
     with pytest.raises(BadBatch, match="message must be bin, not dict"):
         decode_batch(MALFORMED["message a map"])
+    (_, _, first), (_, _, second) = decode_batch(BAD_MESSAGES["second envelope bad"])
+    read_message(first)
+    with pytest.raises(ValueError, match=re.escape("a message must hold data")):
+        read_message(second)
+    (_, _, ext), = decode_batch(BAD_MESSAGES["unknown ext type"])
+    with pytest.raises(ValueError, match="msgpack ext type 9 is not one co2 knows"):
+        read_message(ext)
+    (_, _, key), = decode_batch(BAD_MESSAGES["bin key"])
+    with pytest.raises(TypeError, match="struct keys must be strings, not bytes"):
+        read_message(key)
 
 
 def test_an_empty_batch_is_valid():

@@ -153,7 +153,8 @@ def test_a_refused_batch_is_dropped_and_the_link_goes_on(network, make_satellite
     a, b = make_satellite("a", "rec"), make_satellite("b", "rec")
     network.link("a", "b")
     outbox = a.relay.router.outboxes["peer:b"]
-    outbox.put(Entry(10_000, encode_envelope("bad.1", 3, b"\x01")))
+    no_id = encode_envelope("x", 3, b"\x01").replace(b"\xa1x", b"\xa0", 1)  # an envelope with an empty id
+    outbox.put(Entry(10_000, no_id))
     a.relay.links["peer:b"].wake()
     network.settle()
     a.plugins[0].send("after")
@@ -163,6 +164,24 @@ def test_a_refused_batch_is_dropped_and_the_link_goes_on(network, make_satellite
     assert "the peer refused a batch" in text_of(logged)
     protocol = a.relay.links["peer:b"]
     assert result_of(network, protocol.callRemote(Deliver, batch=b"junk")).check(BadBatch)
+
+
+def test_a_message_co2_cannot_carry_is_dropped_where_it_is_opened(network, make_satellite, logged):
+    """
+    A well-formed envelope around a bad message is taken by the link (links
+    carry messages unopened); the node that opens it for its plugins drops
+    it, counts it as invalid and says so, and what follows still arrives.
+    """
+    a, b = make_satellite("a", "rec"), make_satellite("b", "rec")
+    network.link("a", "b")
+    a.relay.router.outboxes["peer:b"].put(Entry(10_000, encode_envelope("bad.1", 3, b"\x01")))
+    a.relay.links["peer:b"].wake()
+    network.settle()
+    a.plugins[0].send("after")
+    network.settle()
+    assert got(b) == ["after"]
+    assert b.relay.snapshot().counters["invalid"] == 1
+    assert "is not one co2 can carry" in text_of(logged)
 
 
 def test_a_replayed_batch_is_acknowledged_but_delivered_once(network, make_satellite):
