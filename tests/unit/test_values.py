@@ -5,14 +5,16 @@ from __future__ import annotations
 import collections
 import datetime
 import enum
+import re
 import threading
 import xmlrpc.client
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from strategies import NOT_XML, xmlrpc_values
 
-from co2._values import DATETIME_EXT, MAX_DEPTH, check_members, check_value, pack, unpack
+from co2._values import DATETIME_EXT, MAX_DEPTH, check_members, check_text, check_value, pack, unpack
 from co2._xmlrpc import dump_response
 
 
@@ -198,3 +200,23 @@ def test_each_member_of_a_message_may_nest_as_deep_as_a_value():
         check_members({"data": 1, "extra": deep(MAX_DEPTH + 1)})
     with pytest.raises(TypeError, match="struct keys must be strings"):
         check_members({"data": 1, b"extra": 2})  # type: ignore[dict-item]
+
+
+_XML_10 = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+@given(
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7F), max_size=40),
+    st.integers(min_value=0, max_value=3000),
+    st.sampled_from(["", "é", "\x00", "\x1f", "\t", "\n", "\r", "\x0b", "\ufffe", "\ud800"]),
+)
+def test_check_text_agrees_with_the_xml_character_class_at_every_length(head, pad, tail):
+    """Short or long, ASCII or not, check_text refuses exactly what XML 1.0 cannot carry."""
+    text = head + "x" * pad + tail
+    refused = _XML_10.search(text) is not None
+    try:
+        check_text(text)
+    except ValueError:
+        assert refused
+    else:
+        assert not refused
