@@ -6,9 +6,10 @@ or by ``auth`` in ``config.py``.
 One :class:`Authentication` per node serves both of its doors: HTTP Basic
 on the XML-RPC listener (through ``twisted.web.guard``) and the
 ``Hello`` of AMP links.  Credentials are a user name and a password;
-every refusal is logged, at most a few lines every :data:`REPORT_EVERY`
-seconds so that a flood of bad attempts cannot flood the log too: the
-count of the others is logged when those seconds end.
+every refusal is logged through a :class:`~co2._ratelog.RateLimitedLog`,
+at most a few lines per listener every :data:`REPORT_EVERY` seconds so
+that a flood of bad attempts cannot flood the log too: the count of the
+others is logged when those seconds end.
 
 A source (a client's IP; every UNIX-socket client is the one source
 :data:`LOCAL_SOURCE`) that fails :data:`FAILURES_ALLOWED` logins within
@@ -22,7 +23,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import math
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,12 +31,12 @@ from typing import Any
 from twisted.cred import checkers, credentials, error, strcred
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IDelayedCall
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from co2._errors import ProtocolError
+from co2._ratelog import RateLimitedLog
 
 __all__ = [
     "FAILURES_ALLOWED",
@@ -52,8 +53,9 @@ __all__ = [
 
 REPORT_EVERY = 10.0
 """
-Seconds over which at most :data:`_REPORTED` refusals are logged one by
-one; how many others there were is logged when those seconds end.
+Seconds over which at most :data:`_REPORTED` refusals per listener are
+logged one by one; how many others there were is logged when those
+seconds end.
 """
 
 FAILURES_ALLOWED = 10
@@ -233,10 +235,8 @@ class Authentication:
         self.clock = clock
         self.refused = 0
         self.throttle = _Throttle(clock, FAILURES_ALLOWED, THROTTLE_WINDOW, MAX_SOURCES)
-        self._window_start: float | None = None
-        self._in_window = 0
-        self._unlogged: Counter[str] = Counter()
-        self._report: IDelayedCall | None = None
+        self.refusals = RateLimitedLog(_log, clock, lines=_REPORTED, every=REPORT_EVERY)
+        """Where refusals are logged, a few at a time."""
 
     def needs_credentials(self, names: Iterable[str]) -> bool:
         """Whether calling all of ``names`` needs credentials."""
@@ -313,30 +313,16 @@ class Authentication:
         count per listener when the window ends.
         """
         self.refused += 1
-        now = self.clock.seconds()
-        if self._window_start is None or now - self._window_start >= REPORT_EVERY:
-            self._end_window()
-            self._window_start = now
-        self._in_window += 1
-        if self._in_window <= _REPORTED:
-            user = "" if username is None else f" (user {username[:64]!r})"
-            _log.warn("{where}: refused {who}{user}: {why}", where=where, who=who, user=user, why=why)
-            return
-        self._unlogged[where] += 1
-        if self._report is None:
-            self._report = self.clock.callLater(self._window_start + REPORT_EVERY - now, self._end_window)
+        user = "" if username is None else f" (user {username[:64]!r})"
+        self.refusals.emit(
+            f"refused at {where}", LogLevel.warn, "{where}: refused {who}{user}: {why}",
+            more="{where}: {count} more refusal(s) within {seconds:g}s not logged one by one",
+            where=where, who=who, user=user, why=why,
+        )
 
-    def _end_window(self) -> None:
-        """Log how many refusals of the window ending were not logged, and start afresh."""
-        if self._report is not None and self._report.active():
-            self._report.cancel()
-        self._report = None
-        for where, count in self._unlogged.items():
-            _log.warn("{where}: {count} more refusal(s) within {seconds:g}s not logged one by one",
-                      where=where, count=count, seconds=REPORT_EVERY)
-        self._unlogged.clear()
-        self._window_start = None
-        self._in_window = 0
+    def close(self) -> None:
+        """The node stops: the count of refusals not logged yet is logged now, and no timer is left."""
+        self.refusals.close()
 
 
 def login_failure_reason(failure: Failure) -> str:

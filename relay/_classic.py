@@ -8,7 +8,9 @@ co2 nodes too, the message's ``id`` and remaining ``hops``, so that a
 message coming back through a cycle is recognised.  A peer that answers is
 done with the message; one that answers with a fault refused it for good
 (it is logged and dropped); one that cannot be reached is tried again
-after a growing delay, the message kept.
+after a growing delay, the message kept.  What can repeat once per
+message or per attempt is logged a few lines at a time (see
+:mod:`co2._ratelog`).
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import Cooperator
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 
 from co2 import faults
 from co2._auth import basic_authorization
 from co2._message import HostId, decode_message, parse_host_id
+from co2._ratelog import RateLimitedLog
 from co2._tls import web_policy
 from co2._xmlrpc import dump_call, parse_response
 from co2.protocol import BadBatch, decode_envelope
@@ -100,6 +103,8 @@ class ClassicLink(Service):
         self._retry_call: IDelayedCall | None = None
         self._host = urlsplit(url).hostname or ""
         self._seen_from: str | None = None
+        self.limited = RateLimitedLog(_log, reactor)
+        """Where the link logs what can repeat per message or attempt, a few lines at a time."""
         # Request bodies are written on this node's reactor, not the global one.
         self._cooperator = Cooperator(scheduler=self._step_later)
         self.setName(url)
@@ -125,6 +130,9 @@ class ClassicLink(Service):
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
         self._retry_call = None
+        # What was counted is logged now; the one post that may be in
+        # flight logs too few lines to set a timer again.
+        self.limited.flush()
 
     def wake(self) -> None:
         """Send what the outbox holds, one message at a time."""
@@ -181,7 +189,9 @@ class ClassicLink(Service):
         try:
             envelope = decode_envelope(body)
         except BadBatch as e:
-            _log.error("link {url}: dropped a message that cannot be decoded: {why}", url=self.url, why=e)
+            self.limited.emit("messages not decoded", LogLevel.error,
+                              "link {url}: dropped a message that cannot be decoded: {why}",
+                              url=self.url, why=e)
             return True
         message = decode_message(envelope.message)
         own = yield self._own_host_id()
@@ -195,22 +205,27 @@ class ClassicLink(Service):
             )
             answer = yield readBody(response)
         except Exception as e:
-            _log.info("link {url} unreachable, will retry: {why}", url=self.url, why=e)
+            self.limited.emit("unreachable", LogLevel.info, "link {url} unreachable, will retry: {why}",
+                              url=self.url, why=e)
             return False
         if response.code != 200:
-            _log.warn("link {url} answered HTTP {code}, will retry", url=self.url, code=response.code)
+            self.limited.emit("HTTP errors", LogLevel.warn, "link {url} answered HTTP {code}, will retry",
+                              url=self.url, code=response.code)
             return False
         try:
             parse_response(answer)
         except Fault as fault:
             if fault.faultCode in (faults.SHUTTING_DOWN, faults.BUSY):
-                _log.info("link {url} is stopping or busy, will retry", url=self.url)
+                self.limited.emit("stopping or busy", LogLevel.info,
+                                  "link {url} is stopping or busy, will retry", url=self.url)
                 return False
             self.refused += 1
-            _log.warn("link {url} refused message {id}: {code} {why}", url=self.url,
-                      id=envelope.id, code=fault.faultCode, why=fault.faultString)
+            self.limited.emit("messages refused", LogLevel.warn,
+                              "link {url} refused message {id}: {code} {why}",
+                              url=self.url, id=envelope.id, code=fault.faultCode, why=fault.faultString)
         except ValueError as e:
-            _log.warn("link {url} answered what is not XML-RPC ({why}); dropped message {id}",
-                      url=self.url, why=e, id=envelope.id)
+            self.limited.emit("answers not XML-RPC", LogLevel.warn,
+                              "link {url} answered what is not XML-RPC ({why}); dropped message {id}",
+                              url=self.url, why=e, id=envelope.id)
         return True
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
@@ -239,8 +239,11 @@ class LinkCommands(amp.CommandLocator):
         # An answer the peer would refuse to read would cost the link.
         room = self.owner.max_box_size - BOX_OVERHEAD
         if len(response) > room:
-            _log.warn("{name}: a routed call's answer of {size} bytes is over {room}; "
-                      "the caller gets fault -32603", name=self.link.name, size=len(response), room=room)
+            self.link.limited.emit(
+                "routed answer too large", LogLevel.warn,
+                "{name}: a routed call's answer of {size} bytes is over {room}; the caller gets fault -32603",
+                name=self.link.name, size=len(response), room=room,
+            )
             response = dump_fault(faults.INTERNAL_ERROR,
                                   f"the answer ({len(response)} bytes) is too large to route "
                                   f"(max_message_size)")

@@ -22,12 +22,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionClosed, ConnectionLost
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from co2._admission import Admission
 from co2._auth import Authentication
+from co2._ratelog import RateLimitedLog
 from co2.protocol import (
     PROTOCOL_VERSION,
     Announce,
@@ -67,6 +68,10 @@ _LOST = (ConnectionClosed, ConnectionLost)
 # Refusals of Hello that Authentication.refuse has logged already, at its
 # bounded rate: the link does not log them again, once per connection.
 _LOGGED_BY_AUTHENTICATION = (Unauthorized, NodeIdTaken)
+
+# The commands a peer may send: each one's refusals are a kind of line of
+# their own (see co2._ratelog), those of any other name one kind together.
+_COMMANDS = frozenset(command.commandName for command in (Hello, Deliver, Announce, Call))
 
 
 class LinkOwner(Protocol):
@@ -124,10 +129,18 @@ class LinkProtocol(amp.AMP):
     ``credentials``, if given); one made without hears it.  Until Hello
     has been answered it accepts nothing else; then it drains its outbox
     in batches, at most :data:`WINDOW` unacknowledged at a time.
+
+    What can repeat once per connection or per batch is logged through
+    ``limited``: that of the listener that accepted the link, shared by its
+    links; a link given none has one of its own, closed with the connection.
     """
 
     def __init__(
-        self, owner: LinkOwner, key: str | None = None, credentials: tuple[str, str] | None = None
+        self,
+        owner: LinkOwner,
+        key: str | None = None,
+        credentials: tuple[str, str] | None = None,
+        limited: RateLimitedLog | None = None,
     ) -> None:
         super().__init__(locator=LinkCommands(owner, self))
         first = LinkState.DIALLED if key is not None else LinkState.AWAITING_HELLO
@@ -151,6 +164,9 @@ class LinkProtocol(amp.AMP):
         self._hello_timer: IDelayedCall | None = None
         self._before_hello = 0
         self._box_bytes = 0
+        self._own_log = limited is None
+        self.limited = RateLimitedLog(_log, owner.reactor) if limited is None else limited
+        """Where the link logs what can repeat, a few lines at a time (see :mod:`co2._ratelog`)."""
 
     @property
     def name(self) -> str:
@@ -179,7 +195,7 @@ class LinkProtocol(amp.AMP):
 
     def _no_hello(self) -> None:
         self._hello_timer = None
-        self._drop(f"no Hello within {self.owner.hello_timeout:g}s (request_timeout)")
+        self._drop("no Hello in time", f"no Hello within {self.owner.hello_timeout:g}s (request_timeout)")
 
     def dataReceived(self, data: bytes) -> None:
         if self.machine.fire(LinkEvent.BYTES_ARRIVED) is LinkState.REFUSING:
@@ -187,7 +203,7 @@ class LinkProtocol(amp.AMP):
         if self.machine.state in HEARING_HELLO:
             self._before_hello += len(data)
             if self._before_hello > BEFORE_HELLO:
-                self._drop(f"more than {BEFORE_HELLO} bytes before Hello")
+                self._drop("too much before Hello", f"more than {BEFORE_HELLO} bytes before Hello")
                 return
         super().dataReceived(data)
 
@@ -197,6 +213,8 @@ class LinkProtocol(amp.AMP):
         if self.on_closed is not None:
             on_closed, self.on_closed = self.on_closed, None
             on_closed()
+        if self._own_log:
+            self.limited.close()
 
     def _end(self, event: LinkEvent) -> None:
         """Fire ``event``, which ends the link's life as it was: no Hello timer, and an up link goes down."""
@@ -231,10 +249,11 @@ class LinkProtocol(amp.AMP):
 
     # Boxes that are not what they should be: refused without a traceback.
 
-    def _drop(self, why: str) -> None:
-        """Close the connection for a box that breaks the protocol, saying why; read no more."""
+    def _drop(self, kind: str, why: str) -> None:
+        """Close the connection for a ``kind`` of breach of the protocol, saying why; read no more."""
         self._end(LinkEvent.BREACH)
-        _log.warn("{name}: {why}; connection closed", name=self.name, why=why)
+        self.limited.emit(f"connections closed: {kind}", LogLevel.warn, "{name}: {why}; connection closed",
+                          name=self.name, why=why)
         if self.transport is not None:
             self.transport.loseConnection()
 
@@ -245,7 +264,8 @@ class LinkProtocol(amp.AMP):
             return
         self._box_bytes += 2 + len(string)
         if self._box_bytes > self.owner.max_box_size:
-            self._drop(f"a box of more than {self.owner.max_box_size} bytes (max_message_size)")
+            self._drop("box too large",
+                       f"a box of more than {self.owner.max_box_size} bytes (max_message_size)")
             return
         super().stringReceived(string)
 
@@ -256,7 +276,8 @@ class LinkProtocol(amp.AMP):
         except (amp.NoEmptyBoxes, KeyError):
             # An empty box, one with neither _command, _answer nor _error,
             # or an answer or error to a question never asked.
-            self._drop(f"a box that is neither a command nor an answer: keys {shown(sorted(box))}")
+            self._drop("neither command nor answer",
+                       f"a box that is neither a command nor an answer: keys {shown(sorted(box))}")
 
     def dispatchCommand(self, box: amp.AmpBox) -> Deferred[Any]:
         d: Deferred[Any] = super().dispatchCommand(box)
@@ -268,9 +289,13 @@ class LinkProtocol(amp.AMP):
             return failure
         if error.fatal:
             if not (isinstance(error.local, Failure) and error.local.check(*_LOGGED_BY_AUTHENTICATION)):
-                _log.warn("{name}: refused {command}: {why}; connection closed", name=self.name,
-                          command=shorten(box.get(amp.COMMAND, b"").decode("ascii", "replace")),
-                          why=error.description)
+                command = box.get(amp.COMMAND, b"")
+                kind = command.decode() if command in _COMMANDS else "other commands"
+                self.limited.emit(
+                    f"connections closed: refused {kind}", LogLevel.warn,
+                    "{name}: refused {command}: {why}; connection closed", name=self.name,
+                    command=shorten(command.decode("ascii", "replace")), why=error.description,
+                )
             if amp.ASK not in box and self.transport is not None:
                 self.transport.loseConnection()
         if amp.ASK not in box:
@@ -289,7 +314,8 @@ class LinkProtocol(amp.AMP):
             dialled.greeted()
 
         def refused(failure: Failure) -> None:
-            _log.warn("link {key}: Hello failed: {why}", key=self.key, why=failure.getErrorMessage())
+            self.limited.emit("Hello failed", LogLevel.warn, "link {key}: Hello failed: {why}",
+                              key=self.key, why=failure.getErrorMessage())
             self.refused = failure
             if self.transport is not None:
                 self.transport.loseConnection()
@@ -390,12 +416,14 @@ class LinkProtocol(amp.AMP):
     def _not_acked(self, failure: Failure, number: int) -> None:
         if failure.check(BadBatch):
             # Sending it again cannot help: the peer will refuse it again.
-            _log.error("link {key}: the peer refused a batch, dropped: {why}",
-                       key=self.key, why=failure.getErrorMessage())
+            self.limited.emit("batch refused by the peer", LogLevel.error,
+                              "link {key}: the peer refused a batch, dropped: {why}",
+                              key=self.key, why=failure.getErrorMessage())
             self._acked(None, number)
         elif not failure.check(amp.ProtocolSwitched, *_LOST):
-            _log.error("link {key}: delivery failed ({why}); reconnecting to send it again",
-                       key=self.key, why=failure.getErrorMessage())
+            self.limited.emit("delivery failed", LogLevel.error,
+                              "link {key}: delivery failed ({why}); reconnecting to send it again",
+                              key=self.key, why=failure.getErrorMessage())
             if self.transport is not None:
                 self.transport.loseConnection()
 
@@ -420,7 +448,9 @@ class LinkServerFactory(Factory):
     """
     Makes a :class:`LinkProtocol` for each connection to ``amp_listen``,
     while fewer than ``max_connections`` are open; past that, a new
-    connection is closed at once.
+    connection is closed at once.  Its links share one
+    :class:`~co2._ratelog.RateLimitedLog`, closed when the listener stops
+    (a factory serves one listening port).
     """
 
     noisy = False
@@ -428,10 +458,17 @@ class LinkServerFactory(Factory):
     def __init__(self, owner: LinkOwner, max_connections: int = 1000) -> None:
         self.owner = owner
         self.admission = Admission(max_connections, "the AMP listener", owner.reactor)
+        self.limited = RateLimitedLog(_log, owner.reactor)
+        """Where the links of this listener log what can repeat, a few lines at a time."""
 
     def buildProtocol(self, addr: Any) -> LinkProtocol | None:
         if not self.admission.admit():
             return None
-        link = LinkProtocol(self.owner)
+        link = LinkProtocol(self.owner, limited=self.limited)
         link.on_closed = self.admission.release
         return link
+
+    def stopFactory(self) -> None:
+        """The listener stopped: what its log and its admission counted is logged now, no timer left."""
+        self.limited.close()
+        self.admission.close()

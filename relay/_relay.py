@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from xmlrpc.client import Fault
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from co2 import faults
 from co2._auth import make_authentication
@@ -242,8 +242,11 @@ class Relay:
             raise Fault(faults.INVALID_PARAMS, f"notify: {e}") from None
         host_id = parse_host_id(message["host_id"])
         if caller is not None and not host_matches(host_id, caller[0]):
-            _log.warn(
+            self.router.limited.emit(
+                "notify refused: host_id mismatch", LogLevel.warn,
                 "notify refused: host_id {host_id!r} does not match the caller {ip}",
+                more="notify refused: {count} more host_id(s) not matching the caller within {seconds:g}s, "
+                     "not logged one by one; the last: {host_id!r} from {ip}",
                 host_id=message["host_id"], ip=caller[0],
             )
             raise Fault(
@@ -276,7 +279,7 @@ class Relay:
         not a message co2 can carry (counted as ``invalid``, and logged).
         """
         if sender is FROM_LINK:
-            return read_arrived(body, "a link", self.router.counters)
+            return read_arrived(body, "a link", self.router.counters, self.router.limited)
         return decode_message(body)
 
     def inject(self, message: dict[str, Any], source: str, client_address: list[Any]) -> None:
@@ -330,6 +333,8 @@ class Relay:
         """Commit what is pending and close the spool: the node has stopped."""
         self.directory.stop()
         self.router.close()
+        if self.authentication is not None:
+            self.authentication.close()
 
 
 def _is_classic(peer: str) -> bool:

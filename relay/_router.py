@@ -39,9 +39,10 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from co2._message import check_message, decode_message, encode_message, read_message
+from co2._ratelog import RateLimitedLog
 from co2._values import check_members
 from co2.protocol import encode_envelope
 from relay._outbox import Entry, Outbox
@@ -78,7 +79,9 @@ relay plugins) checks it then, with :func:`read_arrived`.
 """
 
 
-def read_arrived(body: bytes, source: str, counters: Counters) -> dict[str, Any] | None:
+def read_arrived(
+    body: bytes, source: str, counters: Counters, limited: RateLimitedLog
+) -> dict[str, Any] | None:
     """
     The message ``body`` that came by ``source``, checked: None, counted as
     ``invalid`` and logged, when it is not a message co2 can carry.
@@ -87,7 +90,13 @@ def read_arrived(body: bytes, source: str, counters: Counters) -> dict[str, Any]
         return read_message(body)
     except (TypeError, ValueError) as e:
         counters.invalid += 1
-        _log.warn("a message from {source} is not one co2 can carry ({why}); dropped", source=source, why=e)
+        limited.emit(
+            "invalid message", LogLevel.warn,
+            "a message from {source} is not one co2 can carry ({why}); dropped",
+            more="dropped {count:,} more message(s) co2 cannot carry within {seconds:g}s, "
+                 "not logged one by one; the last from {source}: {why}",
+            source=source, why=e,
+        )
         return None
 
 
@@ -138,6 +147,8 @@ class Router:
         self.turn = Turn(reactor, handover, spool, ended=self._end_turn, send=self._send_waiting)
         """The end of each turn: the handover to the plugins, the commit, the acknowledgements."""
         self.counters = Counters()
+        self.limited = RateLimitedLog(_log, reactor)
+        """The router's log lines that can repeat (drops, bad messages): a few, then a count."""
         self.outboxes: dict[str, Outbox] = {}
         self.senders: dict[str, Sender] = {}
         self._expiries: dict[str, IDelayedCall] = {}
@@ -263,10 +274,13 @@ class Router:
 
     def _dropped(self, key: str, entries: list[Entry]) -> None:
         self.counters.dropped += len(entries)
-        _log.warn(
+        self.limited.emit(
+            "outbox full", LogLevel.warn,
             "link {key}: outbox full ({limit} messages or {bytes} bytes); "
             "dropped {count} message(s), the oldest waiting first",
-            key=key, limit=self.outbox_limit, bytes=self.outbox_bytes, count=len(entries),
+            more="outboxes full: dropped {total:,} more message(s) in {count:,} drop(s) within {seconds:g}s, "
+                 "not logged one by one; the last: link {key}",
+            sums="count", key=key, limit=self.outbox_limit, bytes=self.outbox_bytes, count=len(entries),
         )
         if self.spool is not None:
             self.turn.write()
@@ -352,7 +366,7 @@ class Router:
         is not a message co2 can carry (the plugins see checked messages only).
         """
         if sender is FROM_LINK:
-            message = read_arrived(body, source, self.counters)
+            message = read_arrived(body, source, self.counters, self.limited)
             if message is None:
                 return None
         else:
@@ -453,6 +467,7 @@ class Router:
                 expiry.cancel()
         self._expiries.clear()
         self.tap.close()
+        self.limited.close()
 
 
 def _same(passed: dict[str, Any], message: dict[str, Any]) -> bool:

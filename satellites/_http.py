@@ -30,12 +30,13 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web.http import datetimeToString
 from zope.interface import implementer
 
 from co2._admission import Admission
+from co2._ratelog import RateLimitedLog
 from satellites._exchange import Refused, Request, Responding, Response
 from satellites._http_framing import MAX_HEAD, MAX_HEADERS, Framing
 from satellites._soon import Soon, ready, then
@@ -269,7 +270,14 @@ class HTTPChannel(Protocol):
         self._answers.append(slot)
         if answer is None:
             answer = self.server.responding.answer(item, self)
-        slot.pending = then(answer, self._ready, slot, failed=_unless_cancelled)
+        slot.pending = then(answer, self._ready, slot, failed=self._failed)
+
+    def _failed(self, failure: Failure, slot: _Slot) -> None:
+        # A call cancelled because its client went is no failure; anything
+        # else is a bug, which a client could trigger on every request.
+        if not failure.check(CancelledError):
+            self.server.limited.emit("answers failed", LogLevel.critical, "answering a request",
+                                     log_failure=failure)
 
     def _ready(self, response: Response, slot: _Slot) -> None:
         if response.close:
@@ -369,17 +377,13 @@ class HTTPChannel(Protocol):
         self._arm(now + server.idle_timeout)
 
 
-def _unless_cancelled(failure: Failure, slot: _Slot) -> None:
-    if not failure.check(CancelledError):
-        _log.failure("answering a request", failure)
-
-
 @implementer(IProtocolNegotiationFactory)
 class HTTPFactory(Factory):
     """
     Makes an :class:`HTTPChannel` for each connection, while fewer than
     ``admission.limit`` are open (past it, a connection gets ``503``);
-    ``responding`` answers the requests they frame.
+    ``responding`` answers the requests they frame.  A factory serves one
+    listening port: when it stops, what its logs counted is logged.
     """
 
     noisy = False
@@ -401,6 +405,8 @@ class HTTPFactory(Factory):
         self.request_timeout = request_timeout
         self._second = -1
         self._date = b""
+        self.limited = RateLimitedLog(_log, reactor)
+        """Where what can repeat once per request is logged, a few lines at a time."""
 
     def acceptableProtocols(self) -> list[bytes]:
         """
@@ -417,6 +423,11 @@ class HTTPFactory(Factory):
         channel.factory = self
         channel._counted = True
         return channel
+
+    def stopFactory(self) -> None:
+        """The listener stopped: what its logs counted is logged now, and no timer is left."""
+        self.limited.close()
+        self.admission.close()
 
     def date_header(self, now: float) -> bytes:
         """The ``Date`` header line for ``now``; formatted once a second."""

@@ -304,12 +304,16 @@ def check_still_serving(hostile: Hostile) -> str:
     """The satellite answers a normal call; returns its log up to now."""
     proc = hostile.proc
     assert "system.listMethods" in proc.proxy(TIMEOUT).system.listMethods()
-    # A refused notify logs a line of its own: everything logged before it is in.
-    nonce = 9_000_000 + next(_fences)
-    with pytest.raises(xmlrpc.client.Fault) as refused:
-        proc.proxy(TIMEOUT).notify({"data": 0, "host_id": f"{nonce}@192.0.2.1:1"})
-    assert refused.value.faultCode == -32000
-    fence = proc.wait_output(rf"notify refused: host_id '{nonce}@192\.0\.2\.1:1'", TIMEOUT)
+    # A new link logs a line of its own ("link ... up", never rate-limited):
+    # everything logged before it is in.
+    node = f"fence{next(_fences)}"
+    link = AmpLink(hostile.amp_port)
+    try:
+        link.send(hello(node=node.encode()))
+        assert link.reply() is not None
+        fence = proc.wait_output(rf"link node:{node} up", TIMEOUT)
+    finally:
+        link.close()
     return proc.stdout[: fence.start()]
 
 

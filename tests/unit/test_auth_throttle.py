@@ -91,17 +91,30 @@ def test_a_small_burst_sets_no_timer(log: Any) -> None:
 
 
 def test_the_count_names_each_listener(log: Any) -> None:
-    """Refusals held back at the two doors are counted per listener."""
+    """Each listener has its own few lines per window, and its own count of the others."""
     clock = Clock()
     auth = Authentication(["memory:a:b"], ["*"], clock)
     burst(auth, 6)
-    burst(auth, 3, AMP)
+    burst(auth, 8, AMP)
+    assert len(log(f"{XMLRPC}: refused")) == len(log(f"{AMP}: refused")) == 5
     clock.advance(REPORT_EVERY)
     assert sorted(log("more refusal")) == [
         f"{AMP}: 3 more refusal(s) within {REPORT_EVERY:g}s not logged one by one",
         f"{XMLRPC}: 1 more refusal(s) within {REPORT_EVERY:g}s not logged one by one",
     ]
-    assert auth.refused == 9
+    assert auth.refused == 14
+
+
+def test_close_logs_the_count_at_once_and_leaves_no_timer(log: Any) -> None:
+    """A node that stops closes its Authentication: the refusals held back are counted now, no timer left."""
+    clock = Clock()
+    auth = Authentication(["memory:a:b"], ["*"], clock)
+    burst(auth, 12)
+    auth.close()
+    assert log("more refusal") == [
+        f"{XMLRPC}: 7 more refusal(s) within {REPORT_EVERY:g}s not logged one by one"
+    ]
+    assert clock.getDelayedCalls() == []
 
 
 def test_each_window_reports_its_own_count_once(log: Any) -> None:

@@ -212,3 +212,20 @@ def test_a_plugin_sending_far_more_than_an_outbox_holds_loses_nothing(paced_netw
     assert got == list(range(2000))
     assert a.relay.router.counters.dropped == 0 and b.relay.router.counters.dropped == 0
     assert a.plugins[0].told[0] == "paused" and a.plugins[0].told[-1] == "resumed"
+
+
+def test_a_flood_of_drops_is_logged_a_few_lines_then_one_count(logged):
+    """1,000 drops on a down link: a few lines as they come, then one line counting the rest, by a timer."""
+    reactor = TestReactor()
+    router = Router(reactor, lambda turn: None, outbox_limit=1)
+    router.outbox("peer:down")
+    for n in range(1001):
+        router.send(message(n), ADDRESS)
+    lines = [e for e in logged if str(e.get("log_format", "")).startswith("link {key}: outbox full")]
+    assert 1 <= len(lines) <= 10
+    reactor.advance(10)
+    counted = [e for e in logged if "not logged one by one" in str(e.get("log_format", ""))]
+    assert len(counted) == 1 and counted[0]["total"] == 1000 - len(lines)
+    assert router.counters.dropped == 1000
+    router.close()
+    assert reactor.getDelayedCalls() == []

@@ -6,12 +6,15 @@ from typing import Any
 
 import pytest
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import formatEvent
 
+from co2._admission import Admission
+from co2._ratelog import LINES
 from co2._xmlrpc import dump_call, parse_response
 from satellites import Dispatcher, Method, MethodRegistry, make_server
-from satellites._http import MAX_HEAD, MAX_HEADERS, MAX_PIPELINED, HTTPChannel
+from satellites._http import MAX_HEAD, MAX_HEADERS, MAX_PIPELINED, HTTPChannel, HTTPFactory
 
 PEER = IPv4Address("TCP", "10.1.2.3", 40404)
 HOST = IPv4Address("TCP", "127.0.0.1", 2004)
@@ -448,23 +451,71 @@ def test_connections_past_the_limit_get_503(reactor: MemoryReactorClock) -> None
     assert values(second) == [2]
 
 
-def test_refused_connections_are_logged_at_most_every_ten_seconds(reactor: MemoryReactorClock) -> None:
-    """A flood of refused connections gives one warning per ten seconds, with the count."""
-    from twisted.logger import globalLogPublisher
+def refusal_lines(events: list[dict[str, Any]]) -> list[str]:
+    """The lines about refused connections among ``events``."""
+    return [formatEvent(e) for e in events if e.get("log_namespace") == "co2.limits"]
 
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    try:
-        factory = limited(reactor, max_connections=1)
+
+def test_refused_connections_are_logged_a_few_at_a_time(
+    reactor: MemoryReactorClock, logged: list[dict[str, Any]]
+) -> None:
+    """A flood of refused connections gives LINES warnings, then one counting the others after 10 s."""
+    factory = limited(reactor, max_connections=1)
+    Connection(factory)
+    for _ in range(50):
         Connection(factory)
-        for _ in range(50):
-            Connection(factory)
-        reactor.advance(10)
+    one = "the XML-RPC listener: refused a connection: 1 already open (max_connections)"
+    assert refusal_lines(logged) == [one] * LINES
+    reactor.advance(10)
+    assert refusal_lines(logged)[LINES:] == [
+        f"the XML-RPC listener: {50 - LINES} more connection(s) refused within 10s: 1 already open "
+        "(max_connections)"
+    ]
+    counted = [e["count"] for e in logged if e.get("log_namespace") == "co2.limits" and "count" in e]
+    assert counted == [50 - LINES]
+    Connection(factory)
+    assert refusal_lines(logged)[-1] == one
+    assert factory.admission.refused == 51
+
+
+def test_a_listener_that_stops_logs_its_counts_and_leaves_no_timer(
+    reactor: MemoryReactorClock, logged: list[dict[str, Any]]
+) -> None:
+    """When the listening port stops, the refusals held back are counted at once and no timer is left."""
+    factory = limited(reactor, max_connections=1)
+    factory.doStart()
+    Connection(factory)
+    idle = list(reactor.getDelayedCalls())  # the admitted connection's idle timer
+    for _ in range(LINES + 3):
         Connection(factory)
-    finally:
-        globalLogPublisher.removeObserver(events.append)
-    refusals = [e for e in events if e.get("log_namespace") == "co2.limits"]
-    assert [e["count"] for e in refusals] == [1, 50]
+    assert len(reactor.getDelayedCalls()) == len(idle) + 1
+    factory.doStop()
+    assert refusal_lines(logged)[-1].startswith("the XML-RPC listener: 3 more connection(s) refused")
+    assert reactor.getDelayedCalls() == idle
+
+
+class Broken:
+    """A router whose every answer fails: a bug that a client could set off with each request."""
+
+    def answer(self, request: Any, channel: Any) -> Deferred[Any]:
+        return fail(ZeroDivisionError("a bug"))
+
+
+def test_answers_that_fail_are_logged_a_few_at_a_time(
+    reactor: MemoryReactorClock, logged: list[dict[str, Any]]
+) -> None:
+    """A request that sets off a bug, sent again and again: LINES tracebacks, then one count."""
+    factory = HTTPFactory(Broken(), reactor, Admission(100, "test", reactor), 4096)
+    for _ in range(40):
+        Connection(factory).send(call("add", 1, 2))
+    failures = [e for e in logged if e.get("log_namespace") == "co2.http"]
+    assert len(failures) == LINES and all(e["log_failure"].check(ZeroDivisionError) for e in failures)
+    reactor.advance(10)
+    last = [e for e in logged if e.get("log_namespace") == "co2.http"][-1]
+    assert "log_failure" not in last
+    assert formatEvent(last) == (
+        f"answers failed: {40 - LINES} more within 10s not logged one by one; the last: answering a request"
+    )
 
 
 def test_the_nesting_limit_is_configurable(reactor: MemoryReactorClock) -> None:

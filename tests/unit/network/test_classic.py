@@ -10,11 +10,13 @@ from xmlrpc.client import Fault
 import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 
 from co2 import faults
+from co2._ratelog import LINES
 from co2._xmlrpc import dump_fault, dump_response, parse_call
 from co2.protocol import decode_envelope
 from co2.testing import HTTPResponse, MemoryXMLRPCClient
@@ -400,3 +402,62 @@ def test_bad_id_or_hops_is_invalid_params(notify, routing):
     assert e.value.faultCode == faults.INVALID_PARAMS
     assert satellite.plugins[0].got == []
 
+
+def refuse_each(reactor: Any, satellite: Satellite, agent: FakeAgent, count: int) -> None:
+    """Send ``count`` messages; the peer refuses each with fault -32602."""
+    for n in range(count):
+        satellite.plugins[0].send(n)
+    reactor.advance(0)
+    for n in range(count):
+        agent.posted[n].fault(-32602)
+        reactor.advance(0)
+
+
+def refusal_lines(logged: list[dict[str, Any]]) -> list[str]:
+    return [line for line in map(formatEvent, logged) if URL in line and "refused" in line]
+
+
+def test_a_flood_of_refused_messages_is_logged_a_few_at_a_time(reactor, sender, logged):
+    """Fifty refusals: LINES lines as they come, then one line counting the others when 10 s end."""
+    satellite, link, agent = sender
+    refuse_each(reactor, satellite, agent, 50)
+    assert link.refused == 50
+    assert len(refusal_lines(logged)) == LINES
+    reactor.advance(10)
+    lines = refusal_lines(logged)
+    assert len(lines) == LINES + 1
+    assert lines[-1] == (
+        f"messages refused: {50 - LINES} more within 10s not logged one by one; "
+        f"the last: link {URL} refused message {agent.posted[49].struct['id']}: -32602 no thanks"
+    )
+
+
+def test_a_flood_of_failed_posts_is_logged_a_few_at_a_time(reactor, sender, logged):
+    """A peer that answers HTTP 503 to post after post, retried every 0.1 s: LINES lines, then a count."""
+    satellite, link, agent = sender
+    link.retry = lambda failures: 0.1
+    satellite.plugins[0].send("again and again")
+    reactor.advance(0)
+    for n in range(30):
+        agent.posted[n].answer.callback(Response(503, b"busy"))
+        reactor.advance(0.1)
+    assert len(agent.posted) == 31
+
+    def lines() -> list[str]:
+        return [line for line in map(formatEvent, logged) if "HTTP 503" in line]
+
+    assert len(lines()) == LINES
+    reactor.advance(10)
+    assert lines()[LINES:] == [
+        f"HTTP errors: {30 - LINES} more within 10s not logged one by one; "
+        f"the last: link {URL} answered HTTP 503, will retry"
+    ]
+
+
+def test_stopping_the_link_logs_the_count_and_leaves_no_timer(reactor, sender, logged):
+    """A classic link that stops logs what its log counted at once; none of its timers is left."""
+    satellite, link, agent = sender
+    refuse_each(reactor, satellite, agent, LINES + 4)
+    links_of(satellite).stopService()
+    assert refusal_lines(logged)[-1].startswith("messages refused: 4 more within 10s")
+    assert len(link.limited) == 0  # no window open, so no timer
