@@ -24,6 +24,7 @@ from co2.testing import OutputReader, end_process, start_command, timeout_proxy
 BIN_DIR = Path(sys.executable).parent
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+MIB = 1024 * 1024
 
 ERROR_LINE = re.compile(r"#(error|critical)\]|Traceback|Unhandled")
 # What the processes ended so far logged at error level, or how they exited
@@ -53,6 +54,10 @@ class Proc:
     @property
     def pid(self) -> int:
         return self.popen.pid
+
+    def line_count(self) -> int:
+        """The lines of stdout and stderr read so far."""
+        return self.stdout.text.count("\n") + self.stderr.text.count("\n")
 
     def describe(self, tail: int = 40) -> str:
         """The command, its status and the end of its output, for error messages."""
@@ -164,3 +169,14 @@ def cpu_seconds(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()  # fields from the 3rd (state) on
     utime, stime = int(fields[11]), int(fields[12])
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def status_bytes(pid: int, field: str) -> int:
+    """
+    A size of /proc/PID/status, in bytes: ``VmRSS`` (resident now),
+    ``VmHWM`` (the peak resident size since the process started)…
+    """
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise BenchError(f"no {field} in /proc/{pid}/status")

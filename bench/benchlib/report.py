@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import operator
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -19,20 +21,36 @@ from . import wrk
 
 REPO = Path(__file__).resolve().parents[2]
 TIMES = "\N{MULTIPLICATION SIGN}"
+# A target's comparison: how the table shows it, and the test.
+OPS: dict[str, tuple[str, Callable[[float, float], bool]]] = {
+    ">=": ("≥", operator.ge),
+    "<=": ("≤", operator.le),
+    "<": ("<", operator.lt),
+    ">": (">", operator.gt),
+}
 
 
 @dataclass(frozen=True)
 class Target:
-    """A bound on a row's ratio: ``ratio >= value`` or ``ratio <= value``."""
+    """
+    A bound on a row's ratio (``ratio >= value``…), or, when ``unit`` is
+    given, on the row's own value in that unit (``value < 400 MiB``…).
+    """
 
-    op: str  # ">=" or "<="
+    op: str  # ">=", "<=", "<" or ">"
     value: float
+    unit: str = ""  # "": a bound on the ratio; else on the row's value, whose unit this is
 
-    def met(self, ratio: float) -> bool:
-        return ratio >= self.value if self.op == ">=" else ratio <= self.value
+    def met(self, measured: float) -> bool:
+        return OPS[self.op][1](measured, self.value)
 
     def __str__(self) -> str:
-        return f"{'≥' if self.op == '>=' else '≤'} {self.value:g}{TIMES}"
+        return f"{OPS[self.op][0]} {self.value:g}{f' {self.unit}' if self.unit else TIMES}"
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.unit:
+            return {"co2": self.op, "value": self.value, "unit": self.unit}
+        return {"ratio": self.op, "value": self.value}
 
 
 @dataclass
@@ -50,9 +68,10 @@ class Row:
 
     @property
     def met(self) -> bool | None:
-        if self.target is None or self.ratio is None:
+        if self.target is None:
             return None
-        return self.target.met(self.ratio)
+        measured = self.value if self.target.unit else self.ratio
+        return None if measured is None else self.target.met(measured)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,7 +83,7 @@ class Row:
                 "unit": self.baseline_unit or self.unit,
             },
             "ratio": self.ratio,
-            "target": None if self.target is None else {"ratio": self.target.op, "value": self.target.value},
+            "target": None if self.target is None else self.target.as_dict(),
             "met": self.met,
         }
 
@@ -88,7 +107,9 @@ def number(value: float | None, unit: str = "") -> str:
     if value is None:
         return ""
     size = abs(value)
-    if size >= 100:
+    if isinstance(value, int):  # a count
+        text = f"{value:,}"
+    elif size >= 100:
         text = f"{value:,.0f}"
     elif size >= 10:
         text = f"{value:.1f}"
