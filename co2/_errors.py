@@ -18,6 +18,7 @@ The exceptions co2 raises, in one tree::
      |    +-- Unauthorized          Hello: credentials missing or wrong
      |    +-- NodeIdTaken           Hello: another user's link holds that node id
      |    +-- LoginThrottled        too many failed logins (also an UnauthorizedLogin)
+     |    +-- WindowExceeded        Deliver: more batches unanswered than the window allows
      +-- CommandError               the co2 command line client
      |    +-- ClientError           a call that failed (exit 1)
      |    +-- UsageError            a command line that cannot be carried out (exit 2)

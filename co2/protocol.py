@@ -44,6 +44,7 @@ __all__ = [
     "SameNode",
     "Unauthorized",
     "UnexpectedHello",
+    "WindowExceeded",
     "decode_batch",
     "decode_envelope",
     "encode_batch",
@@ -99,6 +100,10 @@ class NotIntroduced(ProtocolError):
 
 class BadBatch(ProtocolError, ValueError):
     """A Deliver batch that is not an array of well-formed envelopes."""
+
+
+class WindowExceeded(ProtocolError):
+    """A peer sent a Deliver while as many of its batches as the window allows were unanswered."""
 
 
 class BadArguments(ProtocolError, ValueError):
@@ -177,7 +182,7 @@ class Deliver(amp.Command):
     arguments = [(b"batch", Chunked())]
     response = []
     errors = {**_LINK_ERRORS, BadBatch: b"BAD_BATCH"}
-    fatalErrors = dict(_FATAL_ERRORS)
+    fatalErrors = {**_FATAL_ERRORS, WindowExceeded: b"WINDOW_EXCEEDED"}
 
 
 class Announce(amp.Command):

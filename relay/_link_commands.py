@@ -206,9 +206,14 @@ class LinkCommands(amp.CommandLocator):
         """A batch of messages for the router; the answer, once they are taken, acknowledges them."""
         key = self.link.key_once_up()
         envelopes = decode_batch(batch)
+        self.link.batch_arrived()
         self.owner.link_stats.messages_in[key] += len(envelopes)
         d = self.owner.router.arrived(envelopes, key, self.link.peer_address)
-        return d.addCallback(lambda _: {})
+        return d.addCallback(self._answered)
+
+    def _answered(self, _: object) -> dict[str, Any]:
+        self.link.batch_answered()
+        return {}
 
     @Announce.responder
     def announced(

@@ -39,6 +39,7 @@ from co2.protocol import (
     IncompatibleVersion,
     NodeIdTaken,
     Unauthorized,
+    WindowExceeded,
     encode_batch,
 )
 from relay._directory import Directory
@@ -161,6 +162,7 @@ class LinkProtocol(amp.AMP):
         self.dialled_by: Attempts | None = None
         """The failed attempts of the peer service that dialled this link, which says Hello as it connects."""
         self._pump_call: IDelayedCall | None = None
+        self._batches_unanswered = 0
         self._hello_timer: IDelayedCall | None = None
         self._before_hello = 0
         self._box_bytes = 0
@@ -376,6 +378,23 @@ class LinkProtocol(amp.AMP):
     def _up(self) -> None:
         if self.machine.state is LinkState.UP:
             self.owner.directory.link_up(self)
+
+    def batch_arrived(self) -> None:
+        """
+        The peer sent a Deliver: one more of its batches unanswered.  Raises
+        :class:`~co2.protocol.WindowExceeded` (which closes the link) when
+        :data:`WINDOW` are unanswered already: a peer keeps to the window,
+        so what a congested node holds for it stays bounded.
+        """
+        if self._batches_unanswered >= WINDOW:
+            raise WindowExceeded(
+                f"a Deliver while {WINDOW} batches are unanswered: a peer may have at most {WINDOW}"
+            )
+        self._batches_unanswered += 1
+
+    def batch_answered(self) -> None:
+        """One of the peer's batches was answered."""
+        self._batches_unanswered -= 1
 
     def key_once_up(self) -> str:
         """This link's key, for a command from the peer; raises ``NotIntroduced`` unless the link is up."""

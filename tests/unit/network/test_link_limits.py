@@ -106,3 +106,40 @@ def test_a_connection_that_never_says_hello_is_closed_after_request_timeout(
     silent.pump.flush()
     assert silent.closed and not talking.closed
     assert any("no Hello within 7s (request_timeout)" in formatEvent(e) for e in logged)
+
+
+class _Stuck:
+    """An up link that never sends: its outbox only fills."""
+
+    def wake(self) -> None:
+        pass
+
+    def send_now(self) -> None:
+        pass
+
+
+def test_a_peer_past_the_window_is_refused_and_cut_off(network, make_satellite) -> None:
+    """
+    While a node is congested it parks the batches it cannot take yet: a
+    peer that keeps sending past the window (8 unanswered) gets the fatal
+    WINDOW_EXCEEDED and loses the link, so what is parked stays bounded.
+    """
+    from co2._message import encode_message
+    from co2.protocol import WindowExceeded, encode_batch, encode_envelope
+    from relay._links import WINDOW
+
+    satellite = make_satellite("a", "rec", outbox_limit=2)
+    router = satellite.relay.router
+    router.attach("peer:stuck", _Stuck())
+    satellite.plugins[0].send("fills the stuck link's outbox")
+    assert router.congested
+    client, link = introduced_client(network, "a")
+    body = encode_message({"data": 1, "host_id": "9@10.0.0.9:2004"})
+    answers: list[Any] = []
+    for n in range(WINDOW + 1):
+        batch = encode_batch([encode_envelope(f"w.{n}", 3, body)])
+        client.callRemote(Deliver, batch=batch).addBoth(answers.append)
+    link.pump.flush()
+    assert answers[0].check(WindowExceeded)
+    assert f"a peer may have at most {WINDOW}" in answers[0].getErrorMessage()
+    assert link.closed and len(answers) == WINDOW + 1  # the parked ones end with the connection
