@@ -56,6 +56,8 @@ DATETIME_EXT = 1
 MAX_DEPTH = 64
 """How many arrays and structs a value may nest (recursive values never end)."""
 
+_isfinite = math.isfinite
+
 _INT_MIN = -(2**63)
 _INT_MAX = 2**63 - 1
 
@@ -95,33 +97,45 @@ def check_text(text: str) -> None:
 
 def _check(value: Any, depth: int) -> None:
     kind = type(value)
-    if kind is str:
-        check_text(value)
-    elif kind is dict:
+    if kind is dict:
         if depth >= MAX_DEPTH:
             raise ValueError(f"value nests deeper than {MAX_DEPTH} levels or holds itself")
-        for key, item in value.items():
+        for key in value:
             if type(key) is not str:
                 raise TypeError(f"struct keys must be strings, not {type(key).__name__}")
-            check_text(key)
-            _check(item, depth + 1)
+            if len(key) >= _LONG or not key.isprintable():
+                check_text(key)
+        _check_items(value.values(), depth + 1)
     elif kind is list or kind is tuple:
         if depth >= MAX_DEPTH:
             raise ValueError(f"value nests deeper than {MAX_DEPTH} levels or holds itself")
-        for item in value:
-            _check(item, depth + 1)
-    elif kind is int:
-        if not _INT_MIN <= value <= _INT_MAX:
-            raise ValueError(f"integer {value} does not fit in 64 bits")
-    elif kind is float:
-        if not math.isfinite(value):
-            raise ValueError(f"XML-RPC has no double for {value!r}")
-    elif kind in _SCALARS:
-        pass
-    elif kind is xmlrpc.client.DateTime:
-        _datetime_of(value)
+        _check_items(value, depth + 1)
     else:
-        _check(_attributes(value), depth)
+        _check_items((value,), depth)
+
+
+def _check_items(items: Any, depth: int) -> None:
+    # The leaves a value is mostly made of are checked here, in the loop,
+    # without a call each: this walk is paid for every message.
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if len(item) >= _LONG or not item.isprintable():
+                check_text(item)
+        elif kind is int:
+            if not _INT_MIN <= item <= _INT_MAX:
+                raise ValueError(f"integer {item} does not fit in 64 bits")
+        elif kind is float:
+            if not _isfinite(item):
+                raise ValueError(f"XML-RPC has no double for {item!r}")
+        elif kind is dict or kind is list or kind is tuple:
+            _check(item, depth)
+        elif kind in _SCALARS:
+            pass
+        elif kind is xmlrpc.client.DateTime:
+            _datetime_of(item)
+        else:
+            _check(_attributes(item), depth)
 
 
 def _attributes(value: Any) -> dict[str, Any]:
