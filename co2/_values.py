@@ -40,7 +40,9 @@ from typing import Any
 import msgpack
 
 __all__ = [
+    "ASCII_NOT_XML",
     "DATETIME_EXT",
+    "LONG_TEXT",
     "MAX_DEPTH",
     "array_header",
     "check_members",
@@ -66,12 +68,12 @@ _DATETIME = struct.Struct(">H5B")
 
 # Characters XML 1.0 cannot carry at all, escaped or not.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_ASCII_NOT_XML = tuple(chr(c) for c in range(0x20) if c not in b"\t\n\r")
+ASCII_NOT_XML = tuple(chr(c) for c in range(0x20) if c not in b"\t\n\r")
 
 # From this length on, looking for each character XML cannot carry (each a
 # memchr over the text, in C) is a quicker test of ASCII text than
 # isprintable(), which looks each character up in a table.
-_LONG = 512
+LONG_TEXT = 512
 
 _SCALARS = frozenset({bool, type(None), bytes, bytearray, datetime.datetime, xmlrpc.client.Binary})
 # The types xmlrpc.client marshals; it refuses their subclasses.
@@ -82,10 +84,10 @@ def check_text(text: str) -> None:
     """Check that ``text`` holds only characters XML can carry; raises ``ValueError``."""
     # Each quick test passes only text XML can carry; the regex, slower,
     # has the last word (on tabs, newlines, format characters).
-    if len(text) < _LONG or not text.isascii():
+    if len(text) < LONG_TEXT or not text.isascii():
         if text.isprintable():
             return
-    elif not any(map(text.__contains__, _ASCII_NOT_XML)):
+    elif not any(map(text.__contains__, ASCII_NOT_XML)):
         return
     found = _NOT_XML.search(text)
     if found is not None:
@@ -103,7 +105,7 @@ def _check(value: Any, depth: int) -> None:
         for key in value:
             if type(key) is not str:
                 raise TypeError(f"struct keys must be strings, not {type(key).__name__}")
-            if len(key) >= _LONG or not key.isprintable():
+            if len(key) >= LONG_TEXT or not key.isprintable():
                 check_text(key)
         _check_items(value.values(), depth + 1)
     elif kind is list or kind is tuple:
@@ -120,7 +122,7 @@ def _check_items(items: Any, depth: int) -> None:
     for item in items:
         kind = type(item)
         if kind is str:
-            if len(item) >= _LONG or not item.isprintable():
+            if len(item) >= LONG_TEXT or not item.isprintable():
                 check_text(item)
         elif kind is int:
             if not _INT_MIN <= item <= _INT_MAX:

@@ -28,6 +28,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from co2._values import ASCII_NOT_XML, LONG_TEXT
 from co2._xmlrpc_exact import (
     INT32,
     INT64,
@@ -72,10 +73,21 @@ _QUICK_DEPTH = 64
 _SPECIAL = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
+# Long ASCII text is looked through with one memchr per character that
+# matters (in C), rather than by the regex, one character at a time.
+_MARKUP = ("&", "<", ">", "\r")
+
+
 def _escape(text: str) -> str:
     """``text`` as character data; characters XML cannot carry are _Unhandled."""
     # isalnum() is the cheap test that most names and words pass.
-    if text.isalnum() or _SPECIAL.search(text) is None:
+    if text.isalnum():
+        return text
+    if len(text) >= LONG_TEXT and text.isascii():
+        if any(map(text.__contains__, ASCII_NOT_XML)):
+            raise _Unhandled
+        return escape_exactly(text) if any(map(text.__contains__, _MARKUP)) else text
+    if _SPECIAL.search(text) is None:
         return text
     if NOT_XML.search(text) is not None:
         raise _Unhandled
@@ -391,7 +403,7 @@ def _read_values(text: str, start: int, kind: int, max_depth: int) -> tuple[list
 # hostile bodies cannot make the table grow without end.
 _ENDS: dict[str, tuple[tuple[int, int], ...]] = {}
 _ENDS_KEPT = 1024
-_LONGEST_KEPT = 512
+LONG_TEXTEST_KEPT = 512
 
 
 def _ends(run: str) -> tuple[tuple[int, int], ...]:
@@ -404,7 +416,7 @@ def _ends(run: str) -> tuple[tuple[int, int], ...]:
     meaning = tuple(
         (_STRUCT if closed == "s" else _ARRAY, holders[outer]) for closed, outer in _END.findall(run)
     )
-    if len(_ENDS) < _ENDS_KEPT and len(run) <= _LONGEST_KEPT:
+    if len(_ENDS) < _ENDS_KEPT and len(run) <= LONG_TEXTEST_KEPT:
         _ENDS[run] = meaning
     return meaning
 

@@ -102,10 +102,10 @@ EQUIVALENT: dict[str, set[tuple[str, str, str]]] = {
         ("read_message", "if len(message) == 2:", "2 -> 1"),
     },
     "co2/_values.py": {
-        ("", r'_ASCII_NOT_XML = tuple(chr(c) for c in range(0x20) if c not in b"\t\n\r")', "32 -> 33"),
-        ("", "_LONG = 512", "512 -> 513"),
-        ("", "_LONG = 512", "512 -> 511"),
-        ("check_text", "if len(text) < _LONG or not text.isascii():", "< -> <="),
+        ("", r'ASCII_NOT_XML = tuple(chr(c) for c in range(0x20) if c not in b"\t\n\r")', "32 -> 33"),
+        ("", "LONG_TEXT = 512", "512 -> 513"),
+        ("", "LONG_TEXT = 512", "512 -> 511"),
+        ("check_text", "if len(text) < LONG_TEXT or not text.isascii():", "< -> <="),
     },
     "relay/_outbox.py": {
         ("", "_COMPACT_AFTER = 4096", "4096 -> 4097"),

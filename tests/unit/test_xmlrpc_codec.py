@@ -712,3 +712,19 @@ def test_a_method_name_xml_cannot_carry_is_refused():
     with pytest.raises(ValueError, match="XML cannot carry"):
         dump_call("a\x00b", ())
     assert parse_call(dump_call("a&<b>\r", ())) == ("a&<b>\r", ())
+
+
+@given(
+    st.integers(min_value=0, max_value=2000),
+    st.lists(st.sampled_from(["&", "<", ">", "\r", "\n", "\t", "é", "\x00", "\x1f", "]]>", "x"]), max_size=4),
+)
+def test_long_text_is_written_as_the_exact_encoder_writes_it(pad, specials):
+    """Long text, with markup, with what XML cannot carry, or plain: written as the exact path writes it."""
+    text = "word " * (pad // 5) + "".join(specials)
+    try:
+        expected = value_exactly(text).encode()
+    except (TypeError, ValueError):
+        with pytest.raises((TypeError, ValueError)):
+            dump_value(text)
+        return
+    assert dump_value(text) == expected
