@@ -106,6 +106,8 @@ EQUIVALENT: dict[str, set[tuple[str, str, str]]] = {
         ("", "LONG_TEXT = 512", "512 -> 513"),
         ("", "LONG_TEXT = 512", "512 -> 511"),
         ("check_text", "if len(text) < LONG_TEXT or not text.isascii():", "< -> <="),
+        ("_check", "if len(key) >= LONG_TEXT or not key.isprintable():", ">= -> >"),
+        ("_check_items", "if len(item) >= LONG_TEXT or not item.isprintable():", ">= -> >"),
     },
     "relay/_outbox.py": {
         ("", "_COMPACT_AFTER = 4096", "4096 -> 4097"),
