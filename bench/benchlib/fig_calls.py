@@ -1,20 +1,22 @@
 """
 Figures 1 and 2: XML-RPC calls per second of ``bench.calls.add`` under wrk
 (4 keep-alive connections), single calls against the baseline servers, and
-100 calls per ``system.multicall`` request.
+100 calls per ``system.multicall`` request; and of ``bench.calls.text()``,
+whose answer is a 100 KiB text, against the threading SimpleXMLRPCServer.
 """
 
 from __future__ import annotations
 
 import base64
 import xmlrpc.client
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import wrk
 from .baselines import XMLRPC_BASELINES, start_xmlrpc
 from .nodes import start_satellite
-from .plugins import write_calls
+from .plugins import TEXT, TEXT_SIZE, write_calls
 from .procs import BenchError, Processes, proxy
 from .report import Row, Target, compare
 from .sizes import Sizes
@@ -25,6 +27,10 @@ SINGLE_BODY = xmlrpc.client.dumps((POINT,), "bench.calls.add")
 MULTI_BODY = xmlrpc.client.dumps(
     ([{"methodName": "bench.calls.add", "params": [POINT]}] * MULTICALL_SIZE,), "system.multicall"
 )
+TEXT_BODY = xmlrpc.client.dumps((), "bench.calls.text")
+TEXT_EXPECT = f"<string>{TEXT}</string>"  # the whole answer: co2 and xmlrpc.client both write it so
+TEXT_BASELINES = ("SimpleXMLRPCServer+ThreadingMixIn",)
+"""The baselines the text answer is measured against."""
 
 
 USER, PASSWORD = "bench", "bench-pw"
@@ -33,12 +39,29 @@ WITH_AUTH = "co2 with auth"
 """A satellite with ``auth`` (an in-memory checker): every call gives HTTP Basic credentials."""
 
 
-def check_single(url: str) -> None:
-    """One call with xmlrpc.client: the answer must be 3."""
+def check_call(url: str, method: str, params: tuple[Any, ...], expected: Any) -> None:
+    """One call of ``method(*params)`` with xmlrpc.client: the answer must be ``expected``."""
     with proxy(url) as server:
-        answer = server.bench.calls.add(POINT)
-    if answer != 3:
-        raise BenchError(f"{url}: bench.calls.add({POINT}) answered {answer!r}, not 3")
+        answer = getattr(server, method)(*params)
+    if answer != expected:
+        call = f"{method}({', '.join(map(repr, params))})"
+        raise BenchError(f"{url}: {call} answered {short(answer)}, not {short(expected)}")
+
+
+def short(value: Any, most: int = 80) -> str:
+    """``repr(value)``, cut after ``most`` characters."""
+    text = repr(value)
+    return text if len(text) <= most else f"{text[:most]}… ({len(text):,} characters in all)"
+
+
+def check_single(url: str) -> None:
+    """One call of bench.calls.add: the answer must be 3."""
+    check_call(url, "bench.calls.add", (POINT,), 3)
+
+
+def check_text(url: str) -> None:
+    """One call of bench.calls.text: the answer must be the 100 KiB text."""
+    check_call(url, "bench.calls.text", (), TEXT)
 
 
 def check_multicall(url: str) -> None:
@@ -68,16 +91,36 @@ MULTICALL_BASELINES = ("SimpleXMLRPCServer", "SimpleXMLRPCServer+ThreadingMixIn"
 """The baselines that answer system.multicall (twisted.web.xmlrpc has none)."""
 
 
-def measure(
-    work: Path, sizes: Sizes, progress: Any
-) -> tuple[dict[str, wrk.WrkResult], dict[str, wrk.WrkResult]]:
-    """wrk results of co2 and of each baseline, for single calls and for multicalls."""
+@dataclass
+class Measured:
+    """wrk results by server name: single adds, multicalls, text answers."""
+
+    single: dict[str, wrk.WrkResult] = field(default_factory=dict)
+    multicall: dict[str, wrk.WrkResult] = field(default_factory=dict)
+    text: dict[str, wrk.WrkResult] = field(default_factory=dict)
+
+
+def text_mb_per_s(result: wrk.WrkResult) -> float:
+    """MB/s of text answered (the text alone, as figure 3 counts data)."""
+    return result.rate * TEXT_SIZE / 1e6
+
+
+def measure_text(name: str, url: str, script: Path, sizes: Sizes, measured: Measured, progress: Any) -> None:
+    """Check one text answer from ``url``, then load it with wrk."""
+    check_text(url)
+    result = measured.text[name] = load(f"{name} text", url, script, sizes.wrk_seconds)
+    progress(f"{name} text: {result.rate:,.0f} calls/s ({text_mb_per_s(result):,.1f} MB/s of text)")
+
+
+def measure(work: Path, sizes: Sizes, progress: Any) -> Measured:
+    """wrk results of co2 and of each baseline, for single calls, multicalls and text answers."""
     plugin_dir = work / "calls-plugins"
     package = write_calls(plugin_dir)
     single = wrk.write_script(work / "single.lua", SINGLE_BODY, "<int>3</int>")
     multi = wrk.write_script(work / "multi.lua", MULTI_BODY, "")
-    results = {}
-    multicalls = {}
+    text = wrk.write_script(work / "text.lua", TEXT_BODY, TEXT_EXPECT)
+    measured = Measured()
+    results, multicalls = measured.single, measured.multicall
     with Processes(work) as procs:
         node = start_satellite(procs, "calls", plugin_dir, [package])
         check_single(node.url)
@@ -86,6 +129,7 @@ def measure(
         check_multicall(node.url)
         multicalls["co2"] = load("co2 multicall", node.url, multi, sizes.wrk_seconds)
         progress(f"co2 multicall: {multicalls['co2'].rate * MULTICALL_SIZE:,.0f} calls/s")
+        measure_text("co2", node.url, text, sizes, measured, progress)
     with Processes(work) as procs:
         node = start_satellite(procs, "calls-auth", plugin_dir, [package], auth=f"memory:{USER}:{PASSWORD}")
         check_single(node.url.replace("http://", f"http://{USER}:{PASSWORD}@"))
@@ -102,12 +146,15 @@ def measure(
                 check_multicall(url)
                 multicalls[name] = load(f"{name} multicall", url, multi, sizes.wrk_seconds)
                 progress(f"{name} multicall: {multicalls[name].rate * MULTICALL_SIZE:,.0f} calls/s")
-    return results, multicalls
+            if name in TEXT_BASELINES:
+                measure_text(name, url, text, sizes, measured, progress)
+    return measured
 
 
 def figures(work: Path, sizes: Sizes, details: dict[str, Any], progress: Any) -> list[Row]:
     """The rows of figures 1 and 2."""
-    results, multicalls = measure(work, sizes, progress)
+    measured = measure(work, sizes, progress)
+    results, multicalls, texts = measured.single, measured.multicall, measured.text
     multicall = multicalls["co2"]
     co2 = results["co2"].rate
     simple = {
@@ -129,6 +176,15 @@ def figures(work: Path, sizes: Sizes, details: dict[str, Any], progress: Any) ->
         "calls_per_s": {name: round(result.rate * MULTICALL_SIZE, 1) for name, result in multicalls.items()},
         "wrk": {name: result.as_dict() for name, result in multicalls.items()},
     }
+    (text_baseline,) = TEXT_BASELINES
+    details["xmlrpc_text"] = {
+        "load": f"wrk -t{wrk.THREADS} -c{wrk.CONNECTIONS} -d{sizes.wrk_seconds}s, bench.calls.text()",
+        "answer": f"{TEXT_SIZE:,} ASCII characters of words, the same each call, checked whole",
+        "calls_per_s": {name: round(result.rate, 1) for name, result in texts.items()},
+        "text_mb_per_s": {name: round(text_mb_per_s(result), 1) for name, result in texts.items()},
+        "wrk": {name: result.as_dict() for name, result in texts.items()},
+    }
+    text_figure = f"XML-RPC {TEXT_SIZE // 1024} KiB text answer, 4 keep-alive connections"
     unit = "calls/s"
     return [
         compare(
@@ -153,6 +209,22 @@ def figures(work: Path, sizes: Sizes, details: dict[str, Any], progress: Any) ->
             unit,
             "co2 without auth (above)",
             co2,
+            None,
+        ),
+        compare(
+            f"{text_figure}: calls/s",
+            texts["co2"].rate,
+            unit,
+            text_baseline,
+            texts[text_baseline].rate,
+            Target(">=", 1.5),
+        ),
+        compare(
+            f"{text_figure}: MB/s of text",
+            text_mb_per_s(texts["co2"]),
+            "MB/s",
+            text_baseline,
+            text_mb_per_s(texts[text_baseline]),
             None,
         ),
         compare(

@@ -8,18 +8,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CALLS = '''\
+TEXT_PHRASE = "hello world, this is text. "
+TEXT_SIZE = 100 * 1024  # characters, ASCII: bytes too
+TEXT_REPEATS = -(-TEXT_SIZE // len(TEXT_PHRASE))
+TEXT = (TEXT_PHRASE * TEXT_REPEATS)[:TEXT_SIZE]
+"""The answer of ``bench.calls.text()``: words, 100 KiB."""
+
+CALLS = f'''\
 """The call target of the XML-RPC figures."""
 
 from co2 import Co2Plugin
 
+TEXT = ({TEXT_PHRASE!r} * {TEXT_REPEATS})[:{TEXT_SIZE}]  # built once
+
 
 class X_Calls(Co2Plugin):
-    """Adds the two coordinates of a point."""
+    """Adds the two coordinates of a point; answers a long text."""
 
     def x_add(self, point):
         """Return point["x"] + point["y"]."""
         return point["x"] + point["y"]
+
+    def x_text(self):
+        """Return {TEXT_SIZE:,} characters of words."""
+        return TEXT
 '''
 
 FLOW = '''\
@@ -233,7 +245,7 @@ def write_package(plugin_dir: Path, name: str, modules: dict[str, str], descript
 
 
 def write_calls(plugin_dir: Path) -> str:
-    """Write package ``bench`` (method ``bench.calls.add``); return its name."""
+    """Write package ``bench`` (methods ``bench.calls.add`` and ``bench.calls.text``); return its name."""
     write_package(plugin_dir, "bench", {"calls": CALLS}, "The call target of the XML-RPC figures.")
     return "bench"
 
