@@ -15,11 +15,11 @@ import json
 import time
 
 from amp_echo import Echo
+from run_once import run_once
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import LoopingCall
 from twisted.protocols import amp
-from twisted.python.failure import Failure
 
 
 def percentile(ordered, p):
@@ -140,17 +140,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     args = parser.parse_args()
-    failed = []
-
-    def finish(result):
-        if isinstance(result, Failure):
-            failed.append(result)
-            print(f"amp-failed {result}", flush=True)
-        reactor.stop()
-
-    reactor.callWhenRunning(lambda: run(args).addBoth(finish))
-    reactor.run()
-    raise SystemExit(1 if failed else 0)
+    run_once(lambda: run(args), "amp")
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ import argparse
 import json
 import time
 
+from run_once import run_once
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import IPullProducer
 from twisted.internet.protocol import Factory
 from twisted.protocols.basic import Int32StringReceiver
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 MAX_FRAME = 64 << 20  # Int32StringReceiver refuses frames over 99,999 bytes by default
@@ -118,17 +118,7 @@ def main() -> None:
         print(f"int32 sink at tcp://127.0.0.1:{port.getHost().port}/", flush=True)
         reactor.run()
         return
-    failed = []
-
-    def finish(result):
-        if isinstance(result, Failure):
-            failed.append(result)
-            print(f"int32-failed {result}", flush=True)
-        reactor.stop()
-
-    reactor.callWhenRunning(lambda: send(args).addBoth(finish))
-    reactor.run()
-    raise SystemExit(1 if failed else 0)
+    run_once(lambda: send(args), "int32")
 
 
 if __name__ == "__main__":
