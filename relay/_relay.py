@@ -202,6 +202,21 @@ class Relay:
             for call in list(self.on_sending_resumed):
                 call()
 
+    def release_queue(self) -> None:
+        """
+        The node is stopping: hand the router every queued message now,
+        congested or not, so that the outboxes (and the spool, when there is
+        one) hold them rather than nobody; past an outbox's limits the
+        oldest are dropped and counted, as for a link that is down.
+        """
+        queue = self._queue
+        while queue:
+            message, sender, taken = queue.popleft()
+            self._queued_bytes -= len(message)
+            self.router.send(message, self._address(), sender)
+            if taken is not None:
+                taken.callback(None)
+
     def _congested(self) -> None:
         for call in list(self.on_sending_paused):
             call()
@@ -331,6 +346,7 @@ class Relay:
 
     def close(self) -> None:
         """Commit what is pending and close the spool: the node has stopped."""
+        self.release_queue()
         self.directory.stop()
         self.router.close()
         if self.authentication is not None:

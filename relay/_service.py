@@ -95,8 +95,9 @@ class Links(InOrder):
     def stopService(self) -> Any:
         relay = self.relay
         relay.directory.stop()
-        # Whatever the last turn queued, and the answers to what it took, are
-        # written before the links close.
+        # Whatever the plugins and the last turn queued, and the answers to
+        # what it took, are written before the links close.
+        relay.release_queue()
         relay.flush()
         relay.router.turn.acknowledge()
         for link in list(relay.links.values()):

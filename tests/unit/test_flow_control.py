@@ -229,3 +229,21 @@ def test_a_flood_of_drops_is_logged_a_few_lines_then_one_count(logged):
     assert router.counters.dropped == 1000
     router.close()
     assert reactor.getDelayedCalls() == []
+
+
+def test_what_waits_in_the_send_queue_is_kept_when_the_node_stops(tmp_path):
+    """Messages queued while congested go to the outboxes (and the spool) as the node stops, not nowhere."""
+    from relay import Spool
+
+    path = str(tmp_path / "spool.db")
+    reactor = TestReactor()
+    relay = Relay(make_config({"outbox_limit": 4, "spool": path}), reactor)
+    relay.host_id = "1@10.0.0.1:2004"
+    relay.router.attach("peer:slow", Link())
+    for n in range(3):
+        relay.originate(n)
+    reactor.advance(0)
+    assert relay.router.congested and relay.queued[0] == 1
+    relay.close()
+    owed = Spool(path).load().owed["peer:slow"]
+    assert [decode_message(decode_envelope(body).message)["data"] for _, body in owed] == [0, 1, 2]
