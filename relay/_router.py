@@ -228,6 +228,9 @@ class Router:
             self.outboxes[key].rewind()
             self._expire_later(key)
             self._relieve(key)  # what a link that is down owes is bounded by dropping
+            # Its parked batches will never be answered: the peer sends them
+            # again over its next connection (seen ids drop what was taken).
+            self._parked = [parked for parked in self._parked if parked[1] != key]
 
     def _expire_later(self, key: str) -> None:
         # A node that linked to this one may never come back (one restarted
@@ -419,6 +422,11 @@ class Router:
                 self.turn.owed(entry.seq, entry.body, kept)
 
     # Flow control
+
+    @property
+    def parked(self) -> int:
+        """How many batches wait, unanswered, for the router to take again."""
+        return len(self._parked)
 
     @property
     def congested(self) -> bool:

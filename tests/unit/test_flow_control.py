@@ -247,3 +247,17 @@ def test_what_waits_in_the_send_queue_is_kept_when_the_node_stops(tmp_path):
     relay.close()
     owed = Spool(path).load().owed["peer:slow"]
     assert [decode_message(decode_envelope(body).message)["data"] for _, body in owed] == [0, 1, 2]
+
+
+def test_the_parked_batches_of_a_link_that_goes_down_are_let_go():
+    """A peer that reconnects sends its batches again: those of its dead connection are not kept."""
+    router, reactor = congested_router()
+    peer = Link()
+    router.attach("node:b", peer)
+    router.arrived(batch("b", 3), "node:b", ["10.0.0.2", 1])
+    assert router.parked == 1
+    router.detach("node:b", peer)
+    assert router.parked == 0
+    relieve(router)
+    reactor.advance(0)
+    assert "b.0" not in router.seen
