@@ -338,7 +338,12 @@ class Relay:
             )
             for key, outbox in sorted(router.outboxes.items())
         )
-        return Snapshot(self.node_id, self.host_id, links, router.counters.as_dict())
+        queued, queued_bytes = self.queued
+        flow: dict[str, int | bool] = {
+            "congested": router.congested, "parked": router.parked,
+            "queued": queued, "queued_bytes": queued_bytes,
+        }
+        return Snapshot(self.node_id, self.host_id, links, router.counters.as_dict(), flow)
 
     def start(self) -> None:
         """Start announcing this node's methods over its links (see :class:`~relay._directory.Directory`)."""

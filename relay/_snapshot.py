@@ -63,3 +63,8 @@ class Snapshot:
     links: tuple[LinkView, ...]
     """Sorted by key."""
     counters: dict[str, int]
+    flow: dict[str, int | bool]
+    """
+    Flow control: ``congested``, the batches ``parked`` unanswered, and the
+    send queue's ``queued`` messages and ``queued_bytes``.
+    """

@@ -114,6 +114,7 @@ class _NodeCollector:
         for outcome, count in snapshot.counters.items():
             messages.add_metric([outcome], count)
         yield messages
+        yield from _flow_metrics(snapshot.flow)
         satellite = self.node.satellite
         yield from _plugin_metrics(satellite.plugin_stats if satellite is not None else PluginStats())
         calls = CounterMetricFamily(
@@ -123,6 +124,19 @@ class _NodeCollector:
         for (method, code), count in sorted(self.calls.calls.items()):
             calls.add_metric([method, str(code)], count)
         yield calls
+
+
+_FLOW = (
+    ("co2_congested", "congested", "1 while the router takes nothing more (an up link's outbox is full)."),
+    ("co2_parked_batches", "parked", "Batches from links waiting, unanswered, for the router to take again."),
+    ("co2_send_queue_messages", "queued", "Messages the plugins sent that wait in the send queue."),
+    ("co2_send_queue_bytes", "queued_bytes", "Bytes of the messages waiting in the send queue."),
+)
+
+
+def _flow_metrics(flow: dict[str, int | bool]) -> Iterator[Metric]:
+    for name, key, documentation in _FLOW:
+        yield GaugeMetricFamily(name, documentation, value=int(flow[key]))
 
 
 def _plugin_metrics(plugins: PluginStats) -> Iterator[Metric]:

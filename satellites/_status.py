@@ -40,6 +40,7 @@ def status_of(node: Any, role: str) -> dict[str, Any]:
         "methods": node.dispatcher.names(),
         "links": links,
         "counters": snapshot.counters,
+        "flow": snapshot.flow,
     }
 
 

@@ -261,3 +261,28 @@ def test_the_parked_batches_of_a_link_that_goes_down_are_let_go():
     relieve(router)
     reactor.advance(0)
     assert "b.0" not in router.seen
+
+
+def test_the_status_and_the_metrics_show_congestion(tmp_path):
+    """/status.json's flow and /metrics' gauges say the node is congested, with what is parked and queued."""
+    from satellites import NodeParts
+    from satellites._metrics import CallStats, node_registry
+    from satellites._status import status_of
+
+    write_package(tmp_path, "rec", {"m": RECORDER})
+    config = make_config({"plugin_dir": str(tmp_path), "plugin_list": ["rec"], "outbox_limit": 4})
+    satellite = Satellite(config, TestReactor(), host_id="1@10.0.0.1:2004")
+    satellite.load_plugins()
+    satellite.relay.router.attach("peer:slow", Link())
+    for n in range(3):
+        satellite.plugins[0].send(n)
+    satellite.relay.router.arrived(batch("b", 2), "node:b", ["10.0.0.2", 1])
+    parts = NodeParts.of(satellite)
+    flow = status_of(parts, "satellite")["flow"]
+    assert flow["congested"] is True and flow["parked"] == 1 and flow["queued"] == 1
+    assert flow["queued_bytes"] > 0
+    families = node_registry(parts, CallStats()).collect()
+    flow_names = ("co2_congested", "co2_parked", "co2_send_queue")
+    gauges = {f.name: f.samples[0].value for f in families if f.name.startswith(flow_names)}
+    assert gauges == {"co2_congested": 1, "co2_parked_batches": 1, "co2_send_queue_messages": 1,
+                      "co2_send_queue_bytes": flow["queued_bytes"]}
