@@ -14,6 +14,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from co2 import faults
+from co2._ratelog import RateLimitedLog
 from co2._values import check_value
 from co2._xmlrpc import dump_value
 from satellites._registry import Method, MethodRegistry
@@ -86,6 +87,7 @@ class Dispatcher:
         # clock) gives its caller fault -32002; without a clock, no bound.
         self.clock = clock
         self.call_timeout = call_timeout
+        self._limited = RateLimitedLog(_log, clock) if clock is not None else None
         for method in (
             Method.of("system.listMethods", self.list_methods),
             Method.of("system.methodHelp", self.method_help),
@@ -151,7 +153,8 @@ class Dispatcher:
 
     def _timed_out(self, method: Method) -> Callable[[Any, float], Any]:
         def timed_out(result: Any, timeout: float) -> Any:
-            _log.warn(
+            self._emit(
+                f"{method.name} timed out", LogLevel.warn,
                 "{method} (plugin {owner}) gave no answer within {timeout:g}s (call_timeout); "
                 "its caller got fault -32002",
                 method=method.name, owner=method.owner or "none", timeout=timeout,
@@ -166,16 +169,27 @@ class Dispatcher:
         if failure.check(Fault, CancelledError):
             return failure  # a cancelled call's client has gone: nothing to log
         if method.owner:
-            _log.failure(
-                "{method} (plugin {owner}) raised", failure, LogLevel.error,
-                method=method.name, owner=method.owner,
-            )
+            self._emit(f"{method.name} raised", LogLevel.error, "{method} (plugin {owner}) raised",
+                       log_failure=failure, method=method.name, owner=method.owner)
             code = faults.APPLICATION_ERROR
         else:
-            _log.failure("{method} failed", failure, method=method.name)
+            self._emit(f"{method.name} failed", LogLevel.critical, "{method} failed",
+                       log_failure=failure, method=method.name)
             code = faults.INTERNAL_ERROR
         assert failure.value is not None
         return Failure(Fault(code, faults.describe_exception(failure.value)))
+
+    def close(self) -> None:
+        """Log what the rate-limited lines held back, and leave no timer: the node stops."""
+        if self._limited is not None:
+            self._limited.close()
+
+    def _emit(self, kind: str, level: LogLevel, format: str, **fields: Any) -> None:
+        """Log a line a method's calls may repeat: a few per method, then a count (with a clock)."""
+        if self._limited is None:
+            _log.emit(level, format, **fields)
+        else:
+            self._limited.emit(kind, level, format, **fields)
 
     def names(self) -> list[str]:
         """The names of every method callable here (hosted here or elsewhere), sorted."""

@@ -23,6 +23,7 @@ from co2._config import RESERVED_PACKAGES
 from co2._errors import PluginError
 from co2._message import decode_message
 from co2._plugin import Co2Plugin
+from co2._ratelog import RateLimitedLog
 from co2._state import PluginState
 from relay import Local, Relay
 from satellites._dispatch import Dispatcher
@@ -79,6 +80,8 @@ class Satellite:
         self._loader: PluginLoader | None = None
         self._fingerprints: dict[str, str] = {}
         self._thread = threading.get_ident()
+        self.limited = RateLimitedLog(_log, reactor)
+        """The plugins' failures, logged a few at a time per plugin, then counted."""
         self.registry.add(Method.of("co2.reload", self.reload))
         self.relay.on_sending_paused.append(lambda: self._tell_plugins("sending_paused"))
         self.relay.on_sending_resumed.append(lambda: self._tell_plugins("sending_resumed"))
@@ -276,6 +279,8 @@ class Satellite:
         return ensureDeferred(self._exit_each(list(reversed(plugins)))).addCallback(self._forget)
 
     def _forget(self, _: object) -> None:
+        self.limited.close()
+        self.dispatcher.close()
         if self._loader is not None:
             self._loader.forget()
 
@@ -367,13 +372,15 @@ class Satellite:
         try:
             result = plugin.receive(message)
         except (Exception, SystemExit):  # sys.exit() in a plugin stops no other
-            _log.failure("{plugin}.receive raised", level=LogLevel.error, plugin=plugin)
+            self.limited.emit(f"{plugin}.receive raised", LogLevel.error, "{plugin}.receive raised",
+                              log_failure=Failure(), plugin=plugin)
             result = None
             failed = True
         took = self.timer() - started
         self.plugin_stats.delivered(str(plugin), took, failed)
         if took > BUSY_WARNING:
-            _log.warn(
+            self.limited.emit(
+                f"{plugin}.receive busy", LogLevel.warn,
                 "{plugin}.receive kept the reactor busy for {took:.2f}s; "
                 "run blocking work in a thread (co2.in_thread)",
                 plugin=plugin, took=took,
@@ -383,7 +390,8 @@ class Satellite:
 
     def _receive_failed(self, failure: Failure, plugin: Co2Plugin) -> None:
         self.plugin_stats.failed_later(str(plugin))
-        _log.failure("{plugin}.receive failed", failure, LogLevel.error, plugin=plugin)
+        self.limited.emit(f"{plugin}.receive failed", LogLevel.error, "{plugin}.receive failed",
+                          log_failure=failure, plugin=plugin)
 
     # The server's own XML-RPC methods
 

@@ -286,3 +286,38 @@ def test_the_status_and_the_metrics_show_congestion(tmp_path):
     gauges = {f.name: f.samples[0].value for f in families if f.name.startswith(flow_names)}
     assert gauges == {"co2_congested": 1, "co2_parked_batches": 1, "co2_send_queue_messages": 1,
                       "co2_send_queue_bytes": flow["queued_bytes"]}
+
+
+RAISING = """
+from co2 import Co2Plugin
+
+class X_Broken(Co2Plugin):
+    def receive(self, data_dict):
+        raise RuntimeError("broken on purpose")
+
+    def x_fail(self):
+        raise RuntimeError("fails on purpose")
+"""
+
+
+def test_a_plugin_failing_on_every_message_or_call_logs_a_few_tracebacks_then_a_count(tmp_path, logged):
+    """1,000 raising receives and 1,000 raising calls: a few lines each (tracebacks too), then a count."""
+    write_package(tmp_path, "broken", {"m": RAISING})
+    reactor = TestReactor()
+    config = make_config({"plugin_dir": str(tmp_path), "plugin_list": ["broken"]})
+    satellite = Satellite(config, reactor, host_id="1@10.0.0.1:2004")
+    satellite.load_plugins()
+    body = message("x")
+    satellite.deliver([(body, ADDRESS, None)] * 1000)
+    for _ in range(1000):
+        satellite.dispatcher.call(None, "broken.m.fail", ()).addErrback(lambda _: None)
+    raised = [e for e in logged if e.get("log_format") == "{plugin}.receive raised"]
+    failed_calls = [e for e in logged if e.get("log_format") == "{method} (plugin {owner}) raised"]
+    assert 1 <= len(raised) <= 10 and all("log_failure" in e for e in raised)
+    assert 1 <= len(failed_calls) <= 10
+    reactor.advance(10)
+    counts = [e for e in logged if "count" in e and e.get("count", 0) > 100]
+    assert sorted(e["count"] for e in counts) == sorted([1000 - len(raised), 1000 - len(failed_calls)])
+    satellite.shutdown()
+    reactor.advance(60)
+    assert reactor.getDelayedCalls() == []
