@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from xmlrpc.client import Fault
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
 
 from co2 import faults
@@ -41,7 +41,7 @@ from co2._values import check_members, check_value
 from relay._directory import Directory
 from relay._links import LinkProtocol, LinkStats, max_box_size
 from relay._plugins import load_relay_plugins
-from relay._router import FROM_LINK, Router, read_arrived
+from relay._router import FROM_LINK, Router
 from relay._settings import RelayConfig
 from relay._snapshot import LinkView, Snapshot
 from relay._spool import Spool
@@ -162,16 +162,13 @@ class Relay:
             raise ValueError(f"cannot send {len(message)} bytes: over max_message_size ({limit})")
         if threading.get_ident() != self._thread:
             self._room_for(message)
-            self.reactor.callFromThread(self._originated, message, sender)
+            self.reactor.callFromThread(self._send_or_queue, message, sender, None)
             return None
         if self._queue or self.router.congested:
             self._room_for(message)
-            taken: Deferred[None] = Deferred()
-            self._queue.append((message, sender, taken))
-            self._queued_bytes += len(message)
-            return taken
-        self.router.send(message, self._address(), sender)
-        return succeed(None)
+        taken: Deferred[None] = Deferred()
+        self._send_or_queue(message, sender, taken)
+        return taken
 
     def _room_for(self, message: bytes) -> None:
         limit = self.config.relay.send_queue_bytes
@@ -181,24 +178,30 @@ class Relay:
                 f"send_queue_bytes ({limit}): wait for what was sent to be taken"
             )
 
-    def _originated(self, message: bytes, sender: Any) -> None:
-        # A message a worker thread sent, now in the reactor's thread.
+    def _send_or_queue(self, message: bytes, sender: Any, taken: Deferred[None] | None) -> None:
+        """Route ``message`` now, or queue it behind the others while the router is congested."""
         if self._queue or self.router.congested:
-            self._queue.append((message, sender, None))
+            self._queue.append((message, sender, taken))
             self._queued_bytes += len(message)
-        else:
-            self.router.send(message, self._address(), sender)
+            return
+        self.router.send(message, self._address(), sender)
+        if taken is not None:
+            taken.callback(None)
 
-    def _drain(self) -> None:
-        """The router takes again: hand it the queued messages, in order, until it is congested."""
+    def _send_queued(self, until_congested: bool) -> None:
+        """Hand the router the queued messages, in order (stopping once it is congested, if asked)."""
         queue, router = self._queue, self.router
-        while queue and not router.congested:
+        while queue and not (until_congested and router.congested):
             message, sender, taken = queue.popleft()
             self._queued_bytes -= len(message)
             router.send(message, self._address(), sender)
             if taken is not None:
                 taken.callback(None)
-        if not queue and not router.congested:
+
+    def _drain(self) -> None:
+        """The router takes again: hand it the queued messages until it is congested; tell the plugins."""
+        self._send_queued(until_congested=True)
+        if not self._queue and not self.router.congested:
             for call in list(self.on_sending_resumed):
                 call()
 
@@ -209,13 +212,7 @@ class Relay:
         one) hold them rather than nobody; past an outbox's limits the
         oldest are dropped and counted, as for a link that is down.
         """
-        queue = self._queue
-        while queue:
-            message, sender, taken = queue.popleft()
-            self._queued_bytes -= len(message)
-            self.router.send(message, self._address(), sender)
-            if taken is not None:
-                taken.callback(None)
+        self._send_queued(until_congested=False)
 
     def _congested(self) -> None:
         for call in list(self.on_sending_paused):
@@ -294,7 +291,7 @@ class Relay:
         not a message co2 can carry (counted as ``invalid``, and logged).
         """
         if sender is FROM_LINK:
-            return read_arrived(body, "a link", self.router.counters, self.router.limited)
+            return self.router.open_arrived(body, "a link")
         return decode_message(body)
 
     def inject(self, message: dict[str, Any], source: str, client_address: list[Any]) -> None:

@@ -53,7 +53,7 @@ from relay._spool import Spool
 from relay._turn import Handover, Turn
 from relay._watch import Tap
 
-__all__ = ["FROM_LINK", "INBOUND", "LOCAL", "Router", "Sender", "read_arrived"]
+__all__ = ["FROM_LINK", "INBOUND", "LOCAL", "Router", "Sender"]
 
 LOCAL = "local"
 """The source of a message sent by a plugin of this node."""
@@ -75,29 +75,8 @@ FROM_LINK: Any = _FromLink()
 """
 The ``sender`` the router gives a message that came over a link.  Links
 carry messages unopened; the node that opens one (for its plugins or its
-relay plugins) checks it then, with :func:`read_arrived`.
+relay plugins) checks it then, with :meth:`Router.open_arrived`.
 """
-
-
-def read_arrived(
-    body: bytes, source: str, counters: Counters, limited: RateLimitedLog
-) -> dict[str, Any] | None:
-    """
-    The message ``body`` that came by ``source``, checked: None, counted as
-    ``invalid`` and logged, when it is not a message co2 can carry.
-    """
-    try:
-        return read_message(body)
-    except (TypeError, ValueError) as e:
-        counters.invalid += 1
-        limited.emit(
-            "invalid message", LogLevel.warn,
-            "a message from {source} is not one co2 can carry ({why}); dropped",
-            more="dropped {count:,} more message(s) co2 cannot carry within {seconds:g}s, "
-                 "not logged one by one; the last from {source}: {why}",
-            source=source, why=e,
-        )
-        return None
 
 
 class Sender(Protocol):
@@ -369,7 +348,7 @@ class Router:
         is not a message co2 can carry (the plugins see checked messages only).
         """
         if sender is FROM_LINK:
-            message = read_arrived(body, source, self.counters, self.limited)
+            message = self.open_arrived(body, source)
             if message is None:
                 return None
         else:
@@ -388,6 +367,25 @@ class Router:
             )
             return body
         return encode_message(passed)
+
+    def open_arrived(self, body: bytes, source: str) -> dict[str, Any] | None:
+        """
+        The message ``body`` that came over a link (``source``), opened and
+        checked: None, counted as ``invalid`` and logged, when it is not a
+        message co2 can carry.
+        """
+        try:
+            return read_message(body)
+        except (TypeError, ValueError) as e:
+            self.counters.invalid += 1
+            self.limited.emit(
+                "invalid message", LogLevel.warn,
+                "a message from {source} is not one co2 can carry ({why}); dropped",
+                more="dropped {count:,} more message(s) co2 cannot carry within {seconds:g}s, "
+                     "not logged one by one; the last from {source}: {why}",
+                source=source, why=e,
+            )
+            return None
 
     def _forward(self, message_id: str, hops: int, message: bytes, source: str) -> None:
         targets = self._targets.get(source)

@@ -32,6 +32,13 @@ class Step(Part):
         return self.stopping
 
 
+class Broken(Step):
+    """A part whose start fails."""
+
+    def start(self) -> Any:
+        raise RuntimeError("no room")
+
+
 def tree(*children: Service) -> InOrder:
     parent = InOrder()
     for child in children:
@@ -54,11 +61,6 @@ def test_children_start_one_after_another_each_once_the_one_before_is_ready():
 def test_a_failed_start_fails_started_and_starts_no_later_child():
     """A child whose start fails stops the start there: the ones after it never start."""
     log: list[str] = []
-
-    class Broken(Step):
-        def start(self) -> Any:
-            raise RuntimeError("no room")
-
     parent = tree(Step("a", log), Broken("b", log), Step("c", log))
     parent.startService()
     failures: list[Any] = []
@@ -97,11 +99,6 @@ def test_a_failed_stop_is_logged_and_the_others_still_stop(logged):
 def test_a_child_that_was_never_started_is_not_stopped():
     """After a failed start, stopping the tree stops only what had started."""
     log: list[str] = []
-
-    class Broken(Step):
-        def start(self) -> Any:
-            raise RuntimeError("no")
-
     parent = tree(Step("a", log), Broken("b", log), Step("c", log))
     parent.startService()
     parent.started.addErrback(lambda _: None)
