@@ -201,7 +201,8 @@ class Co2Plugin:
         return None
 
     def __str__(self) -> str:
-        return getattr(self, "_co2_name", f"{type(self).__module__}.{type(self).__qualname__}")
+        name: str | None = getattr(self, "_co2_name", None)
+        return name if name is not None else f"{type(self).__module__}.{type(self).__qualname__}"
 
     def __repr__(self) -> str:
         return f"<{self}>"

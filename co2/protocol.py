@@ -58,11 +58,18 @@ MAX_CHUNK = 0xFFFF
 """The largest value one AMP key may carry."""
 
 
-def _chunks(name: bytes, value: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """The keys and values of a :class:`Chunked` argument ``name`` holding ``value``."""
-    yield name, value[:MAX_CHUNK]
+def _chunks(name: bytes, value: bytes) -> Iterator[tuple[bytes, bytes | memoryview]]:
+    """
+    The keys and values of a :class:`Chunked` argument ``name`` holding
+    ``value``: views of it, which the box joins once, rather than copies.
+    """
+    if len(value) <= MAX_CHUNK:
+        yield name, value
+        return
+    view = memoryview(value)
+    yield name, view[:MAX_CHUNK]
     for index, start in enumerate(range(MAX_CHUNK, len(value), MAX_CHUNK), 1):
-        yield name + b".%d" % index, value[start : start + MAX_CHUNK]
+        yield name + b".%d" % index, view[start : start + MAX_CHUNK]
 
 
 class Chunked(amp.Argument):

@@ -44,21 +44,26 @@ class PluginStats:
     """Per plugin: messages handed to ``receive``, the ones it raised on, and how long it took."""
 
     def __init__(self) -> None:
-        self.deliveries: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        # Per plugin: the count of each bucket (the last is +Inf), and the sum of seconds.
         self._buckets: dict[str, list[int]] = {}
         self._sums: dict[str, float] = {}
 
+    @property
+    def deliveries(self) -> Counter[str]:
+        """Messages handed to each plugin's ``receive``."""
+        return Counter({plugin: sum(counts) for plugin, counts in self._buckets.items()})
+
     def delivered(self, plugin: str, seconds: float, failed: bool) -> None:
         """One ``receive`` of ``plugin`` ran for ``seconds``; ``failed`` if it raised."""
-        self.deliveries[plugin] += 1
-        if failed:
-            self.errors[plugin] += 1
         counts = self._buckets.get(plugin)
         if counts is None:
             counts = self._buckets[plugin] = [0] * (len(BUCKETS) + 1)
+            self._sums[plugin] = 0.0
         counts[bisect.bisect_left(BUCKETS, seconds)] += 1
-        self._sums[plugin] = self._sums.get(plugin, 0.0) + seconds
+        self._sums[plugin] += seconds
+        if failed:
+            self.errors[plugin] += 1
 
     def failed_later(self, plugin: str) -> None:
         """A ``receive`` of ``plugin`` returned a Deferred that failed."""

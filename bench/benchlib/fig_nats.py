@@ -19,7 +19,7 @@ from .baselines import nats_server_path, nats_sub_result, run_nats_pub, start_na
 from .nodes import Net, start_net
 from .plugins import write_flow
 from .procs import BenchError, Proc, Processes, cpu_seconds
-from .report import Row, compare
+from .report import Row, Target, compare
 from .sizes import Sizes
 
 NATS_QUIET = 5.0  # seconds without a message before the subscriber stops waiting
@@ -28,11 +28,17 @@ RECORD_SIZE = 0  # the size argument of a blast of records: not used
 
 def co2_run(net: Net, messages: int) -> dict[str, Any]:
     """A blast of records A → relay → B; msg/s and the CPU seconds of A, relay and B over it."""
-    pids = [node.proc.pid for node in net.nodes]
-    before = sum(cpu_seconds(pid) for pid in pids)
+    names = {"A": net.sender, "relay": net.relays[0], "B": net.receivers[0]}
+    before = {name: cpu_seconds(node.proc.pid) for name, node in names.items()}
     run = traffic.blast(net.sender, net.receivers, messages, RECORD_SIZE, "record")
-    cpu = sum(cpu_seconds(pid) for pid in pids) - before
-    return {**run, "cpu_s": cpu, "cpu_us_per_msg": cpu / messages * 1e6}
+    each = {name: cpu_seconds(node.proc.pid) - before[name] for name, node in names.items()}
+    cpu = sum(each.values())
+    return {
+        **run,
+        "cpu_s": cpu,
+        "cpu_us_per_msg": cpu / messages * 1e6,
+        "cpu_us_per_msg_each": {name: seconds / messages * 1e6 for name, seconds in each.items()},
+    }
 
 
 def nats_run(procs: Processes, server: Proc, url: str, messages: int, cap: float) -> dict[str, Any]:
@@ -103,6 +109,7 @@ def figures(work: Path, sizes: Sizes, details: dict[str, Any], progress: Any) ->
             "msg/s",
             "NATS core: nats-py pub → nats-server → nats-py sub",
             median_of(nats, "messages_per_s"),
+            Target(">=", 1.0),
         ),
         compare(
             "CPU per delivered message, A + relay + B",
@@ -110,5 +117,6 @@ def figures(work: Path, sizes: Sizes, details: dict[str, Any], progress: Any) ->
             "µs",
             "NATS core: server + pub + sub",
             median_of(nats, "cpu_us_per_msg"),
+            Target("<=", 1.0),
         ),
     ]
