@@ -79,12 +79,17 @@ class Chunked(amp.Argument):
     """
 
     def toBox(self, name: bytes, strings: Any, objects: Any, proto: Any) -> None:
-        value = objects[name.decode("ascii")]
+        value = objects.get(name.decode("ascii"))
+        if value is None and self.optional:
+            return
         if not isinstance(value, bytes):
             raise TypeError(f"{name!r} must be bytes, not {type(value).__name__}")
         strings.update(_chunks(name, value))
 
     def fromBox(self, name: bytes, strings: Any, objects: Any, proto: Any) -> None:
+        if name not in strings and self.optional:
+            objects[name.decode("ascii")] = None
+            return
         parts = [strings.pop(name)]
         index = 1
         while (key := name + b".%d" % index) in strings:
@@ -197,7 +202,10 @@ class Announce(amp.Command):
     The ``x_`` methods ``node`` hosts, as of ``version`` (larger is newer).
     ``hops`` is how many more links the announcement may cross; it holds
     for ``ttl`` seconds unless announced again.  ``methods`` is the names
-    joined by newlines, UTF-8.
+    joined by newlines, UTF-8.  ``neighbours``, the node ids at the other
+    end of ``node``'s up links joined by newlines, draws the map that
+    messages are broadcast over (:mod:`relay._tree`); a node that leaves
+    it out is flooded to, as before.
     """
 
     arguments = [
@@ -207,6 +215,7 @@ class Announce(amp.Command):
         (b"hops", amp.Integer()),
         (b"ttl", amp.Float()),
         (b"methods", Chunked()),
+        (b"neighbours", Chunked(optional=True)),
     ]
     response = []
     errors = dict(_LINK_ERRORS)

@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 
 from co2 import faults
 from co2._xmlrpc import XMLRPCParseError, dump_call, dump_fault, dump_response, parse_call, parse_response
+from relay._tree import Topology
 
 __all__ = ["ANNOUNCE_INTERVAL", "Directory"]
 
@@ -44,9 +45,11 @@ class Link(Protocol):
     """What the directory needs of a live link."""
 
     key: str | None
+    peer_node: str
 
     def announce(
-        self, node: str, host_id: str, version: int, hops: int, ttl: float, methods: list[str]
+        self, node: str, host_id: str, version: int, hops: int, ttl: float, methods: list[str],
+        neighbours: Iterable[str] | None = None,
     ) -> None: ...
     def send_call(self, node: str, hops: int, request: bytes) -> Deferred[bytes]: ...
 
@@ -60,6 +63,7 @@ class _Known:
     methods: frozenset[str]
     expires: float
     routes: dict[str, int] = field(default_factory=dict)  # link key -> distance
+    neighbours: frozenset[str] | None = None  # None: the node does not say
 
 
 class Directory:
@@ -93,6 +97,9 @@ class Directory:
         self.wall = wall
         self.links: dict[str, Link] = {}
         self.known: dict[str, _Known] = {}
+        self.topology = Topology(reactor, node_id)
+        """The map of the network the nodes announce: messages are broadcast over it."""
+        self.topology.set(node_id, ())
         self.version = 0
         self._methods: list[str] = []
         self._refresher: LoopingCall | None = None
@@ -131,7 +138,11 @@ class Directory:
         # out, not at the next refresh.
         now = self.reactor.seconds()
         for node in [node for node, known in self.known.items() if known.expires <= now]:
-            del self.known[node]
+            self._forget(node)
+
+    def _forget(self, node: str) -> None:
+        del self.known[node]
+        self.topology.forget(node)
 
     def changed(self) -> None:
         """This node's methods changed: announce them at once."""
@@ -141,19 +152,35 @@ class Directory:
         return 3 * self.interval
 
     def _announce_self(self, link: Link) -> None:
-        link.announce(self.node_id, self.host_id, self.version, 0, self._ttl(), self._methods)
+        link.announce(self.node_id, self.host_id, self.version, 0, self._ttl(), self._methods,
+                      self.topology.neighbours.get(self.node_id, ()))
+
+    def _neighbours_changed(self) -> None:
+        """This node's links changed: its place on the map is announced anew, to every link."""
+        self.topology.set(self.node_id, (link.peer_node for link in self.links.values() if link.peer_node))
+        if self.announcing:
+            self.refresh()
 
     def link_up(self, link: Link) -> None:
-        """A link came up: tell it everything known."""
+        """A link came up: tell it everything known, and every link this node's new neighbours."""
         assert link.key is not None
         self.links[link.key] = link
-        self._announce_self(link)
+        self._neighbours_changed()
+        if not self.announcing:
+            self._announce_self(link)
+        self._tell_everything(link)
+
+    def _tell_everything(self, link: Link) -> None:
+        """
+        Tell ``link`` every node known here by another link (what is known
+        only through ``link`` itself would come back to it as a loop).
+        """
         now = self.reactor.seconds()
         for node, known in self.known.items():
-            distance = min(known.routes.values())
+            distance = min((d for key, d in known.routes.items() if key != link.key), default=self.max_hops)
             if distance < self.max_hops and known.expires > now:
                 link.announce(node, known.host_id, known.version, distance,
-                              known.expires - now, sorted(known.methods))
+                              known.expires - now, sorted(known.methods), known.neighbours)
 
     def link_down(self, link: Link) -> None:
         """A link went down: forget the routes by it, and nodes left without one."""
@@ -164,14 +191,16 @@ class Directory:
             routes = self.known[node].routes
             routes.pop(link.key, None)
             if not routes:
-                del self.known[node]
+                self._forget(node)
+        self._neighbours_changed()
 
     def announced(
         self, link: Link, node: str, host_id: str, version: int,
-        hops: int, ttl: float, methods: list[str],
+        hops: int, ttl: float, methods: list[str], neighbours: Iterable[str] | None = None,
     ) -> None:
         """
-        ``link`` says ``node`` hosts ``methods``; ``hops`` is how many
+        ``link`` says ``node`` hosts ``methods`` and is linked to
+        ``neighbours`` (None when it does not say); ``hops`` is how many
         links the announcement crossed before this one.
         """
         if node == self.node_id or link.key is None or ttl <= 0:
@@ -184,11 +213,21 @@ class Directory:
         if known is not None and version == known.version:
             known.routes[link.key] = min(known.routes.get(link.key, distance), distance)
             return
-        self.known[node] = _Known(host_id, version, frozenset(methods), expires, {link.key: distance})
+        linked = None if neighbours is None else frozenset(neighbours)
+        if hops == 0 and known is not None and known.neighbours != linked:
+            # A neighbour's links changed: a link it lost may have been its
+            # only way to nodes that this one can still reach, so it is told
+            # everything known here again (what it knew is no news: no flood).
+            self._tell_everything(link)
+        self.known[node] = _Known(host_id, version, frozenset(methods), expires, {link.key: distance}, linked)
+        if linked is None:
+            self.topology.forget(node)
+        else:
+            self.topology.set(node, linked)
         if distance < self.max_hops:
             for key, other in self.links.items():
                 if key != link.key:
-                    other.announce(node, host_id, version, distance, ttl, methods)
+                    other.announce(node, host_id, version, distance, ttl, methods, linked)
 
     # Calls
 

@@ -71,6 +71,15 @@ def check_identity(node: str, host_id: str) -> None:
         raise BadArguments(f"host_id {shown(host_id)} is not at most 255 printable characters")
 
 
+def _node_ids(joined: bytes) -> list[str]:
+    """The node ids of an Announce's ``neighbours``; raises :class:`BadArguments` for one that is not."""
+    ids = joined.decode("ascii", "replace").split("\n") if joined else []
+    for node in ids:
+        if _NODE_ID.fullmatch(node) is None:
+            raise BadArguments(f"neighbour {shown(node)} is not 1 to 64 printable ASCII characters")
+    return ids
+
+
 def _reading_arguments(name: bytes, responder: _Responder) -> _Responder:
     """``responder``, with arguments it cannot read refused as BAD_ARGUMENTS (fatal)."""
 
@@ -217,7 +226,8 @@ class LinkCommands(amp.CommandLocator):
 
     @Announce.responder
     def announced(
-        self, node: str, host_id: str, version: int, hops: int, ttl: float, methods: bytes
+        self, node: str, host_id: str, version: int, hops: int, ttl: float, methods: bytes,
+        neighbours: bytes | None = None,
     ) -> dict[str, Any]:
         """Which methods ``node`` hosts, for the directory."""
         self.link.key_once_up()
@@ -229,7 +239,8 @@ class LinkCommands(amp.CommandLocator):
             name for name in methods.decode("utf-8", "replace").split("\n")
             if name and NOT_XML.search(name) is None
         ]
-        self.owner.directory.announced(self.link, node, host_id, version, hops, ttl, names)
+        linked = None if neighbours is None else _node_ids(neighbours)
+        self.owner.directory.announced(self.link, node, host_id, version, hops, ttl, names, linked)
         return {}
 
     @Call.responder

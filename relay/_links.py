@@ -14,7 +14,7 @@ Hello, comes up and goes down, and drains its outbox in batches.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -449,12 +449,14 @@ class LinkProtocol(amp.AMP):
     # The method directory
 
     def announce(
-        self, node: str, host_id: str, version: int, hops: int, ttl: float, methods: list[str]
+        self, node: str, host_id: str, version: int, hops: int, ttl: float, methods: list[str],
+        neighbours: Iterable[str] | None = None,
     ) -> None:
-        """Tell the peer which methods ``node`` hosts."""
+        """Tell the peer which methods ``node`` hosts, and which nodes it is linked to."""
         self.callRemote(
             Announce, node=node, host_id=host_id, version=version, hops=hops, ttl=ttl,
             methods="\n".join(methods).encode(),
+            neighbours=None if neighbours is None else "\n".join(sorted(neighbours)).encode(),
         )
 
     def send_call(self, node: str, hops: int, request: bytes) -> Deferred[bytes]:

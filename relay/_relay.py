@@ -89,6 +89,10 @@ class Relay:
         # A long poll of co2.watch answers before call_timeout cuts it short.
         self.tap = Tap(reactor, max_wait=min(MAX_WAIT, 0.9 * node.call_timeout))
         """The last messages taken; its ``watch_from`` is ``co2.watch``."""
+        self.directory = Directory(
+            reactor, self.node_id, local_names, call_local or _no_local_calls,
+            max_hops=settings.max_hops, call_timeout=node.call_timeout,
+        )
         self.router = Router(
             reactor, handover,
             max_hops=settings.max_hops, seen_limit=settings.seen_limit,
@@ -97,10 +101,8 @@ class Relay:
             forget_after=settings.forget_after,
             plugins=load_relay_plugins(settings.relay_plugins, settings.relay_plugin_config),
             tap=self.tap,
-        )
-        self.directory = Directory(
-            reactor, self.node_id, local_names, call_local or _no_local_calls,
-            max_hops=settings.max_hops, call_timeout=node.call_timeout,
+            node_id=self.node_id,
+            topology=self.directory.topology,
         )
         self.authentication = make_authentication(config.auth.auth, config.auth.auth_methods, reactor)
         self.max_box_size = max_box_size(node)

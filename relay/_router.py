@@ -1,9 +1,12 @@
 """
 Routing and de-duplication: the router gives each message an id and a
-hop limit, floods it to every outbox but the one of the link it came by,
-drops what it has seen before, and notes what is new for the node's own
-plugins.  The end of the turn, where all that is committed and sent, is
-:mod:`relay._turn`'s.
+hop limit, passes it on to the outboxes of the links its broadcast tree
+goes on (:mod:`relay._tree`; every link but the one it came by while the
+network is changing), drops what it has seen before, and notes what is
+new for the node's own plugins.  A link that is down, or leads to a node
+not on the map, is always given the message: it is sent when the link
+comes back, and seen ids drop it where it arrived already.  The end of
+the turn, where all that is committed and sent, is :mod:`relay._turn`'s.
 
 Messages travel through the router encoded (a message body is the bytes
 of :func:`co2._message.encode_message`): it decodes one only for relay
@@ -50,6 +53,7 @@ from relay._plugins import IRelayPlugin, apply_relay_plugins
 from relay._seen import SeenIds
 from relay._snapshot import Counters
 from relay._spool import Spool
+from relay._tree import Topology, origin_of
 from relay._turn import Handover, Turn
 from relay._watch import Tap
 
@@ -113,8 +117,12 @@ class Router:
         plugins: Sequence[IRelayPlugin] = (),
         forget_after: float = 3600.0,
         tap: Tap | None = None,
+        node_id: str = "",
+        topology: Topology | None = None,
     ) -> None:
         self.reactor = reactor
+        self.topology = topology
+        """The map messages are broadcast over; None floods every message."""
         self.max_hops = max_hops
         self.outbox_limit = outbox_limit
         self.outbox_bytes = outbox_bytes
@@ -131,12 +139,20 @@ class Router:
         self.outboxes: dict[str, Outbox] = {}
         self.senders: dict[str, Sender] = {}
         self._expiries: dict[str, IDelayedCall] = {}
-        self._boot = secrets.token_hex(8)
+        # A message id starts with the id of the node that sent it first
+        # (its origin, for the broadcast tree) and this process's random part.
+        self._boot = f"{node_id}.{secrets.token_hex(4)}" if node_id else secrets.token_hex(8)
         self._counter = itertools.count(1)
         self._seq = itertools.count(1)
         # The outboxes a message from each source goes to, kept until the
         # set of outboxes changes.
         self._targets: dict[str, list[tuple[str, Outbox]]] = {}
+        # The node at the other end of each up link (AMP links only), and
+        # the outboxes of a message from each source and origin over the
+        # tree, kept until the map, the links or the outboxes change.
+        self._peers: dict[str, str] = {}
+        self._tree_targets: dict[tuple[str, str], list[tuple[str, Outbox]]] = {}
+        self._tree_version = -1
         # With a spool: the messages that go into outboxes as the turn ends.
         self._placing: list[tuple[Entry, list[tuple[str, Outbox]]]] = []
         self.seen = SeenIds(seen_limit, self._restore() if spool is not None else ())
@@ -177,7 +193,7 @@ class Router:
         outbox = self.outboxes.get(key)
         if outbox is None:
             outbox = self.outboxes[key] = self._new_outbox(key)
-            self._targets.clear()
+            self._routes_changed()
             if self.spool is not None and key.startswith(INBOUND):
                 self.spool.add_link(key)
                 self.turn.soon()
@@ -189,6 +205,10 @@ class Router:
     def attach(self, key: str, sender: Sender) -> Outbox:
         """``sender`` now carries link ``key``: it drains the returned outbox."""
         self.senders[key] = sender
+        peer = getattr(sender, "peer_node", "")
+        if peer:
+            self._peers[key] = peer
+            self._routes_changed()
         expiry = self._expiries.pop(key, None)
         if expiry is not None and expiry.active():
             expiry.cancel()
@@ -204,6 +224,8 @@ class Router:
         """
         if self.senders.get(key) is sender:
             del self.senders[key]
+            if self._peers.pop(key, None) is not None:
+                self._routes_changed()
             self.outboxes[key].rewind()
             self._expire_later(key)
             self._relieve(key)  # what a link that is down owes is bounded by dropping
@@ -232,7 +254,8 @@ class Router:
         if expiry is not None and expiry.active():
             expiry.cancel()
         outbox = self.outboxes.pop(key, None)
-        self._targets.clear()
+        self._peers.pop(key, None)
+        self._routes_changed()
         self._relieve(key)
         if outbox is not None and len(outbox):
             _log.warn("link {key}: forgot {count} message(s) it owed", key=key, count=len(outbox))
@@ -387,12 +410,27 @@ class Router:
             )
             return None
 
+    def _routes_changed(self) -> None:
+        self._targets.clear()
+        self._tree_targets.clear()
+
     def _forward(self, message_id: str, hops: int, message: bytes, source: str) -> None:
         targets = self._targets.get(source)
         if targets is None:
             targets = self._targets[source] = [
                 (key, outbox) for key, outbox in self.outboxes.items() if key != source
             ]
+        topology = self.topology
+        if topology is not None and targets and topology.settled:
+            if topology.version != self._tree_version:
+                self._tree_targets.clear()
+                self._tree_version = topology.version
+            origin = origin_of(message_id)
+            pruned = self._tree_targets.get((source, origin))
+            if pruned is None:
+                pruned = self._over_tree(topology, origin, source, targets)
+                self._tree_targets[source, origin] = pruned
+            targets = pruned
         if not targets:
             return
         entry = Entry(next(self._seq), encode_envelope(message_id, hops, message))
@@ -408,6 +446,26 @@ class Router:
             for key, outbox in targets:
                 if len(outbox) + placing >= high or outbox.size >= high_bytes:
                     self._filled(key)
+
+    def _over_tree(
+        self, topology: Topology, origin: str, source: str, flooded: list[tuple[str, Outbox]]
+    ) -> list[tuple[str, Outbox]]:
+        """
+        The outboxes of ``flooded`` a message from ``origin`` that came by
+        ``source`` goes to over the tree: the up links to this node's
+        children, and every link that is down or leads off the map.  All
+        of ``flooded`` when the map does not place this node in the tree,
+        or when the message did not come from this node's parent there.
+        """
+        branch = topology.branch(origin)
+        came_from = "" if source == LOCAL else self._peers.get(source)
+        if branch is None or came_from != branch[0]:
+            return flooded
+        children, peers, mapped = branch[1], self._peers, topology.neighbours
+        return [
+            (key, outbox) for key, outbox in flooded
+            if (peer := peers.get(key)) is None or peer in children or peer not in mapped
+        ]
 
     def _place(self) -> None:
         """Put the turn's forwarded messages into their outboxes, and note them for the spool."""

@@ -14,7 +14,7 @@ from twisted.test import iosim
 
 from co2 import faults
 from co2._xmlrpc import XMLRPCParseError, parse_call, parse_response
-from co2.protocol import BadArguments, Hello, UnexpectedHello
+from co2.protocol import Announce, BadArguments, Hello, UnexpectedHello
 from co2.testing import TestReactor
 from relay import Relay
 from relay._links import LinkProtocol
@@ -143,3 +143,43 @@ def test_a_malformed_answer_to_hello_keeps_the_link_down(reactor: TestReactor) -
     pump.flush()
     assert results[0].check(BadArguments)
     assert not client.introduced and client.owner.links == {}
+
+
+class Peer(Listener):
+    """A listener that also takes announcements (and does nothing with them)."""
+
+    @Announce.responder
+    def announced(self, **_: Any) -> dict[str, Any]:
+        return {}
+
+
+def test_an_announce_with_a_malformed_neighbour_is_refused(reactor: TestReactor) -> None:
+    """A neighbour that is not a node id refuses the whole Announce (fatal): the map takes nothing of it."""
+    listener = Peer()
+    client, pump = dialer(reactor, listener)
+    client.say_hello()
+    pump.flush()
+    reactor.advance(0)
+    assert client.introduced
+    listener.callRemote(Announce, node=listener.node, host_id="1@192.0.2.8:2004", version=5, hops=0,
+                        ttl=60.0, methods=b"", neighbours=b"fine\nnot one")
+    pump.flush()
+    assert client.owner.links == {}  # refused, and the link closed
+    topology = client.owner.directory.topology
+    assert listener.node not in topology.neighbours
+
+
+def test_an_announce_without_neighbours_leaves_its_node_off_the_map(reactor: TestReactor) -> None:
+    """A node that does not say its neighbours (an older one) is known, and flooded to, not mapped."""
+    listener = Peer()
+    client, pump = dialer(reactor, listener)
+    client.say_hello()
+    pump.flush()
+    reactor.advance(0)
+    listener.callRemote(Announce, node=listener.node, host_id="1@192.0.2.8:2004", version=5, hops=0,
+                        ttl=60.0, methods=b"old.m.x")
+    pump.flush()
+    assert client.introduced
+    directory = client.owner.directory
+    assert directory.names() == {"old.m.x"}
+    assert listener.node not in directory.topology.neighbours
