@@ -16,6 +16,7 @@ message or per attempt is logged a few lines at a time (see
 from __future__ import annotations
 
 import io
+import ipaddress
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -148,7 +149,7 @@ class ClassicLink(Service):
     def _own_host_id(self) -> Any:
         """This node's ``host_id`` as the peer should see it (a Deferred)."""
         host_id = parse_host_id(self.host_id())
-        if host_id.host in ("127.0.0.1", "::1", "0.0.0.0", "::"):
+        if _not_seen_by_peers(host_id.host):
             if self._seen_from is None:
                 # getaddrinfo may block: it runs in the reactor's thread pool, once.
                 found = yield deferToThreadPool(
@@ -229,3 +230,15 @@ class ClassicLink(Service):
                               url=self.url, why=e, id=envelope.id)
         return True
 
+
+def _not_seen_by_peers(host: str) -> bool:
+    """
+    Whether a peer would not see this node's connections come from ``host``:
+    an address of every interface, or any loopback address (a node listening
+    on 127.0.0.3 connects out from 127.0.0.1).
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a name: the peer's check resolves it
+        return False
+    return address.is_loopback or address.is_unspecified

@@ -238,7 +238,7 @@ class Relay:
         plugin here and the rest of the network.  Answers at once; the
         plugins receive it afterwards.  A message relayed by another co2
         node also holds its ``id`` and remaining ``hops``.  Fault -32602
-        for a message co2 cannot carry, -32001 for a ``host_id`` naming
+        for a message co2 cannot carry, -32000 for a ``host_id`` naming
         another host than the caller's, -32003 while the node is stopping,
         -32006 while it is busy (its router congested).
         """

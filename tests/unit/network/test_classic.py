@@ -461,3 +461,15 @@ def test_stopping_the_link_logs_the_count_and_leaves_no_timer(reactor, sender, l
     links_of(satellite).stopService()
     assert refusal_lines(logged)[-1].startswith("messages refused: 4 more within 10s")
     assert len(link.limited) == 0  # no window open, so no timer
+
+
+@pytest.mark.parametrize(
+    ("host", "replaced"),
+    [("127.0.0.1", True), ("127.0.0.3", True), ("::1", True), ("0.0.0.0", True), ("::", True),
+     ("10.0.0.7", False), ("192.0.2.1", False), ("relay.example", False)],
+)
+def test_a_host_id_on_any_loopback_or_every_interface_is_rewritten_for_the_peer(host, replaced):
+    """A node on 127.0.0.3 connects out from 127.0.0.1: its host_id must name what the peer sees."""
+    from relay._classic import _not_seen_by_peers
+
+    assert _not_seen_by_peers(host) is replaced
