@@ -18,11 +18,12 @@ them together as ``satellites.Config``.
 from __future__ import annotations
 
 import os
+import re
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import FunctionType, ModuleType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from twisted.internet import endpoints
@@ -273,14 +274,61 @@ def positive(kind: type | tuple[type, ...]) -> Check:
     return check
 
 
+BACKBONE_SCHEMES = ("nats://", "tls://")
+"""How a ``peers`` entry naming a NATS backbone starts (``tls://``: over TLS)."""
+
+_STREAM_NAME = re.compile("[A-Za-z0-9_-]{1,64}")
+
+
+class Backbone(NamedTuple):
+    """A ``peers`` entry ``nats://HOST:PORT/NAME``: a NATS server and the stream of a broadcast domain."""
+
+    url: str
+    """The server's URL, as the NATS client takes it (``nats://`` or ``tls://``, host and port)."""
+    name: str
+    """The JetStream stream, and the domain's name."""
+    tls: bool
+
+
+def parse_backbone(peer: str) -> Backbone:
+    """
+    The parts of ``nats://HOST:PORT/NAME`` (or ``tls://...``); raises
+    ``ValueError`` saying what is wrong.  ``NAME`` is 1 to 64 letters,
+    digits, ``-`` or ``_`` (a JetStream stream name).
+    """
+    parts = urlsplit(peer)
+    if not parts.hostname:
+        raise ValueError(f"{peer!r} has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{peer!r} has a bad port") from None
+    if port is None:
+        raise ValueError(f"{peer!r} has no port (nats://HOST:PORT/NAME)")
+    name = parts.path.strip("/")
+    if _STREAM_NAME.fullmatch(name) is None:
+        raise ValueError(
+            f"{peer!r}: the name after the port must be 1 to 64 letters, digits, '-' or '_' "
+            "(nats://HOST:PORT/NAME)"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{peer!r}: nothing but nats://HOST:PORT/NAME (credentials go in peer_credentials)")
+    return Backbone(f"{parts.scheme}://{parts.netloc}", name, parts.scheme == "tls")
+
+
 def check_peer(value: object, base: str | None = None) -> str:
     """
     Raise ``ValueError`` unless ``value`` names a peer: an ``http://`` or
-    ``https://`` URL of a classic node, or a client endpoint string.
+    ``https://`` URL of a classic node, a NATS backbone
+    (``nats://HOST:PORT/NAME``, see :func:`parse_backbone`), or a client
+    endpoint string.
     Return it, with the paths of an ``ssl:`` string made absolute from the
     directory ``base`` when given.
     """
     peer = want_str("peers", value)
+    if peer.startswith(BACKBONE_SCHEMES):
+        parse_backbone(peer)
+        return peer
     if peer.startswith(("http://", "https://")):
         parts = urlsplit(peer)
         if not parts.hostname:

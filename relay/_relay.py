@@ -34,6 +34,7 @@ from twisted.logger import Logger, LogLevel
 
 from co2 import faults
 from co2._auth import make_authentication
+from co2._config import BACKBONE_SCHEMES
 from co2._errors import SendQueueFull
 from co2._message import HostId, check_message, decode_message, encode_message, host_matches, parse_host_id
 from co2._state import StateStore
@@ -110,7 +111,8 @@ class Relay:
         self.link_stats = LinkStats()
         for peer in settings.peers:
             # What is sent before a link to a peer first comes up waits for it.
-            self.router.outbox(peer if _is_classic(peer) else f"peer:{peer}")
+            keyed_as_given = _is_classic(peer) or peer.startswith(BACKBONE_SCHEMES)
+            self.router.outbox(peer if keyed_as_given else f"peer:{peer}")
         self._thread = threading.get_ident()
         self._own_address: tuple[str, list[Any]] = ("", [])
         # Messages this node's plugins sent while the router was congested.

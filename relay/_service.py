@@ -10,6 +10,7 @@ same service with a plugin host among its children::
      |    +-- the AMP listener        amp_listen, when set
      |    +-- peer:...                one per AMP peer (a ClientService)
      |    +-- http://...              one per classic peer (a ClassicLink)
+     |    +-- nats://...              one per NATS backbone (a BackboneLink)
      +-- host                         the plugin host (a satellite only)
      +-- front                        the HTTP listener
      +-- manhole                      the SSH manhole, when set
@@ -31,6 +32,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
+from co2._config import BACKBONE_SCHEMES
 from co2._message import make_host_id
 from co2._services import InOrder, Listener
 from relay._classic import ClassicLink
@@ -79,7 +81,11 @@ class Links(InOrder):
             self.listener.setServiceParent(self)
         for peer in settings.peers:
             credentials = settings.credentials_for(peer)
-            if peer.startswith(("http://", "https://")):
+            if peer.startswith(BACKBONE_SCHEMES):
+                from relay._backbone import BackboneLink  # nats-py: only with a backbone configured
+
+                BackboneLink(relay, peer, credentials, tls_ca).setServiceParent(self)
+            elif peer.startswith(("http://", "https://")):
                 ClassicLink(
                     relay.router, reactor, peer, lambda: relay.host_id,
                     tls_ca=tls_ca, credentials=credentials, stats=relay.link_stats,

@@ -50,6 +50,8 @@ class RelaySettings(Section):
     max_hops: int = 16
     seen_limit: int = 100_000
     forget_after: float = 3600.0
+    backbone_max_age: float = 86_400.0
+    backbone_max_bytes: int = 1024 * 1024 * 1024
     relay_plugins: tuple[str, ...] = ()
     relay_plugin_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     peer_credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
@@ -71,6 +73,8 @@ class RelaySettings(Section):
             "max_hops": positive(int),
             "seen_limit": positive(int),
             "forget_after": positive((int, float)),
+            "backbone_max_age": positive((int, float)),
+            "backbone_max_bytes": positive(int),
             "relay_plugins": _relay_plugins,
             "relay_plugin_config": plugin_config,
             "peer_credentials": _peer_credentials,

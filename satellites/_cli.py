@@ -21,7 +21,7 @@ from twisted.logger import Logger, globalLogBeginner
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from co2._config import RESERVED_PACKAGES, auth_description, check_endpoint
+from co2._config import BACKBONE_SCHEMES, RESERVED_PACKAGES, auth_description, check_endpoint
 from co2._errors import ConfigError
 from co2._options import OptionsAnywhere
 from relay import RelayPluginError, SpoolError
@@ -414,6 +414,11 @@ def main(argv: Sequence[str] | None = None, options_class: type[Options] = Comma
         list_plugins(options.config, sys.stdout)
         sys.exit(0)
     _begin_logging(options.config, sys.stdout, options["log-format"])
+    if any(peer.startswith(BACKBONE_SCHEMES) for peer in options.config.relay.peers):
+        # nats-py runs on asyncio: the reactor must be Twisted's asyncio one.
+        from twisted.internet import asyncioreactor
+
+        asyncioreactor.install()
     from twisted.internet import reactor
 
     try:
