@@ -265,7 +265,8 @@ class BackboneLink(Service):
         self._attach()
 
     async def _error(self, error: Exception) -> None:
-        self.limited.emit("backbone error", LogLevel.warn, "backbone {peer}: {why}", peer=self.key, why=error)
+        self.limited.emit("backbone error", LogLevel.warn, "backbone {peer}: the NATS link failed: {why}",
+                          peer=self.key, why=error)
 
     async def _closed(self) -> None:
         self._detach()

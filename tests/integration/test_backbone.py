@@ -41,15 +41,17 @@ STREAM = 20_000
 class NatsServer:
     """A ``nats-server`` with JetStream on 127.0.0.1, its store in ``store``; restartable on its port."""
 
-    def __init__(self, start: Any, store: Path) -> None:
+    def __init__(self, start: Any, store: Path, *options: str) -> None:
         self.start_process = start
         self.store = store
+        self.options = options
         self.port = free_port()
         self.proc: Any = None
 
     def start(self) -> None:
         self.proc = self.start_process(
             BIN_DIR / "nats-server", "-a", "127.0.0.1", "-p", self.port, "-js", "-sd", self.store,
+            *self.options,
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -75,13 +77,13 @@ def nats_server(start: Any, tmp_path: Path) -> NatsServer:
 class Sites:
     """Site A and site B: a relay on the backbone each, with a recorder satellite behind it."""
 
-    def __init__(self, nodes: Any, server: NatsServer, tmp_path: Path) -> None:
+    def __init__(self, nodes: Any, server: NatsServer, tmp_path: Path, **settings: Any) -> None:
         self.nodes = nodes
         self.ports = {"ra": free_port(), "rb": free_port()}
         self.relays = {
             name: nodes.relay(
                 name, amp_listen=listen_at(self.ports[name]), peers=[server.peer],
-                data_dir=str(tmp_path / f"{name}-data"),
+                data_dir=str(tmp_path / f"{name}-data"), **settings,
             )
             for name in ("ra", "rb")
         }
@@ -147,3 +149,21 @@ def test_the_backbone_survives_a_nats_server_restart(network, nats_server, tmp_p
     call(sites.sa, "alpha.rec.emit", 100, "after")
     wait_received(sites.sb, "beta", emitted("before", 100) + emitted("during", 100) + emitted("after", 100),
                   *sites.procs, timeout=60)
+
+
+def test_a_backbone_that_wants_credentials_gets_them_from_peer_credentials(network, start, tmp_path):  # noqa: F811
+    server = NatsServer(start, tmp_path / "jetstream", "--user", "co2", "--pass", "s3cret")
+    server.start()
+    sites = Sites(network, server, tmp_path, peer_credentials={server.peer: ("co2", "s3cret")})
+    call(sites.sa, "alpha.rec.emit", 50, "c")
+    wait_received(sites.sb, "beta", emitted("c", 50), *sites.procs)
+
+
+def test_a_refused_password_is_logged_and_tried_again(network, start, tmp_path):  # noqa: F811
+    server = NatsServer(start, tmp_path / "jetstream", "--user", "co2", "--pass", "s3cret")
+    server.start()
+    relay = network.relay("ra", peers=[server.peer], peer_credentials={server.peer: ("co2", "wrong")})
+    relay.wait_serving()
+    relay.wait_output(r"backbone \S+: the NATS link failed: .*Authorization Violation")
+    assert call(relay, "co2.get_method_names")  # still serving
+    assert relay.popen.poll() is None
