@@ -34,7 +34,6 @@ from xml.parsers.expat import ExpatError
 
 from twisted.python import usage
 
-from co2 import __version__
 from co2._errors import CommandError
 from co2._message import make_host_id
 from co2._options import OptionsAnywhere
@@ -101,11 +100,6 @@ class CommandOptions(OptionsAnywhere):
         ["ca", None, None, "trust the CA certificates in this file for https:// (default: the system's)"],
     ]
     opt_h = usage.Options.opt_help
-
-    def opt_version(self) -> NoReturn:
-        """Print co2's version and exit."""
-        print(f"co2 {__version__}")
-        sys.exit(0)
 
     def parseArgs(self, *args: str) -> None:
         given = len(self.arguments)

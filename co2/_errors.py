@@ -26,6 +26,7 @@ The exceptions co2 raises, in one tree::
      +-- RelayError                 relay: the routing engine
      |    +-- SpoolError            a spool file that cannot be used
      |    +-- RelayPluginError      a relay plugin that cannot be loaded
+     |    +-- NotAsyncio            a nats:// backbone, but not Twisted's asyncio reactor
      +-- SatelliteError             satellites: the plugin host
           +-- StrictLoadError       --strict and a plugin package failed
           +-- ReloadRefused         a package that co2.reload may not reload

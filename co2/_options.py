@@ -12,14 +12,28 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from twisted.python import usage
 
-__all__ = ["OptionsAnywhere"]
+__all__ = ["OptionsAnywhere", "versions"]
+
+
+def versions() -> str:
+    """What ``--version`` prints: co2's version, then Twisted's."""
+    import twisted
+    from co2 import __version__
+
+    return f"co2 {__version__}\nTwisted {twisted.__version__}\n"
 
 
 class OptionsAnywhere(usage.Options):
     """A ``usage.Options`` that finds its options wherever they stand on the command line."""
+
+    def opt_version(self) -> NoReturn:
+        """Print co2's version, then Twisted's, and exit"""
+        sys.stdout.write(versions())
+        sys.exit(0)
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         flags: list[str] = []

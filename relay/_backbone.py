@@ -46,6 +46,7 @@ from co2._config import parse_backbone
 from co2._message import parse_host_id
 from co2._ratelog import RateLimitedLog
 from co2.protocol import BadBatch, decode_batch, encode_batch
+from relay._errors import RelayError
 from relay._link_commands import check_identity
 from relay._link_limits import BATCH_BYTES, WINDOW
 from relay._relay import Relay
@@ -70,7 +71,7 @@ RETRY = 1.0
 """Seconds between attempts to reach the NATS server (and between reconnections, by the client)."""
 
 
-class NotAsyncio(RuntimeError):
+class NotAsyncio(RelayError):
     """A backbone is configured but the reactor is not Twisted's asyncio reactor."""
 
 
@@ -402,6 +403,10 @@ class BackboneLink(Service):
         if node != self.relay.node_id:
             self._remote(node, host_id).heard()
 
+    def forget(self, node: str) -> bool:
+        """Forget the relay ``node`` on the backbone; whether it was known."""
+        return self._remotes.pop(node, None) is not None
+
     def _remote(self, node: str, host_id: str) -> _Remote:
         """The relay ``node`` on the backbone: one heard of for the first time is a link up."""
         remote = self._remotes.get(node)
@@ -476,7 +481,7 @@ class _Remote:
         self.backbone.relay.directory.link_up(self)
 
     def gone(self) -> None:
-        if self.backbone._remotes.pop(self.peer_node, None) is not None:
+        if self.backbone.forget(self.peer_node):
             _log.info("backbone {peer}: relay {node} is gone", peer=self.backbone.key, node=self.peer_node)
             self.backbone.relay.directory.link_down(self)
 

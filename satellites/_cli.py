@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 
 from co2._config import BACKBONE_SCHEMES, RESERVED_PACKAGES, auth_description, check_endpoint
 from co2._errors import ConfigError
-from co2._options import OptionsAnywhere
+from co2._options import OptionsAnywhere, versions
 from relay import RelayPluginError, SpoolError
 from satellites._errors import SatelliteError
 from satellites._loader import find_packages
@@ -83,6 +83,11 @@ class Options(strcred.AuthOptionMixin, usage.Options):
     config: Config
     program = "co2-satellite"
     role = "satellite"
+
+    def opt_version(self) -> NoReturn:
+        """Print co2's version, then Twisted's, and exit"""
+        sys.stdout.write(versions())
+        sys.exit(0)
 
     def opt_auth(self, description: str) -> None:
         """Require a user name and password that this checker accepts (see --help-auth); repeatable"""

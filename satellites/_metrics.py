@@ -15,15 +15,17 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
+    InfoMetricFamily,
     Metric,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from co2 import __version__
 from co2.faults import METHOD_NOT_FOUND
 
 __all__ = [
@@ -103,12 +105,18 @@ class _NodeCollector:
     def collect(self) -> Iterator[Metric]:
         snapshot = self.node.relay.snapshot()
         links = snapshot.links
+        yield InfoMetricFamily("co2_build", "The co2 this node runs.", value={"version": __version__})
+        up = GaugeMetricFamily("co2_link_up", "1 while each link is up, 0 while it is down.", labels=["link"])
+        for link in links:
+            up.add_metric([link.key], 1 if link.up else 0)
+        yield up
+        # Every series from zero: a rate needs the zero before the first count.
         yield _counter("co2_link_messages_in", "Messages that arrived over each link.", "link",
-                       {link.key: link.messages_in for link in links if link.messages_in})
+                       {link.key: link.messages_in for link in links})
         yield _counter("co2_link_messages_out", "Messages sent over each link.", "link",
-                       {link.key: link.messages_out for link in links if link.messages_out})
+                       {link.key: link.messages_out for link in links})
         yield _counter("co2_link_reconnects", "Times each link came up again after its first time.",
-                       "link", {link.key: link.reconnects for link in links if link.reconnects})
+                       "link", {link.key: link.reconnects for link in links})
         depth = GaugeMetricFamily("co2_outbox_depth", "Messages each link's outbox holds.", labels=["link"])
         for link in links:
             depth.add_metric([link.key], link.queued)
@@ -121,7 +129,10 @@ class _NodeCollector:
         yield messages
         yield from _flow_metrics(snapshot.flow)
         satellite = self.node.satellite
-        yield from _plugin_metrics(satellite.plugin_stats if satellite is not None else PluginStats())
+        if satellite is None:
+            yield from _plugin_metrics(PluginStats(), [])
+        else:
+            yield from _plugin_metrics(satellite.plugin_stats, [str(plugin) for plugin in satellite.plugins])
         calls = CounterMetricFamily(
             "co2_xmlrpc_calls", "XML-RPC requests by method and fault code (0: answered without a fault).",
             labels=["method", "fault"],
@@ -144,11 +155,13 @@ def _flow_metrics(flow: dict[str, int | bool]) -> Iterator[Metric]:
         yield GaugeMetricFamily(name, documentation, value=int(flow[key]))
 
 
-def _plugin_metrics(plugins: PluginStats) -> Iterator[Metric]:
+def _plugin_metrics(plugins: PluginStats, loaded: list[str]) -> Iterator[Metric]:
+    """The plugins' series; each plugin of ``loaded`` has them all, from zero."""
+    zero = dict.fromkeys(loaded, 0)
     yield _counter("co2_plugin_deliveries", "Messages handed to each plugin's receive.", "plugin",
-                   plugins.deliveries)
+                   {**zero, **plugins.deliveries})
     yield _counter("co2_plugin_errors", "receive calls of each plugin that raised or failed.", "plugin",
-                   plugins.errors)
+                   {**zero, **plugins.errors})
     latency = HistogramMetricFamily(
         "co2_plugin_receive_seconds", "Time each plugin's receive kept the reactor.", labels=["plugin"]
     )
@@ -168,6 +181,7 @@ def node_registry(node: Any, calls: CallStats) -> CollectorRegistry:
     """A registry of its own for one node (tests run many nodes in one process)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_NodeCollector(node, calls))
+    ProcessCollector(registry=registry)  # the process's CPU, memory and open files, where /proc has them
     return registry
 
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from html import escape
 from typing import Any
 
+from co2 import __version__
+
 __all__ = ["REFRESH", "StatusJSON", "StatusPage", "status_of"]
 
 REFRESH = 5
@@ -35,6 +37,7 @@ def status_of(node: Any, role: str) -> dict[str, Any]:
         "role": role,
         "host_id": snapshot.host_id,
         "node_id": snapshot.node_id,
+        "version": __version__,
         "plugins": [] if satellite is None else _plugins(satellite),
         "failed": [] if satellite is None else _failed(satellite),
         "methods": node.dispatcher.names(),

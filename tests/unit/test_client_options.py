@@ -11,6 +11,7 @@ import pytest
 from twisted.python import usage
 
 import co2
+import twisted
 from co2 import _client
 from co2._client import parse_args, run
 
@@ -115,8 +116,8 @@ def test_command_help_lists_its_options(capsys, argv, expected):
 
 @pytest.mark.parametrize("argv", [["--version"], ["call", "--version"]])
 def test_version_is_co2s(capsys, argv):
-    """--version prints co2's version (not Twisted's) and exits 0."""
-    assert exits_0(capsys, argv) == f"co2 {co2.__version__}\n"
+    """--version prints co2's version, then Twisted's, and exits 0."""
+    assert exits_0(capsys, argv) == f"co2 {co2.__version__}\nTwisted {twisted.__version__}\n"
 
 
 def test_main_exits_2_on_bad_usage(capsys):

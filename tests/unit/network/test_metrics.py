@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import co2
+
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -72,7 +74,7 @@ def test_calls_deliveries_and_errors_are_counted(network, make_satellite, reacto
     assert samples["co2_xmlrpc_calls_total", (("fault", "-32601"), ("method", "(unknown)"))] == 1
     assert samples["co2_plugin_deliveries_total", (("plugin", "rec.m.X_Recorder"),)] == 1
     assert samples["co2_plugin_errors_total", (("plugin", "fails.m.X_Fails"),)] == 1
-    assert ("co2_plugin_errors_total", (("plugin", "rec.m.X_Recorder"),)) not in samples
+    assert samples["co2_plugin_errors_total", (("plugin", "rec.m.X_Recorder"),)] == 0  # from zero
     assert samples["co2_plugin_receive_seconds_count", (("plugin", "rec.m.X_Recorder"),)] == 1
     assert samples["co2_plugin_receive_seconds_bucket", (("le", "+Inf"), ("plugin", "rec.m.X_Recorder"))] == 1
 
@@ -116,3 +118,24 @@ def test_a_node_without_metrics_has_no_such_page(make_satellite, reactor) -> Non
     satellite = make_satellite("a", "rec")
     factory = make_server(satellite.dispatcher, 1 << 20, reactor)
     assert scrape(factory)[0] == 404
+
+
+def test_build_info_link_up_process_and_every_series_from_zero(network, make_satellite, reactor) -> None:
+    """co2_build_info names the version; each link has co2_link_up and its counters at zero; the process is there."""
+    a = make_satellite("a", "rec", "calc")
+    make_satellite("b", "rec")
+    network.link("a", "b")
+    factory = make_server(a.dispatcher, 1 << 20, reactor, node=NodeParts.of(a))
+    _, samples = scrape(factory)
+    assert samples["co2_build_info", (("version", co2.__version__),)] == 1
+    [(key, up)] = [(labels, value) for (name, labels), value in samples.items() if name == "co2_link_up"]
+    assert up == 1
+    for name in ("co2_link_messages_in_total", "co2_link_messages_out_total", "co2_link_reconnects_total"):
+        assert samples[name, key] == 0
+    for plugin in ("rec.m.X_Recorder",):
+        assert samples["co2_plugin_deliveries_total", (("plugin", plugin),)] == 0
+        assert samples["co2_plugin_errors_total", (("plugin", plugin),)] == 0
+    assert samples["process_resident_memory_bytes", ()] > 0
+    network.cut("a", "b")
+    _, samples = scrape(factory)
+    assert samples["co2_link_up", key] == 0
