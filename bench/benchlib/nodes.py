@@ -7,6 +7,7 @@ end with probe messages.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,11 @@ EPHEMERAL = "tcp:port=0:interface=127.0.0.1"
 # Links may owe more than the defaults while a blast is in flight: the suite
 # measures speed, so nothing may be dropped for lack of room.
 ROOMY_LINKS = {"outbox_limit": 10_000_000, "outbox_bytes": 4 << 30}
+
+# What a relay linked to a NATS backbone logs once it is on it, and once it
+# has heard another relay there (relay/_backbone.py).
+BACKBONE_UP = re.compile(r"backbone \S+ up: ")
+BACKBONE_RELAY = re.compile(r"backbone \S+: relay \S+ \(\S+\) is on it")
 
 _tokens = itertools.count()
 
@@ -140,6 +146,32 @@ def start_net(
     net = Net(line, sender, [started(proc) for proc in spawned])
     wait_linked(sender, net.receivers, timeout=30 + 2 * receivers)
     return net
+
+
+def start_ends(
+    procs: Processes,
+    plugin_dir: Path,
+    relays: list[Node],
+    names: tuple[str, str] = ("a", "b"),
+    links: dict[str, int] = ROOMY_LINKS,
+) -> Net:
+    """
+    Around relays already started and linked: satellite ``names[0]``
+    linked to the first relay and ``names[1]`` to the last, both with
+    ``flow`` and the outbox settings ``links``; probed end to end.
+    """
+    sender = start_satellite(procs, names[0], plugin_dir, ["flow"], [relays[0].peer], links)
+    receiver = start_satellite(procs, names[1], plugin_dir, ["flow"], [relays[-1].peer], links)
+    net = Net(relays, sender, [receiver])
+    wait_linked(sender, net.receivers)
+    return net
+
+
+def wait_backbone(relays: list[Node], timeout: float = 30.0) -> None:
+    """Wait until each relay is on its NATS backbone and has heard another relay there."""
+    for relay in relays:
+        relay.proc.wait_line(BACKBONE_UP, timeout)
+        relay.proc.wait_line(BACKBONE_RELAY, timeout)
 
 
 def wait_linked(sender: Node, receivers: list[Node], timeout: float = 30.0) -> None:

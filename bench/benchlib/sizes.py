@@ -23,6 +23,8 @@ class Sizes:
     fanouts: tuple[int, ...]  # receivers; CPU compares the first and the last
     chain_relays: int  # relays in line for the chain blast (sizes.messages)
     nats_repeats: int  # co2 and NATS runs each; the median is kept
+    backbone_messages: int  # per blast, A -> relay1 -> NATS backbone (or AMP) -> relay2 -> B
+    backbone_repeats: int  # blasts through the backbone and through AMP each; the median is kept
     overload_one_call: int  # messages sent in one reactor turn, A -> relay -> B, default settings
     overload_total: int  # messages sent in slices to two receivers, default settings
     overload_slice: int
@@ -49,6 +51,8 @@ FULL = Sizes(
     fanouts=(1, 4, 8, 16),
     chain_relays=3,
     nats_repeats=3,
+    backbone_messages=100_000,
+    backbone_repeats=3,
     overload_one_call=300_000,
     overload_total=1_000_000,
     overload_slice=25_000,
@@ -75,6 +79,8 @@ QUICK = Sizes(
     fanouts=(1, 4, 8, 16),
     chain_relays=3,
     nats_repeats=1,
+    backbone_messages=3_000,
+    backbone_repeats=1,
     overload_one_call=6_000,
     overload_total=20_000,
     overload_slice=5_000,
