@@ -143,6 +143,7 @@ class BackboneLink(Service):
         self.peer_node = ""  # the backbone is off the map: every message goes to it
         self._client: Any = None
         self._stream: Any = None
+        self._jetstream: Any = None
         self._attached = False
         self._publishing: dict[int, Deferred[Any]] = {}
         self._remotes: dict[str, _Remote] = {}
@@ -204,7 +205,7 @@ class BackboneLink(Service):
         from nats.js.errors import NotFoundError
 
         client, settings = self._client, self.relay.config.relay
-        js = client.jetstream()
+        js = self._jetstream = client.jetstream()
         config = StreamConfig(
             name=self.peer.name, subjects=[self.subject],
             max_age=settings.backbone_max_age, max_bytes=settings.backbone_max_bytes,
@@ -307,8 +308,7 @@ class BackboneLink(Service):
                 "Co2-Node": self.relay.node_id,
                 "Co2-Host-Id": self.relay.host_id,
             }
-            js = self._client.jetstream()
-            d = _later(js.publish(self.subject, encode_batch(bodies), headers=headers))
+            d = _later(self._jetstream.publish(self.subject, encode_batch(bodies), headers=headers))
             self._publishing[number] = d
             self.relay.link_stats.messages_out[self.key] += len(entries)
             d.addCallbacks(self._stored, self._not_stored, callbackArgs=(number,), errbackArgs=(number,))
