@@ -51,38 +51,32 @@ EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
 
-class Options(strcred.AuthOptionMixin, usage.Options):
+class NodeOptions(strcred.AuthOptionMixin, usage.Options):
     """
-    The command line of ``co2-satellite`` (and ``twistd co2-satellite``).
+    What the command lines of ``co2-satellite`` and ``co2-relay`` (and
+    of ``twistd`` with either) share.
 
     ``--auth`` (as often as needed), ``--help-auth`` and
     ``--help-auth-type`` are ``twisted.cred``'s, as in every ``twistd``
     plugin; the ``--auth`` given replace ``auth`` of the config.
     """
 
-    synopsis = (
-        "[--config PATH] [--listen ENDPOINT] [--auth CHECKER]... [--strict] [--list-plugins] "
-        "[--log-format text|json]"
-    )
+    synopsis = "[--config PATH] [--listen ENDPOINT] [--auth CHECKER]... [--log-format text|json]"
     supportedInterfaces = [IUsernamePassword]
-    longdesc = (
-        "Run a co2 satellite: load the plugin packages named in the config "
-        "and answer XML-RPC calls for them.  "
-        "`co2-satellite new-plugin NAME [--dir DIR]` writes a new plugin package instead."
-    )
     optParameters = [
         ["config", "c", "config.py", "the config file (a Python module)"],
         ["listen", "l", None, "XML-RPC endpoint, overriding `listen` of the config"],
         ["log-format", None, "text", "how the log is written to stdout: text or json (one object per line)"],
     ]
-    optFlags = [
-        ["strict", None, "exit (status 2) if any plugin package fails to load"],
-        ["list-plugins", None, "list the plugin packages found and exit"],
-    ]
 
     config: Config
-    program = "co2-satellite"
-    role = "satellite"
+    program = ""
+    role = ""
+
+    def getSynopsis(self) -> str:
+        if self.parent is None:
+            return f"Usage: {self.program} {self.synopsis}"
+        return f"{self.parent.getSynopsis()} {self.program} {self.synopsis}"
 
     def opt_version(self) -> NoReturn:
         """Print co2's version, then Twisted's, and exit"""
@@ -121,15 +115,33 @@ class Options(strcred.AuthOptionMixin, usage.Options):
         self.warnings = warnings
 
 
-class RelayOptions(Options):
-    """The command line of ``co2-relay`` (and ``twistd co2-relay``)."""
+class Options(NodeOptions):
+    """The command line of ``co2-satellite`` (and ``twistd co2-satellite``)."""
 
-    synopsis = "[--config PATH] [--listen ENDPOINT] [--auth CHECKER]... [--log-format text|json]"
+    synopsis = (
+        "[--config PATH] [--listen ENDPOINT] [--auth CHECKER]... [--strict] [--list-plugins] "
+        "[--log-format text|json]"
+    )
+    longdesc = (
+        "Run a co2 satellite: load the plugin packages named in the config "
+        "and answer XML-RPC calls for them.  "
+        "`co2-satellite new-plugin NAME [--dir DIR]` writes a new plugin package instead."
+    )
+    optFlags = [
+        ["strict", None, "exit (status 2) if any plugin package fails to load"],
+        ["list-plugins", None, "list the plugin packages found and exit"],
+    ]
+    program = "co2-satellite"
+    role = "satellite"
+
+
+class RelayOptions(NodeOptions):
+    """The command line of ``co2-relay`` (and ``twistd co2-relay``): no plugins, so no plugin options."""
+
     longdesc = (
         "Run a standalone co2 relay: a hub that links satellites and other "
         "relays and passes their messages and calls on; it loads no plugins."
     )
-    optFlags: list[list[str | None]] = []
     program = "co2-relay"
     role = "relay"
 
@@ -162,7 +174,7 @@ class CannotStart(SatelliteError):
         self.status = status
 
 
-def service_for(options: Options, reactor: Any) -> NodeParts:
+def service_for(options: NodeOptions, reactor: Any) -> NodeParts:
     """
     The node ``options`` describe, on ``reactor``.  Raises
     :class:`CannotStart`: status 2 for a relay plugin that cannot be
@@ -176,7 +188,7 @@ def service_for(options: Options, reactor: Any) -> NodeParts:
         raise CannotStart(EXIT_FAILURE, str(e)) from None
 
 
-def makeService(options: Options) -> Service:
+def makeService(options: NodeOptions) -> Service:
     """
     The service for ``twistd co2-satellite`` and ``twistd co2-relay``.  A
     start that fails makes twistd exit 1 with one line saying why.
@@ -401,8 +413,17 @@ def write_new_plugin(options: NewPluginOptions, out: TextIO, err: TextIO) -> int
     return 0
 
 
-def main(argv: Sequence[str] | None = None, options_class: type[Options] = CommandOptions) -> NoReturn:
+def main(argv: Sequence[str] | None = None, options_class: type[NodeOptions] = CommandOptions) -> NoReturn:
     """The ``co2-satellite`` command (``co2-relay`` with :class:`RelayOptions`)."""
+    try:
+        _main(argv, options_class)
+    except BrokenPipeError:
+        # What reads our output went away (`--help | head`): nothing more to say, and no traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_FAILURE)
+
+
+def _main(argv: Sequence[str] | None, options_class: type[NodeOptions]) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
     options = options_class()
     program = options.program

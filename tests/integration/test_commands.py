@@ -10,11 +10,14 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import xmlrpc.client
 from pathlib import Path
 
 import pytest
-from conftest import eventually
+from conftest import BIN_DIR, eventually
+
+import co2
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 GOOD_PLUGIN = '''
@@ -223,3 +226,25 @@ def test_plugin_package_named_json(serve_packages, make_plugin, plugin_dir):
         )
         assert plugin_dir not in Path(proxy.json.dump.json_file()).parents
         assert proxy.good.ping.ping() == "pong"
+
+
+@pytest.mark.parametrize("command", ["co2-satellite", "co2-relay"])
+def test_help_into_a_pipe_closed_early_ends_without_a_traceback(command):
+    """`co2-satellite --help-auth | head -1`: the reader goes away; the command says nothing more."""
+    process = subprocess.Popen(
+        [str(BIN_DIR / command), "--help-auth"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before it writes: every write meets a closed pipe
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    process.wait(timeout=20)
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+@pytest.mark.parametrize("command", ["co2-satellite", "co2-relay", "co2"])
+def test_version_names_co2_then_twisted(command):
+    result = subprocess.run([str(BIN_DIR / command), "--version"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[0] == f"co2 {co2.__version__}"
+    assert result.stdout.splitlines()[1].startswith("Twisted ")
