@@ -66,4 +66,20 @@ def log_observer(log_format: str, level: LogLevel, out: TextIO) -> ILogObserver:
     if log_format not in LOG_FORMATS:
         raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
     observer = jsonLineObserver(out) if log_format == "json" else textFileLogObserver(out)
-    return FilteringLogObserver(observer, [LogLevelFilterPredicate(defaultLogLevel=level)])
+    predicate = LogLevelFilterPredicate(defaultLogLevel=level)
+    for namespace in QUIETER:
+        # Twisted's own chatter about connections, which co2's lines say better.
+        predicate.setLogLevelForNamespace(namespace, max(level, LogLevel.warn, key=_rank))
+    return FilteringLogObserver(observer, [predicate])
+
+
+QUIETER = (
+    "twisted.application._client_service",  # "Scheduling retry 8 to connect <...> in 8.85 seconds"
+    "twisted.application.internet",
+    "twisted.protocols.amp",  # "LinkProtocol connection established (HOST:..., PEER:...)"
+)
+"""Namespaces logged from warnings up only: co2 logs what they say at info, naming the peer."""
+
+
+def _rank(level: LogLevel) -> int:
+    return list(LogLevel.iterconstants()).index(level)

@@ -141,3 +141,58 @@ def test_a_flood_of_routed_answers_too_large_is_logged_a_few_at_a_time(
     assert len(relay_lines(logged, "a routed call's answer of")) == LINES
     reactor.advance(EVERY)
     assert relay_lines(logged, " more within ")[-1].startswith("routed answer too large: 6 more within 10s")
+
+
+def test_a_peer_that_cannot_be_reached_is_one_line_per_attempt_naming_it_and_why(logged):
+    """One co2 line per failed attempt, naming the endpoint, why and the delay; no factory chatter."""
+    import errno
+
+    from twisted.internet.error import ConnectionRefusedError
+    from twisted.internet.testing import MemoryReactorClock
+    from twisted.python.failure import Failure
+
+    from relay._dialling import peer_service
+    from satellites._logging import QUIETER
+
+    reactor = MemoryReactorClock()
+    peer = "tcp:host=127.0.0.1:port=1"
+    relay = Relay(make_config({"peers": [peer]}), reactor, lambda *args: None)
+    service = peer_service(relay, peer)
+    service.startService()
+    for _ in range(3):
+        factory = reactor.tcpClients[-1][2]
+        refused = ConnectionRefusedError(osError=errno.ECONNREFUSED)  # as the TCP client makes it
+        factory.clientConnectionFailed(reactor.connectors[-1], Failure(refused))
+        reactor.advance(60)
+    service.stopService()
+    relay.close()
+    lines = [formatEvent(event) for event in logged]
+    said = [line for line in lines if "cannot connect" in line]
+    assert len(said) == 3
+    assert said[0].startswith(f"link peer:{peer}: cannot connect to {peer}: connection refused; retrying in ")
+    assert not [line for line in lines if "Starting factory" in line]
+    # Twisted's own retry lines are still emitted, in a namespace the node's log keeps below info.
+    retries = [event for event in logged if "Scheduling retry" in formatEvent(event)]
+    assert retries and all(event["log_namespace"].startswith(QUIETER) for event in retries)
+
+
+def test_twisteds_connection_chatter_is_kept_below_info():
+    import io
+
+    from twisted.logger import Logger, LogLevel, globalLogPublisher
+
+    from satellites._logging import log_observer
+
+    out = io.StringIO()
+    observer = log_observer("text", LogLevel.info, out)
+    globalLogPublisher.addObserver(observer)
+    try:
+        Logger(namespace="twisted.application._client_service.ClientService").info("Scheduling retry 8")
+        Logger(namespace="twisted.protocols.amp").info("LinkProtocol connection established")
+        Logger(namespace="twisted.protocols.amp").critical("Amp server or network failure")
+        Logger(namespace="co2.relay").info("link peer:x up")
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    text = out.getvalue()
+    assert "Scheduling retry" not in text and "connection established" not in text
+    assert "Amp server or network failure" in text and "link peer:x up" in text
