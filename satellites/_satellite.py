@@ -6,6 +6,7 @@ delivery of messages to them.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, MutableMapping
@@ -256,11 +257,15 @@ class Satellite:
         return gatherResults(outcomes)
 
     def _failed(self, error: PluginError) -> None:
+        """One line at warning says what failed and where; the whole traceback is logged at debug."""
         self.failures.append(error)
-        _log.error(
-            "plugin package {package} left out: {problem}\n{details}",
-            package=error.package, problem=error.problem, details=error.details,
+        where = _innermost_plugin_frame(error.details, self.config.host.plugin_dir)
+        _log.warn(
+            "plugin package {package} left out: {problem}{where}",
+            package=error.package, problem=error.problem, where=f" (at {where})" if where else "",
         )
+        if error.details:
+            _log.debug("plugin package {package}: {details}", package=error.package, details=error.details)
 
     def shutdown(self) -> Deferred[None]:
         """
@@ -437,3 +442,16 @@ def relay_dispatcher(registry: MethodRegistry, relay: Relay, config: Config) -> 
     registry.add(Method.of("co2.get_method_names", dispatcher.names))
     registry.add(Method.of("co2.watch", relay.tap.watch_from, takes_caller=True))
     return dispatcher
+
+
+_FRAME = re.compile(r'^  File "(.+)", line (\d+)', re.M)
+
+
+def _innermost_plugin_frame(details: str, plugin_dir: str) -> str:
+    """The last frame of traceback ``details`` in a file under ``plugin_dir``, as ``path:line`` (or "")."""
+    root = os.path.join(os.path.abspath(plugin_dir), "")
+    frames = [(path, n) for path, n in _FRAME.findall(details) if os.path.abspath(path).startswith(root)]
+    if not frames:
+        return ""
+    path, n = frames[-1]
+    return f"{os.path.relpath(path, root)}:{n}"

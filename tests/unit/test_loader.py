@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from doubles import format_events as text_of
+from twisted.logger import LogLevel, formatEvent
 
 from co2 import Co2Plugin
 from co2.testing import write_package
@@ -165,13 +166,17 @@ def test_broken_package_is_left_out_and_others_run(make_node, plugin_dir, logged
     assert reason in text
 
 
-def test_traceback_of_a_broken_package_is_logged(make_node, plugin_dir, logged):
-    """The log holds the traceback of a plugin that raised while importing."""
+def test_a_broken_package_is_one_warning_saying_where_its_traceback_at_debug(make_node, plugin_dir, logged):
+    """One line at warning says what failed and the plugin's own line; the traceback is logged at debug."""
     write_package(plugin_dir, "ham", {"m": "def f():\n    raise KeyError('deep')\nf()\n"})
     node = make_node("ham")
     assert node.satellite.failures
-    text = text_of(logged)
-    assert "Traceback" in text and "KeyError" in text and "m.py" in text
+    [warning] = [event for event in logged if "left out" in formatEvent(event)]
+    assert warning["log_level"] == LogLevel.warn
+    line = formatEvent(warning)
+    assert "\n" not in line and "KeyError" in line and line.endswith("(at ham/m.py:2)")
+    [debug] = [e for e in logged if e["log_level"] == LogLevel.debug and "Traceback" in formatEvent(e)]
+    assert "KeyError" in formatEvent(debug)
 
 
 def test_a_failing_package_gives_its_created_plugins_their_exit(make_node, plugin_dir, tmp_path):
