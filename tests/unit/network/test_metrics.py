@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import co2
-
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
+import co2
 from co2._auth import basic_authorization, make_authentication
 from co2._xmlrpc import dump_call
 from co2.testing import write_package
