@@ -120,7 +120,7 @@ def test_a_node_without_metrics_has_no_such_page(make_satellite, reactor) -> Non
 
 
 def test_build_info_link_up_process_and_every_series_from_zero(network, make_satellite, reactor) -> None:
-    """co2_build_info names the version; each link has co2_link_up and its counters at zero; the process is there."""
+    """co2_build_info names the version; each link has co2_link_up and counters from zero; the process too."""
     a = make_satellite("a", "rec", "calc")
     make_satellite("b", "rec")
     network.link("a", "b")
