@@ -70,6 +70,8 @@ class NodeOptions(strcred.AuthOptionMixin, usage.Options):
     ]
 
     config: Config
+    config_error: ConfigError | None = None
+    """Under twistd, the config's error, said by :func:`makeService` (twistd would print its help first)."""
     program = ""
     role = ""
 
@@ -110,7 +112,13 @@ class NodeOptions(strcred.AuthOptionMixin, usage.Options):
                 auth = dataclasses.replace(config.auth, auth=tuple(self["auth"]))
                 config = dataclasses.replace(config, auth=auth)
         except ConfigError as e:
+            if self.parent is not None:
+                # Under twistd, which would print its whole help before a
+                # usage error: the one line comes from makeService, exit 2.
+                self.config_error = e
+                return
             raise usage.UsageError(str(e)) from None
+        self.config_error = None
         self.config = config
         self.warnings = warnings
 
@@ -195,6 +203,9 @@ def makeService(options: NodeOptions) -> Service:
     """
     from twisted.internet import reactor
 
+    if options.config_error is not None:
+        print(f"twistd {options.program}: {options.config_error}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
     if options.get("list-plugins"):
         list_plugins(options.config, sys.stdout)
         raise SystemExit(0)

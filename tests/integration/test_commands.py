@@ -249,3 +249,14 @@ def test_version_names_co2_then_twisted(command):
     assert result.returncode == 0
     assert result.stdout.splitlines()[0] == f"co2 {co2.__version__}"
     assert result.stdout.splitlines()[1].startswith("Twisted ")
+
+
+@pytest.mark.parametrize("fixture", ["twistd", "twistd_relay"])
+def test_twistd_with_a_bad_config_says_one_line_and_exits_2(request, fixture, make_config):
+    """Under twistd a config error is one line on stderr (no help before it) and exit status 2."""
+    config = make_config(listen=5)
+    proc = request.getfixturevalue(fixture)("--config", config)
+    assert proc.wait() == 2, proc.describe()
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, proc.describe()
+    assert "listen: expected a string, got 5 (int)" in lines[0] and str(config) in lines[0]
