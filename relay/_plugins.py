@@ -10,6 +10,7 @@ new to the node, before it is delivered or forwarded.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -102,10 +103,12 @@ def _load_one(name: str, options: dict[str, Any]) -> IRelayPlugin:
 
 
 def load_relay_plugins(
-    names: Sequence[str], configs: Mapping[str, Mapping[str, Any]]
+    names: Sequence[str], configs: Mapping[str, Mapping[str, Any]], directory: str | None = None
 ) -> list[IRelayPlugin]:
     """
-    Import each module of ``names`` and create its plugin, in order.
+    Import each module of ``names`` and create its plugin, in order.  A
+    module is looked for in ``directory`` first (``relay_plugin_dir``, the
+    config's own directory unless set), then where Python looks.
 
     Each module's ``relay_plugin`` is called with a new dict of the options
     ``configs`` holds under the module's name (empty when there are none).
@@ -113,7 +116,13 @@ def load_relay_plugins(
     imported, has no callable ``relay_plugin``, whose ``relay_plugin`` fails,
     or whose plugin does not provide :class:`IRelayPlugin`.
     """
-    return [_load_one(name, dict(configs.get(name, {}))) for name in names]
+    if directory is None or not names:
+        return [_load_one(name, dict(configs.get(name, {}))) for name in names]
+    sys.path.insert(0, directory)
+    try:
+        return [_load_one(name, dict(configs.get(name, {}))) for name in names]
+    finally:
+        sys.path.remove(directory)
 
 
 def _is_message(value: object) -> bool:

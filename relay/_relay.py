@@ -100,7 +100,9 @@ class Relay:
             outbox_limit=settings.outbox_limit, outbox_bytes=settings.outbox_bytes,
             spool=spool,
             forget_after=settings.forget_after,
-            plugins=load_relay_plugins(settings.relay_plugins, settings.relay_plugin_config),
+            plugins=load_relay_plugins(
+                settings.relay_plugins, settings.relay_plugin_config, settings.relay_plugin_dir
+            ),
             tap=self.tap,
             node_id=self.node_id,
             topology=self.directory.topology,

@@ -53,6 +53,7 @@ class RelaySettings(Section):
     backbone_max_age: float = 86_400.0
     backbone_max_bytes: int = 1024 * 1024 * 1024
     relay_plugins: tuple[str, ...] = ()
+    relay_plugin_dir: str | None = None
     relay_plugin_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     peer_credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
 
@@ -76,6 +77,7 @@ class RelaySettings(Section):
             "backbone_max_age": positive((int, float)),
             "backbone_max_bytes": positive(int),
             "relay_plugins": _relay_plugins,
+            "relay_plugin_dir": optional(a_path(base, "directory")),
             "relay_plugin_config": plugin_config,
             "peer_credentials": _peer_credentials,
         }
@@ -85,6 +87,9 @@ class RelaySettings(Section):
         """``peer_credentials`` keyed as ``peers`` holds them; the spool in ``data_dir`` unless named."""
         if "peer_credentials" in values:
             values["peer_credentials"] = _resolved_peer_keys(values["peer_credentials"], base)
+        if not values.get("relay_plugin_dir"):
+            # Relay plugins are found beside the config, as plugin packages are in plugin_dir.
+            values["relay_plugin_dir"] = base
         if values.get("data_dir") and not values.get("spool"):
             # The node's one SQLite file: what it owes, what it has seen, its plugins' state.
             values["spool"] = os.path.join(values["data_dir"], SPOOL_FILE)
