@@ -21,6 +21,7 @@ each turn the :class:`~relay._turn.Turn`'s; the relay's links run in
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 from collections import deque
@@ -101,7 +102,7 @@ class Relay:
             spool=spool,
             forget_after=settings.forget_after,
             plugins=load_relay_plugins(
-                settings.relay_plugins, settings.relay_plugin_config, settings.relay_plugin_dir
+                settings.relay_plugins, settings.relay_plugin_config, _relay_plugin_dir(config)
             ),
             tap=self.tap,
             node_id=self.node_id,
@@ -359,6 +360,13 @@ class Relay:
         self.router.close()
         if self.authentication is not None:
             self.authentication.close()
+
+
+def _relay_plugin_dir(config: RelayConfig) -> str | None:
+    """Where relay plugins are looked for first: ``relay_plugin_dir``, else beside the config file."""
+    if config.relay.relay_plugin_dir is not None:
+        return config.relay.relay_plugin_dir
+    return os.path.dirname(os.path.abspath(config.path)) if config.path else None
 
 
 def _is_classic(peer: str) -> bool:

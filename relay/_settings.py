@@ -87,9 +87,6 @@ class RelaySettings(Section):
         """``peer_credentials`` keyed as ``peers`` holds them; the spool in ``data_dir`` unless named."""
         if "peer_credentials" in values:
             values["peer_credentials"] = _resolved_peer_keys(values["peer_credentials"], base)
-        if not values.get("relay_plugin_dir"):
-            # Relay plugins are found beside the config, as plugin packages are in plugin_dir.
-            values["relay_plugin_dir"] = base
         if values.get("data_dir") and not values.get("spool"):
             # The node's one SQLite file: what it owes, what it has seen, its plugins' state.
             values["spool"] = os.path.join(values["data_dir"], SPOOL_FILE)
