@@ -13,6 +13,7 @@ Hello, comes up and goes down, and drains its outbox in batches.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -115,6 +116,10 @@ class LinkStats:
     messages_in: Counter[str] = field(default_factory=Counter)
     messages_out: Counter[str] = field(default_factory=Counter)
     ups: Counter[str] = field(default_factory=Counter)
+    peers: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """The node id and host_id at the other end of each link, as it last said."""
+    changed: dict[str, float] = field(default_factory=dict)
+    """When (wall time) each link last came up or went down."""
 
 
 def _address(transport: Any) -> list[Any]:
@@ -238,6 +243,7 @@ class LinkProtocol(amp.AMP):
             self._pump_call = None
         assert self.key is not None
         self.owner.router.detach(self.key, self)
+        self.owner.link_stats.changed[self.key] = time.time()
         if self.owner.links.get(self.key) is self:
             del self.owner.links[self.key]
         self.owner.directory.link_down(self)
@@ -367,7 +373,10 @@ class LinkProtocol(amp.AMP):
             _log.info("link {key}: a new connection replaces the old one", key=key)
             old.supersede()
         self.owner.links[key] = self
-        self.owner.link_stats.ups[key] += 1
+        stats = self.owner.link_stats
+        stats.ups[key] += 1
+        stats.peers[key] = (node, host_id)
+        stats.changed[key] = time.time()
         self.outbox = self.owner.router.attach(key, self)
         # Wait a turn: the answer to Hello must reach the peer first.
         self.owner.reactor.callLater(0, self._up)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -117,6 +118,8 @@ class Relay:
             keyed_as_given = _is_classic(peer) or peer.startswith(BACKBONE_SCHEMES)
             self.router.outbox(peer if keyed_as_given else f"peer:{peer}")
         self._thread = threading.get_ident()
+        self.started = time.time()
+        """When (wall time) this relay was made."""
         self._own_address: tuple[str, list[Any]] = ("", [])
         # Messages this node's plugins sent while the router was congested.
         self._queue: deque[tuple[bytes, Any, Deferred[None] | None]] = deque()
@@ -280,7 +283,9 @@ class Relay:
                         f"notify: the message is {len(body)} bytes, over max_message_size ({limit})")
         router = self.router
         source = self._classic_peer(host_id) or f"notify from {client_address[0]}"
-        router.route(message_id or router.new_id(), min(hops, router.max_hops), body, source, client_address)
+        hops = min(hops, router.max_hops)
+        if router.route(message_id or router.new_id(), hops, body, source, client_address):
+            router.counters.notified += 1
         return True
 
     def _classic_peer(self, host_id: HostId) -> str | None:
@@ -339,6 +344,8 @@ class Relay:
                 key=key, up=key in router.senders, queued=len(outbox),
                 messages_in=stats.messages_in.get(key, 0), messages_out=stats.messages_out.get(key, 0),
                 ups=stats.ups.get(key, 0),
+                peer_node=stats.peers.get(key, ("", ""))[0], peer_host_id=stats.peers.get(key, ("", ""))[1],
+                since=stats.changed.get(key),
             )
             for key, outbox in sorted(router.outboxes.items())
         )
@@ -347,7 +354,10 @@ class Relay:
             "congested": router.congested, "parked": router.parked,
             "queued": queued, "queued_bytes": queued_bytes,
         }
-        return Snapshot(self.node_id, self.host_id, links, router.counters.as_dict(), flow)
+        return Snapshot(
+            self.node_id, self.host_id, links, router.counters.as_dict(), flow,
+            started=self.started, last_message=router.last_message,
+        )
 
     def start(self) -> None:
         """Start announcing this node's methods over its links (see :class:`~relay._directory.Directory`)."""

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -134,6 +135,9 @@ class Router:
         self.turn = Turn(reactor, handover, spool, ended=self._end_turn, send=self._send_waiting)
         """The end of each turn: the handover to the plugins, the commit, the acknowledgements."""
         self.counters = Counters()
+        self.last_message: float | None = None
+        """When (wall time) a turn last took a new message."""
+        self._taken = 0
         self.limited = RateLimitedLog(_log, reactor)
         """The router's log lines that can repeat (drops, bad messages): a few, then a count."""
         self.outboxes: dict[str, Outbox] = {}
@@ -513,6 +517,10 @@ class Router:
     # The end of each turn
 
     def _end_turn(self) -> None:
+        counters = self.counters
+        taken = counters.originated + counters.received + counters.notified - counters.duplicates
+        if taken != self._taken:
+            self._taken, self.last_message = taken, time.time()
         self.tap.end_turn()
         if self.spool is not None:
             self._place()

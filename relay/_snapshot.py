@@ -28,6 +28,8 @@ class Counters:
     """Pushed out of a full outbox."""
     invalid: int = 0
     """Came over a link and were not messages co2 can carry: dropped where opened."""
+    notified: int = 0
+    """Accepted by XML-RPC ``notify`` (a classic node's or a client's), new to this node."""
 
     def as_dict(self) -> dict[str, int]:
         """The counts by name, sorted."""
@@ -47,6 +49,12 @@ class LinkView:
     messages_out: int
     ups: int
     """Times it came up."""
+    peer_node: str = ""
+    """The node at the other end, as its Hello said ("" for a classic link, or before it first came up)."""
+    peer_host_id: str = ""
+    """That node's ``host_id`` (for a classic link, its URL's host and port)."""
+    since: float | None = None
+    """When (wall time) it last came up or went down; None if it never did."""
 
     @property
     def reconnects(self) -> int:
@@ -68,3 +76,7 @@ class Snapshot:
     Flow control: ``congested``, the batches ``parked`` unanswered, and the
     send queue's ``queued`` messages and ``queued_bytes``.
     """
+    started: float = 0.0
+    """When (wall time) the relay was made: the node's uptime is from then."""
+    last_message: float | None = None
+    """When (wall time) the node last took a new message (sent here, by notify, or over a link)."""

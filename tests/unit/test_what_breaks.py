@@ -434,7 +434,7 @@ def test_the_router_counts_what_it_originates_receives_and_drops_as_duplicate():
     router.send(message(1), ["10.0.0.1", 2004])
     router.arrived([Envelope("x.1", 3, message(1)), Envelope("x.1", 3, message(1))], "node:b",
                    ["10.0.0.2", 1])
-    counted = {"dropped": 0, "duplicates": 1, "invalid": 0, "originated": 1, "received": 2}
+    counted = {"dropped": 0, "duplicates": 1, "invalid": 0, "notified": 0, "originated": 1, "received": 2}
     assert router.counters.as_dict() == counted
     assert router.route("y.1", 3, message(2), "node:b", ["10.0.0.2", 1]) is True
     assert router.route("y.1", 3, message(2), "node:b", ["10.0.0.2", 1]) is False
