@@ -205,7 +205,9 @@ class Announce(amp.Command):
     joined by newlines, UTF-8.  ``neighbours``, the node ids at the other
     end of ``node``'s up links joined by newlines, draws the map that
     messages are broadcast over (:mod:`relay._tree`); a node that leaves
-    it out is flooded to, as before.
+    it out is flooded to, as before.  ``profile`` is what ``node`` says of
+    itself for ``/network.json`` (:mod:`relay._profile`), passed on as it
+    came.
     """
 
     arguments = [
@@ -216,6 +218,7 @@ class Announce(amp.Command):
         (b"ttl", amp.Float()),
         (b"methods", Chunked()),
         (b"neighbours", Chunked(optional=True)),
+        (b"profile", Chunked(optional=True)),
     ]
     response = []
     errors = dict(_LINK_ERRORS)

@@ -82,10 +82,10 @@ def _later(coroutine: Coroutine[Any, Any, Any]) -> Deferred[Any]:
 
 def read_announcement(
     payload: bytes,
-) -> tuple[tuple[str, str], str, str, int, int, float, list[str], list[str] | None]:
+) -> tuple[tuple[str, str], str, str, int, int, float, list[str], list[str] | None, bytes | None]:
     """
     An announcement from the backbone: ``((sender, its host_id), node,
-    host_id, version, hops, ttl, methods, neighbours)``.  Raises
+    host_id, version, hops, ttl, methods, neighbours, profile)``.  Raises
     ``ValueError`` saying what is wrong, as an Announce over a link would
     be refused.
     """
@@ -93,9 +93,12 @@ def read_announcement(
         fields = msgpack.unpackb(payload, raw=False, strict_map_key=True)
     except Exception as e:
         raise ValueError(f"not msgpack: {e}") from None
-    if not isinstance(fields, list) or len(fields) != 9:
-        raise ValueError("an announcement is an array of 9 fields")
-    sender, sender_host_id, node, host_id, version, hops, ttl, methods, neighbours = fields
+    if not isinstance(fields, list) or len(fields) not in (9, 10):
+        raise ValueError("an announcement is an array of 9 or 10 fields")
+    sender, sender_host_id, node, host_id, version, hops, ttl, methods, neighbours = fields[:9]
+    profile = fields[9] if len(fields) == 10 else None
+    if profile is not None and not isinstance(profile, bytes):
+        raise ValueError("a profile is bin")
     if not all(isinstance(value, str) for value in (sender, sender_host_id, node, host_id)):
         raise ValueError("the senders' and the node's ids and host_ids must be strings")
     check_identity(sender, sender_host_id)
@@ -111,7 +114,7 @@ def read_announcement(
             raise ValueError("neighbours must be a list of node ids")
         for other in neighbours:
             check_identity(other, "")
-    return (sender, sender_host_id), node, host_id, version, hops, float(ttl), methods, neighbours
+    return (sender, sender_host_id), node, host_id, version, hops, float(ttl), methods, neighbours, profile
 
 
 class BackboneLink(Service):
@@ -417,7 +420,9 @@ class BackboneLink(Service):
 
     async def _announced(self, message: Any) -> None:
         try:
-            sender, node, host_id, version, hops, ttl, methods, neighbours = read_announcement(message.data)
+            sender, node, host_id, version, hops, ttl, methods, neighbours, profile = read_announcement(
+                message.data
+            )
         except ValueError as e:
             self.limited.emit("backbone bad announcement", LogLevel.warn,
                               "backbone {peer}: an announcement that is not co2's ({why})",
@@ -426,7 +431,8 @@ class BackboneLink(Service):
         # An announcement may come before the sender's greeting: it is one too.
         remote = self._remote(*sender)
         remote.heard()
-        self.relay.directory.announced(remote, node, host_id, version, hops, ttl, methods, neighbours)
+        directory = self.relay.directory
+        directory.announced(remote, node, host_id, version, hops, ttl, methods, neighbours, profile)
 
     async def _called(self, message: Any) -> None:
         try:
@@ -487,12 +493,12 @@ class _Remote:
 
     def announce(
         self, node: str, host_id: str, version: int, hops: int, ttl: float, methods: list[str],
-        neighbours: Iterable[str] | None = None,
+        neighbours: Iterable[str] | None = None, profile: bytes | None = None,
     ) -> None:
         relay = self.backbone.relay
         payload = msgpack.packb([
             relay.node_id, relay.host_id, node, host_id, version, hops, ttl, list(methods),
-            None if neighbours is None else sorted(neighbours),
+            None if neighbours is None else sorted(neighbours), profile,
         ])
         self.backbone.publish(f"co2.{self.backbone.peer.name}.announce.{self.peer_node}", payload)
 

@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 
 from co2 import faults
 from co2._xmlrpc import XMLRPCParseError, dump_call, dump_fault, dump_response, parse_call, parse_response
+from relay._profile import encode_profile, read_profile
 from relay._tree import Topology
 
 __all__ = ["ANNOUNCE_INTERVAL", "Directory"]
@@ -49,7 +50,7 @@ class Link(Protocol):
 
     def announce(
         self, node: str, host_id: str, version: int, hops: int, ttl: float, methods: list[str],
-        neighbours: Iterable[str] | None = None,
+        neighbours: Iterable[str] | None = None, profile: bytes | None = None,
     ) -> None: ...
     def send_call(self, node: str, hops: int, request: bytes) -> Deferred[bytes]: ...
 
@@ -64,6 +65,9 @@ class _Known:
     expires: float
     routes: dict[str, int] = field(default_factory=dict)  # link key -> distance
     neighbours: frozenset[str] | None = None  # None: the node does not say
+    profile_raw: bytes | None = None  # what it says of itself (relay._profile), as it came; None: nothing
+    profile_at: float = 0.0  # when (wall time) it said it
+    profile: dict[str, Any] | None = None  # the same, read
 
 
 class Directory:
@@ -102,6 +106,9 @@ class Directory:
         self.topology.set(node_id, ())
         self.version = 0
         self._methods: list[str] = []
+        self.describe: Callable[[], dict[str, Any]] | None = None
+        """What this node says of itself (its profile, for ``/network.json``), asked at each announcement."""
+        self._profile: bytes | None = None
         self._refresher: LoopingCall | None = None
 
     # Announcing
@@ -129,6 +136,7 @@ class Directory:
         """Announce this node's methods (a new version) and forget what expired."""
         self.version = max(self.version + 1, int(self.wall() * 1000))
         self._methods = sorted(self.local_names())
+        self._profile = None if self.describe is None else encode_profile(self.describe())
         self._forget_expired()
         for link in self.links.values():
             self._announce_self(link)
@@ -153,7 +161,7 @@ class Directory:
 
     def _announce_self(self, link: Link) -> None:
         link.announce(self.node_id, self.host_id, self.version, 0, self._ttl(), self._methods,
-                      self.topology.neighbours.get(self.node_id, ()))
+                      self.topology.neighbours.get(self.node_id, ()), self._profile)
 
     def _neighbours_changed(self) -> None:
         """This node's links changed: its place on the map is announced anew, to every link."""
@@ -180,7 +188,7 @@ class Directory:
             distance = min((d for key, d in known.routes.items() if key != link.key), default=self.max_hops)
             if distance < self.max_hops and known.expires > now:
                 link.announce(node, known.host_id, known.version, distance,
-                              known.expires - now, sorted(known.methods), known.neighbours)
+                              known.expires - now, sorted(known.methods), known.neighbours, known.profile_raw)
 
     def link_down(self, link: Link) -> None:
         """A link went down: forget the routes by it, and nodes left without one."""
@@ -197,6 +205,7 @@ class Directory:
     def announced(
         self, link: Link, node: str, host_id: str, version: int,
         hops: int, ttl: float, methods: list[str], neighbours: Iterable[str] | None = None,
+        profile: bytes | None = None,
     ) -> None:
         """
         ``link`` says ``node`` hosts ``methods`` and is linked to
@@ -219,7 +228,18 @@ class Directory:
             # only way to nodes that this one can still reach, so it is told
             # everything known here again (what it knew is no news: no flood).
             self._tell_everything(link)
-        self.known[node] = _Known(host_id, version, frozenset(methods), expires, {link.key: distance}, linked)
+        read = None
+        if profile is not None:
+            try:
+                read = read_profile(profile)
+            except ValueError as e:
+                _log.warn("node {node} ({host_id}) says of itself what co2 cannot read ({why}); not kept",
+                          node=node, host_id=host_id, why=e)
+                profile = None
+        self.known[node] = _Known(
+            host_id, version, frozenset(methods), expires, {link.key: distance}, linked,
+            profile, self.wall(), read,
+        )
         if linked is None:
             self.topology.forget(node)
         else:
@@ -227,7 +247,25 @@ class Directory:
         if distance < self.max_hops:
             for key, other in self.links.items():
                 if key != link.key:
-                    other.announce(node, host_id, version, distance, ttl, methods, linked)
+                    other.announce(node, host_id, version, distance, ttl, methods, linked, profile)
+
+    # The network map
+
+    def network(self) -> list[dict[str, Any]]:
+        """
+        Every node known here and this one, as ``/network.json`` lists
+        them: ``node_id``, ``host_id``, its profile's ``role``,
+        ``version``, ``plugins`` and ``links``, and ``as_of``, when (wall
+        time) the node last said so.  A node that says nothing of itself
+        (an older one) has empty fields.
+        """
+        self._forget_expired()
+        own = self.describe() if self.describe is not None else {}
+        nodes = [_entry(self.node_id, self.host_id, read_profile(encode_profile(own)), self.wall())]
+        for node, known in sorted(self.known.items()):
+            profile = known.profile
+            nodes.append(_entry(node, known.host_id, profile, known.profile_at if profile else None))
+        return nodes
 
     # Calls
 
@@ -334,3 +372,12 @@ def _fault_of(failure: Failure) -> bytes:
     if isinstance(fault, Fault):
         return dump_fault(fault.faultCode, fault.faultString)
     return dump_fault(faults.INTERNAL_ERROR, faults.describe_exception(fault))  # type: ignore[arg-type]
+
+
+def _entry(node: str, host_id: str, profile: dict[str, Any] | None, as_of: float | None) -> dict[str, Any]:
+    given = profile or {}
+    return {
+        "node_id": node, "host_id": host_id,
+        "role": given.get("role") or None, "version": given.get("version") or None,
+        "plugins": given.get("plugins", []), "links": given.get("links", []), "as_of": as_of,
+    }

@@ -227,7 +227,7 @@ class LinkCommands(amp.CommandLocator):
     @Announce.responder
     def announced(
         self, node: str, host_id: str, version: int, hops: int, ttl: float, methods: bytes,
-        neighbours: bytes | None = None,
+        neighbours: bytes | None = None, profile: bytes | None = None,
     ) -> dict[str, Any]:
         """Which methods ``node`` hosts, for the directory."""
         self.link.key_once_up()
@@ -240,7 +240,7 @@ class LinkCommands(amp.CommandLocator):
             if name and NOT_XML.search(name) is None
         ]
         linked = None if neighbours is None else _node_ids(neighbours)
-        self.owner.directory.announced(self.link, node, host_id, version, hops, ttl, names, linked)
+        self.owner.directory.announced(self.link, node, host_id, version, hops, ttl, names, linked, profile)
         return {}
 
     @Call.responder

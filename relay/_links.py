@@ -459,13 +459,14 @@ class LinkProtocol(amp.AMP):
 
     def announce(
         self, node: str, host_id: str, version: int, hops: int, ttl: float, methods: list[str],
-        neighbours: Iterable[str] | None = None,
+        neighbours: Iterable[str] | None = None, profile: bytes | None = None,
     ) -> None:
-        """Tell the peer which methods ``node`` hosts, and which nodes it is linked to."""
+        """Tell the peer which methods ``node`` hosts, which nodes it is linked to, what it says of itself."""
         self.callRemote(
             Announce, node=node, host_id=host_id, version=version, hops=hops, ttl=ttl,
             methods="\n".join(methods).encode(),
             neighbours=None if neighbours is None else "\n".join(sorted(neighbours)).encode(),
+            profile=profile,
         )
 
     def send_call(self, node: str, hops: int, request: bytes) -> Deferred[bytes]:

@@ -120,6 +120,12 @@ class Relay:
         self._thread = threading.get_ident()
         self.started = time.time()
         """When (wall time) this relay was made."""
+        self.role = "relay"
+        """What the network map calls this node: ``relay``, or ``satellite`` for one that hosts plugins."""
+        self.plugin_names: Callable[[], list[str]] = list
+        """The names of the node's plugins, for the network map (a satellite gives its own)."""
+        self._rates_from: tuple[float, dict[str, tuple[int, int]]] = (self.started, {})
+        self.directory.describe = self.profile
         self._own_address: tuple[str, list[Any]] = ("", [])
         # Messages this node's plugins sent while the router was congested.
         self._queue: deque[tuple[bytes, Any, Deferred[None] | None]] = deque()
@@ -359,6 +365,36 @@ class Relay:
             started=self.started, last_message=router.last_message,
         )
 
+    def profile(self) -> dict[str, Any]:
+        """
+        What this node says of itself to the network (:mod:`relay._profile`):
+        its role, version, plugins, and each link with the node at its other
+        end, its state, queue depth and messages a second in and out since
+        the last time it said so.
+        """
+        from co2 import __version__
+
+        now, snapshot = time.time(), self.snapshot()
+        since, before = self._rates_from
+        elapsed = max(now - since, 1e-9)
+        links = []
+        for link in snapshot.links:
+            was_in, was_out = before.get(link.key, (0, 0))
+            links.append({
+                "peer": link.peer_node, "peer_host_id": link.peer_host_id, "link": link.key,
+                "state": "up" if link.up else "down", "queued": link.queued,
+                "in_rate": round((link.messages_in - was_in) / elapsed, 1),
+                "out_rate": round((link.messages_out - was_out) / elapsed, 1),
+            })
+        if elapsed >= RATE_WINDOW:  # a look at the map between announcements keeps the window
+            counts = {link.key: (link.messages_in, link.messages_out) for link in snapshot.links}
+            self._rates_from = (now, counts)
+        return {"role": self.role, "version": __version__, "plugins": self.plugin_names(), "links": links}
+
+    def network(self) -> dict[str, Any]:
+        """Every node of the network as far as this one knows (``GET /network.json``)."""
+        return {"nodes": self.directory.network()}
+
     def start(self) -> None:
         """Start announcing this node's methods over its links (see :class:`~relay._directory.Directory`)."""
         self.directory.start()
@@ -370,6 +406,10 @@ class Relay:
         self.router.close()
         if self.authentication is not None:
             self.authentication.close()
+
+
+RATE_WINDOW = 5.0
+"""The shortest time over which a profile's messages a second are counted."""
 
 
 def _relay_plugin_dir(config: RelayConfig) -> str | None:

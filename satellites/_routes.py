@@ -36,6 +36,7 @@ from satellites._dispatch import Caller, Dispatcher
 from satellites._exchange import PAGE_HEADERS, Request, Response, plain
 from satellites._http import HTTPChannel, HTTPFactory
 from satellites._metrics import MetricsPage, node_registry
+from satellites._network import NetworkJSON
 from satellites._responder import (
     REALM,
     UNAUTHORIZED_TEXT,
@@ -288,6 +289,7 @@ def make_server(
         pages[b"/"] = StatusPage(node, role)
         pages[b"/status.json"] = StatusJSON(node, role)
         pages[b"/metrics"] = MetricsPage(node_registry(node, responder.calls))
+        pages[b"/network.json"] = NetworkJSON(node)
     routes = Routes(responder, pages, allowed_hosts, allowed_origins)
     admission = Admission(max_connections, "the XML-RPC listener", reactor)
     return HTTPFactory(routes, reactor, admission, max_request_size, idle_timeout, request_timeout)

@@ -78,6 +78,8 @@ class Satellite:
         self.failures: list[PluginError] = []
         self.plugins: list[Co2Plugin] = []
         self.reload_failures: dict[str, PluginError] = {}
+        self.relay.role = "satellite"
+        self.relay.plugin_names = lambda: [str(plugin) for plugin in self.plugins]
         self._loader: PluginLoader | None = None
         self._fingerprints: dict[str, str] = {}
         self._thread = threading.get_ident()

@@ -58,11 +58,15 @@ def announcement(**changes):
 
 
 def test_an_announcement_from_the_backbone_is_read_whole():
-    sender, node, host_id, version, hops, ttl, methods, neighbours = read_announcement(announcement())
+    read = read_announcement(announcement())
+    sender, node, host_id, version, hops, ttl, methods, neighbours, profile = read
     assert sender == ("0123456789abcdef", "1@127.0.0.2:2004")
     assert (node, host_id, version, hops, ttl) == ("fedcba9876543210", "2@127.0.0.3:2004", 5, 1, 180.0)
     assert methods == ["a.b.c"] and neighbours == ["0123456789abcdef"]
-    assert read_announcement(announcement(neighbours=None))[-1] is None
+    assert read_announcement(announcement(neighbours=None))[-2] is None
+    assert profile is None
+    with_profile = msgpack.packb([*msgpack.unpackb(announcement()), b"\x80"])
+    assert read_announcement(with_profile)[-1] == b"\x80"
 
 
 @pytest.mark.parametrize(
