@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+import co2
+
 PACKAGES = ["chromium", "chromium-driver"]
 INSTALL_TIMEOUT = 600
 
@@ -87,6 +89,8 @@ def test_the_status_page_shows_the_node_and_follows_it(
     assert "missing no package 'missing'" in text_of(browser, "failed")
     assert "ham.spam.call_me" in text_of(browser, "methods")
     assert "no links" in text_of(browser, "links")
+    assert text_of(browser, "version") == co2.__version__
+    assert text_of(browser, "uptime").endswith("s")
 
     with xmlrpc.client.ServerProxy(proc.url, allow_none=True) as node:
         assert node.notify({"data": "seen by the page", "host_id": "9@127.0.0.1:1"}) is True
@@ -94,6 +98,8 @@ def test_the_status_page_shows_the_node_and_follows_it(
     while "example.example.X_Example 1 0" not in text_of(browser, "plugins"):
         assert time.monotonic() < deadline, f"the page did not refresh: {text_of(browser, 'plugins')!r}"
         time.sleep(0.5)
+    assert text_of(browser, "counter-notified").startswith("notified 1")
+    assert "ago" in text_of(browser, "last_message")
 
     screenshot = tmp_path / "status-page.png"
     assert browser.save_screenshot(str(screenshot))
