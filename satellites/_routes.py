@@ -36,7 +36,7 @@ from satellites._dispatch import Caller, Dispatcher
 from satellites._exchange import PAGE_HEADERS, Request, Response, plain
 from satellites._http import HTTPChannel, HTTPFactory
 from satellites._metrics import MetricsPage, node_registry
-from satellites._network import NetworkJSON
+from satellites._network import NetworkJSON, NetworkPage
 from satellites._responder import (
     REALM,
     UNAUTHORIZED_TEXT,
@@ -234,9 +234,11 @@ def _ok(body: bytes, headers: bytes) -> Response:
 
 
 def _rendered(page: Page) -> Response:
+    # A page with a script of its own says so in its own headers (its policy names the script).
+    headers = getattr(page, "headers", PAGE_HEADERS)
     return Response(
         b"200 OK",
-        b"Content-Type: %s\r\nCache-Control: no-store\r\n%s" % (page.content_type, PAGE_HEADERS),
+        b"Content-Type: %s\r\nCache-Control: no-store\r\n%s" % (page.content_type, headers),
         page.render(),
     )
 
@@ -290,6 +292,7 @@ def make_server(
         pages[b"/status.json"] = StatusJSON(node, role)
         pages[b"/metrics"] = MetricsPage(node_registry(node, responder.calls))
         pages[b"/network.json"] = NetworkJSON(node)
+        pages[b"/network"] = NetworkPage()
     routes = Routes(responder, pages, allowed_hosts, allowed_origins)
     admission = Admission(max_connections, "the XML-RPC listener", reactor)
     return HTTPFactory(routes, reactor, admission, max_request_size, idle_timeout, request_timeout)
