@@ -41,6 +41,9 @@ ANNOUNCE_INTERVAL = 60.0
 
 _log = Logger(namespace="co2.relay")
 
+DESCRIBING = frozenset({"system.methodHelp", "system.methodSignature"})
+"""The calls another node may route here about a method hosted here, besides the method itself."""
+
 
 class Link(Protocol):
     """What the directory needs of a live link."""
@@ -288,18 +291,20 @@ class Directory:
         ]
         return min(hosting)[1] if hosting else None
 
-    def call(self, name: str, params: tuple[Any, ...]) -> Deferred[Any]:
+    def call(self, name: str, params: tuple[Any, ...], method: str | None = None) -> Deferred[Any]:
         """
         Call ``name``, hosted on another node.  Fires with the result, or
         fails with a ``Fault``: the method's own, -32601 when no node hosts
         it, -32001 when its node cannot be reached, -32002 after
-        ``call_timeout`` seconds without an answer.
+        ``call_timeout`` seconds without an answer.  With ``method``, call
+        that instead on the node hosting ``name`` (``system.methodHelp``
+        of a method hosted elsewhere asks its own node).
         """
         node = self._nearest(name)
         if node is None:
             return fail(Fault(faults.METHOD_NOT_FOUND, f"no method {name!r} in the network"))
         try:
-            request = dump_call(name, params)
+            request = dump_call(method or name, params)
         except (TypeError, ValueError, OverflowError) as e:
             return fail(Fault(faults.INVALID_PARAMS, f"{name}: {e}"))
         d = self.route(node, self.max_hops, request)
@@ -353,7 +358,10 @@ class Directory:
             name, params = parse_call(request)
         except XMLRPCParseError as e:
             return succeed(dump_fault(e.code, str(e)))
-        if name not in set(self.local_names()):
+        local = set(self.local_names())
+        # A plugin's method, or what it says of itself (the help of a method hosted here).
+        asked = name in DESCRIBING and len(params) == 1 and params[0] in local
+        if name not in local and not asked:
             return succeed(dump_fault(faults.METHOD_NOT_FOUND, f"no method {name!r} here"))
         d = maybeDeferred(self.call_local, name, params)
         d.addCallback(_encoded, name)

@@ -56,8 +56,8 @@ class RemoteMethods(Protocol):
     def host_of(self, name: str) -> str | None:
         """The host_id of the node a call to ``name`` would go to."""
 
-    def call(self, name: str, params: tuple[Any, ...]) -> Deferred[Any]:
-        """Call ``name``; fires with its result or fails with a ``Fault``."""
+    def call(self, name: str, params: tuple[Any, ...], method: str | None = None) -> Deferred[Any]:
+        """Call ``name`` (or ``method`` on the node hosting ``name``); its result, or a ``Fault``."""
 
 
 def _shown(name: str) -> str:
@@ -202,26 +202,32 @@ class Dispatcher:
         """Return the names of every method callable here, sorted."""
         return self.names()
 
-    def method_help(self, name: str) -> str:
-        """Return the documentation of the method ``name``."""
+    def method_help(self, name: str) -> str | Deferred[str]:
+        """Return the documentation of the method ``name`` (asked of its node when it is hosted elsewhere)."""
         if (
             isinstance(name, str) and name not in self.registry
             and self.remote is not None and name in self.remote.names()
         ):
-            return f"{name} is hosted on {self.remote.host_of(name)}"
+            hosted = f"{name} is hosted on {self.remote.host_of(name)}"
+            return self.remote.call(name, (name,), "system.methodHelp").addCallbacks(
+                lambda help: f"{help}\n\n({hosted})" if isinstance(help, str) and help else hosted,
+                lambda failure: hosted,
+            )
         method = self._method(name)
         return method.help
 
-    def method_signature(self, name: str) -> list[list[str]] | str:
+    def method_signature(self, name: str) -> list[list[str]] | str | Deferred[Any]:
         """
         Return the signatures of the method ``name``: a list of
-        ``[return type, parameter types...]``, or ``"undef"``.
+        ``[return type, parameter types...]``, or ``"undef"`` (asked of its
+        node when it is hosted elsewhere).
         """
         if (
             isinstance(name, str) and name not in self.registry
             and self.remote is not None and name in self.remote.names()
         ):
-            return "undef"
+            asked = self.remote.call(name, (name,), "system.methodSignature")
+            return asked.addErrback(lambda failure: "undef")
         return self._method(name).signature
 
     def get_capabilities(self) -> dict[str, dict[str, Any]]:

@@ -1,7 +1,8 @@
 """
 ``GET /network.json``: every node of the network, as far as this one
-knows, from what each says of itself in its announcements; and
-``GET /network``, the page that draws it.
+knows, from what each says of itself in its announcements; ``GET
+/network``, the page that draws it; and ``GET /methods``, the method
+console.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from importlib.resources import files
 from typing import Any
 
-__all__ = ["NetworkJSON", "NetworkPage"]
+__all__ = ["NetworkJSON", "ScriptedPage", "methods_page", "network_page"]
 
 
 class NetworkJSON:
@@ -32,22 +33,20 @@ class NetworkJSON:
         return json.dumps(self.node.relay.network(), sort_keys=True).encode()
 
 
-class NetworkPage:
+class ScriptedPage:
     """
-    ``GET /network``: the map.  The page fetches ``network.json`` every two
-    seconds and draws it as inline SVG, laid out in the browser: each node
-    labelled with its host_id, down links dashed red, a link whose queue
-    grows thick orange.  The page itself is the same for every request.
+    A page of static HTML whose one inline script does the work in the
+    browser, calling this node from its own origin: the script is the only
+    one its ``Content-Security-Policy`` lets run (named by its hash), and it
+    may fetch from this node only.
     """
-
-    name = "network"
-    """What ``auth_methods`` calls it (as ``/network.json``)."""
 
     content_type = b"text/html; charset=utf-8"
 
-    def __init__(self) -> None:
-        self.body = files("satellites").joinpath("_network_page.html").read_bytes()
-        # The one script the page may run is its own: named by its hash in the policy.
+    def __init__(self, resource: str, name: str) -> None:
+        self.name = name
+        """What ``auth_methods`` calls it."""
+        self.body = files("satellites").joinpath(resource).read_bytes()
         [script] = re.findall(rb"<script>(.*?)</script>", self.body, re.S)
         digest = base64.b64encode(hashlib.sha256(script).digest())
         self.headers = (
@@ -59,3 +58,24 @@ class NetworkPage:
     def render(self) -> bytes:
         """The page (its script does the rest)."""
         return self.body
+
+
+def network_page() -> ScriptedPage:
+    """
+    ``GET /network``: the map.  The page fetches ``network.json`` every two
+    seconds and draws it as inline SVG, laid out in the browser: each node
+    labelled with its host_id, down links dashed red, a link whose queue
+    grows thick orange.
+    """
+    return ScriptedPage("_network_page.html", "network")
+
+
+def methods_page() -> ScriptedPage:
+    """
+    ``GET /methods``: every method callable at the node (here and routed),
+    each with its help, its signature and a form that calls it with
+    arguments given as JSON, showing the answer or the fault.  The calls
+    are XML-RPC posted to the node from its own origin, with the same
+    authentication as any other call.
+    """
+    return ScriptedPage("_methods_page.html", "methods")

@@ -9,7 +9,9 @@ Every request, on every route, passes the same checks in this order:
    browser that a DNS name was rebound under cannot read a node.
 2. **Origin**: a request with an ``Origin`` header not in
    ``allowed_origins`` (empty by default) gets ``403``: browsers send
-   one on every cross-site ``POST``, XML-RPC clients never do.
+   one on every cross-site ``POST``, XML-RPC clients never do.  The
+   node's own origin (the scheme and the ``Host`` checked above) is
+   always let in: it is the node's own pages (``/methods``) calling it.
 3. **Route**: ``POST /`` and ``/RPC2`` are XML-RPC (a ``text/xml`` or
    ``application/xml`` body, else ``415``); ``GET`` (and ``HEAD``) of
    ``/``, ``/status.json`` and ``/metrics`` are the node's pages; a
@@ -36,7 +38,7 @@ from satellites._dispatch import Caller, Dispatcher
 from satellites._exchange import PAGE_HEADERS, Request, Response, plain
 from satellites._http import HTTPChannel, HTTPFactory
 from satellites._metrics import MetricsPage, node_registry
-from satellites._network import NetworkJSON, NetworkPage
+from satellites._network import NetworkJSON, methods_page, network_page
 from satellites._responder import (
     REALM,
     UNAUTHORIZED_TEXT,
@@ -119,7 +121,8 @@ class Routes:
             if not self._host_allowed(request.host, local):
                 return _WRONG_HOST
             channel.host_allowed = request.host
-        if request.origin is not None and request.origin.lower() not in self.origins:
+        origin = request.origin
+        if origin is not None and not (origin.lower() in self.origins or _own_origin(origin, request.host)):
             return _WRONG_ORIGIN
         path = request.path
         method = request.method
@@ -243,6 +246,14 @@ def _rendered(page: Page) -> Response:
     )
 
 
+def _own_origin(origin: bytes, host: bytes | None) -> bool:
+    """Whether ``origin`` is the node's own: the page came from the ``Host`` (already checked) it calls."""
+    if host is None:
+        return False
+    origin, host = origin.lower(), host.strip().lower()
+    return origin == b"http://" + host or origin == b"https://" + host
+
+
 def _host_name(host: bytes) -> bytes:
     """The name in a ``Host`` header, without its port, lower case (IPv6 literals keep their brackets)."""
     host = host.strip().lower()
@@ -292,7 +303,8 @@ def make_server(
         pages[b"/status.json"] = StatusJSON(node, role)
         pages[b"/metrics"] = MetricsPage(node_registry(node, responder.calls))
         pages[b"/network.json"] = NetworkJSON(node)
-        pages[b"/network"] = NetworkPage()
+        pages[b"/network"] = network_page()
+        pages[b"/methods"] = methods_page()
     routes = Routes(responder, pages, allowed_hosts, allowed_origins)
     admission = Admission(max_connections, "the XML-RPC listener", reactor)
     return HTTPFactory(routes, reactor, admission, max_request_size, idle_timeout, request_timeout)

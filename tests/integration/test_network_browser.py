@@ -69,3 +69,46 @@ def test_the_map_draws_a_four_node_network_and_a_link_that_goes_down(
     time.sleep(0.1)
     down = tmp_path / "network-map-down.png"
     assert browser.save_screenshot(str(down))
+
+
+def test_the_method_console_lists_methods_and_calls_a_routed_one(
+    browser: Any, network: Any, start: Any, tmp_path: Path  # noqa: F811
+) -> None:
+    """/methods on satellite A lists ham's methods hosted on B, with their help, and calls one through A."""
+    from selenium.webdriver.common.by import By
+
+    port = free_port()
+    a = network.satellite("a", "rec_a", amp_listen=listen_at(port))
+    b = network._satellite("--config", network.config("b", plugin_list=["ham"], peers=[peer_at(port)]),
+                           cwd=tmp_path)
+    for proc in (a, b):
+        proc.wait_serving()
+    wait_until(lambda: a.count(LINK_UP) >= 1, "the link up", a, b)
+    wait_until(lambda: "ham.spam.call_me" in call_names(a), "ham's methods known at A", a, b)
+
+    browser.get(a.url.rstrip("/") + "/methods")
+    form = '[data-method="ham.spam.call_me"]'
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, form), "the console listing call_me", a, b)
+    box = browser.find_element(By.CSS_SELECTOR, form)
+    help_text = box.find_element(By.CSS_SELECTOR, ".help").text
+    assert "Return a greeting for" in help_text and "is hosted on" in help_text  # asked of its own node
+    arguments = box.find_element(By.TAG_NAME, "textarea")
+    arguments.clear()
+    arguments.send_keys('["browser"]')
+    box.find_element(By.TAG_NAME, "button").click()
+    answer = box.find_element(By.CSS_SELECTOR, ".answer")
+    wait_until(lambda: "hello, browser" in answer.text, "the routed call answered", a, b)
+    arguments.clear()
+    arguments.send_keys("[1, 2, 3, 4]")
+    box.find_element(By.TAG_NAME, "button").click()
+    wait_until(lambda: "fault -32602" in answer.text, "a fault shown", a, b)
+    assert "fault" in (answer.get_attribute("class") or "")
+    shot = tmp_path / "method-console.png"
+    assert browser.save_screenshot(str(shot))
+
+
+def call_names(proc: Any) -> list[str]:
+    import xmlrpc.client
+
+    with xmlrpc.client.ServerProxy(proc.url) as proxy:
+        return list(proxy.co2.get_method_names())

@@ -381,3 +381,15 @@ def test_an_empty_host_is_checked_too(
     connection.send(call("add", 1, 1).replace(b"Host: 127.0.0.1:2004", b"Host: "))
     ((status, _, _),) = connection.responses()
     assert status == 403
+
+
+def test_the_nodes_own_origin_is_let_in(reactor: MemoryReactorClock, pending: list[Deferred[Any]]) -> None:
+    """A page the node served (/methods) calls it from its own origin; another origin still gets 403."""
+    factory = server(reactor, pending)
+    connection = Connection(factory)
+    connection.send(call("run", "own", extra=b"Origin: http://127.0.0.1:2004\r\n"))
+    connection.send(call("run", "other-port", extra=b"Origin: http://127.0.0.1:2005\r\n"))
+    connection.send(call("run", "evil", extra=b"Origin: http://evil.example\r\n"))
+    own, other_port, evil = connection.responses()
+    assert own[0] == 200 and other_port[0] == 403 and evil[0] == 403
+    assert factory.ran == ["own"]

@@ -224,3 +224,34 @@ def test_methods_loaded_after_the_links_came_up_are_announced_at_once(network, p
             satellite.shutdown()
             satellite.relay.close()
         network.reactor.advance(60)
+
+
+DOCUMENTED = '''
+def x_greet(name: str) -> str:
+    """Return a greeting for name."""
+    return "hi " + name
+'''
+
+
+def test_the_help_and_signature_of_a_routed_method_come_from_its_own_node(network, make_satellite, plugin_root):
+    """system.methodHelp and methodSignature of a method hosted elsewhere are asked of the node hosting it."""
+    from co2.testing import write_package
+
+    write_package(plugin_root, "documented", {"m": DOCUMENTED})
+    a = make_satellite("a", "documented")
+    b = make_satellite("b")
+    network.link("a", "b")
+    help_text = call(network, b, "system.methodHelp", "documented.m.greet")
+    assert help_text.startswith("Return a greeting for name.") and a.host_id in help_text
+    assert call(network, b, "system.methodSignature", "documented.m.greet") == [["string", "string"]]
+
+
+def test_a_node_describes_only_methods_it_hosts(network, make_satellite):
+    """A routed system.methodHelp about a method not hosted at the node it reaches is not found there."""
+    a = make_satellite("a", "calc")
+    answer = a.relay.directory.route(a.relay.node_id, 1, b"<?xml version='1.0'?><methodCall><methodName>system.methodHelp"
+                                     b"</methodName><params><param><value><string>no.such.method</string>"
+                                     b"</value></param></params></methodCall>")
+    results: list[Any] = []
+    answer.addCallback(results.append)
+    assert b"-32601" in results[0]
