@@ -233,7 +233,7 @@ def x_greet(name: str) -> str:
 '''
 
 
-def test_the_help_and_signature_of_a_routed_method_come_from_its_own_node(network, make_satellite, plugin_root):
+def test_the_help_and_signature_of_a_routed_method_come_from_its_node(network, make_satellite, plugin_root):
     """system.methodHelp and methodSignature of a method hosted elsewhere are asked of the node hosting it."""
     from co2.testing import write_package
 
@@ -249,9 +249,10 @@ def test_the_help_and_signature_of_a_routed_method_come_from_its_own_node(networ
 def test_a_node_describes_only_methods_it_hosts(network, make_satellite):
     """A routed system.methodHelp about a method not hosted at the node it reaches is not found there."""
     a = make_satellite("a", "calc")
-    answer = a.relay.directory.route(a.relay.node_id, 1, b"<?xml version='1.0'?><methodCall><methodName>system.methodHelp"
-                                     b"</methodName><params><param><value><string>no.such.method</string>"
-                                     b"</value></param></params></methodCall>")
+    from co2._xmlrpc import dump_call
+
+    request = dump_call("system.methodHelp", ("no.such.method",))
+    answer = a.relay.directory.route(a.relay.node_id, 1, request)
     results: list[Any] = []
     answer.addCallback(results.append)
     assert b"-32601" in results[0]
