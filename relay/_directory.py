@@ -26,10 +26,11 @@ from xmlrpc.client import Fault
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from co2 import faults
+from co2._ratelog import RateLimitedLog
 from co2._xmlrpc import XMLRPCParseError, dump_call, dump_fault, dump_response, parse_call, parse_response
 from relay._profile import encode_profile, read_profile
 from relay._tree import Topology
@@ -113,6 +114,8 @@ class Directory:
         """What this node says of itself (its profile, for ``/network.json``), asked at each announcement."""
         self._profile: bytes | None = None
         self._refresher: LoopingCall | None = None
+        self.limited = RateLimitedLog(_log, reactor)
+        """The directory's log lines that can repeat: a few, then a count."""
 
     # Announcing
 
@@ -134,6 +137,7 @@ class Directory:
         if self._refresher is not None and self._refresher.running:
             self._refresher.stop()
         self._refresher = None
+        self.limited.close()
 
     def refresh(self) -> None:
         """Announce this node's methods (a new version) and forget what expired."""
@@ -236,8 +240,11 @@ class Directory:
             try:
                 read = read_profile(profile)
             except ValueError as e:
-                _log.warn("node {node} ({host_id}) says of itself what co2 cannot read ({why}); not kept",
-                          node=node, host_id=host_id, why=e)
+                self.limited.emit(
+                    "unreadable profile", LogLevel.warn,
+                    "node {node} ({host_id}) says of itself what co2 cannot read ({why}); not kept",
+                    node=node, host_id=host_id, why=e,
+                )
                 profile = None
         self.known[node] = _Known(
             host_id, version, frozenset(methods), expires, {link.key: distance}, linked,
