@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionClosed, ConnectionLost
+from twisted.internet.error import ConnectionClosed, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger, LogLevel
@@ -122,6 +122,14 @@ class LinkStats:
     """When (wall time) each link last came up or went down."""
 
 
+def _why_lost(reason: Failure) -> str:
+    """A connection's end in a few words: "closed cleanly", "connection lost", or what the error says."""
+    if reason.check(ConnectionDone):
+        return "the peer closed the connection"
+    text = reason.getErrorMessage().strip().rstrip(".")
+    return text[0].lower() + text[1:] if text else type(reason.value).__name__
+
+
 def _address(transport: Any) -> list[Any]:
     peer = transport.getPeer() if transport is not None else None
     host, port = getattr(peer, "host", None), getattr(peer, "port", None)
@@ -215,7 +223,7 @@ class LinkProtocol(amp.AMP):
         super().dataReceived(data)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
-        self._end(LinkEvent.LOST)
+        self._end(LinkEvent.LOST, _why_lost(reason))
         super().connectionLost(reason)
         if self.on_closed is not None:
             on_closed, self.on_closed = self.on_closed, None
@@ -223,20 +231,20 @@ class LinkProtocol(amp.AMP):
         if self._own_log:
             self.limited.close()
 
-    def _end(self, event: LinkEvent) -> None:
+    def _end(self, event: LinkEvent, why: str = "") -> None:
         """Fire ``event``, which ends the link's life as it was: no Hello timer, and an up link goes down."""
         was_up = self.machine.state is LinkState.UP
         self.machine.fire(event)
         self._stop_hello_timer()
         if was_up:
-            self._went_down()
+            self._went_down(why or event.name.lower())
 
     def _stop_hello_timer(self) -> None:
         if self._hello_timer is not None and self._hello_timer.active():
             self._hello_timer.cancel()
         self._hello_timer = None
 
-    def _went_down(self) -> None:
+    def _went_down(self, why: str) -> None:
         """The link is no longer up: it stops sending, and the owner's router and directory forget it."""
         if self._pump_call is not None:
             self._pump_call.cancel()
@@ -247,11 +255,11 @@ class LinkProtocol(amp.AMP):
         if self.owner.links.get(self.key) is self:
             del self.owner.links[self.key]
         self.owner.directory.link_down(self)
-        _log.info("link {key} down", key=self.key)
+        _log.info("link {key} down: {why}", key=self.key, why=why)
 
     def supersede(self) -> None:
         """A newer connection from the same node took this link's key: this one goes down and closes."""
-        self._end(LinkEvent.SUPERSEDED)
+        self._end(LinkEvent.SUPERSEDED, "a newer connection from the same node took its place")
         if self.transport is not None:
             self.transport.loseConnection()
 
@@ -259,7 +267,7 @@ class LinkProtocol(amp.AMP):
 
     def _drop(self, kind: str, why: str) -> None:
         """Close the connection for a ``kind`` of breach of the protocol, saying why; read no more."""
-        self._end(LinkEvent.BREACH)
+        self._end(LinkEvent.BREACH, "closed, the peer broke the protocol")
         self.limited.emit(f"connections closed: {kind}", LogLevel.warn, "{name}: {why}; connection closed",
                           name=self.name, why=why)
         if self.transport is not None:

@@ -196,3 +196,14 @@ def test_twisteds_connection_chatter_is_kept_below_info():
     text = out.getvalue()
     assert "Scheduling retry" not in text and "connection established" not in text
     assert "Amp server or network failure" in text and "link peer:x up" in text
+
+
+def test_a_link_going_down_says_why(network, make_satellite, logged):
+    """The line of a link that goes down says why: the peer closed it, or the connection was lost."""
+    make_satellite("a", "rec")
+    make_satellite("b", "rec")
+    network.link("a", "b")
+    network.cut("a", "b")
+    lines = [formatEvent(event) for event in logged if "down:" in formatEvent(event)]
+    assert lines and all(line.startswith("link ") for line in lines)
+    assert any("the link was cut" in line for line in lines)
