@@ -30,7 +30,7 @@ from twisted.internet import endpoints
 from twisted.internet.testing import MemoryReactor
 
 from co2._errors import ConfigError
-from co2._tls import client_endpoint, endpoint_files, resolve_paths
+from co2._tls import client_endpoint, endpoint_files, join_parameters, parameters, resolve_paths
 
 __all__ = [
     "RESERVED_PACKAGES",
@@ -183,13 +183,109 @@ def check_endpoint(value: str, server: bool = True) -> None:
     Nothing is bound or connected: the string is parsed, and the files an
     ``ssl:`` string names are read.  A missing one is named with its
     parameter (``privateKey /etc/co2/key.pem: no such file``).
+
+    A server string may be wrapped once in ``haproxy:`` (connections
+    start with a PROXY protocol header, see :func:`proxied_endpoint`),
+    and may be ``systemd:`` (a socket passed by systemd's socket
+    activation).  A ``systemd:`` string is checked for its form only
+    (see :func:`_check_systemd`): whether this process was given that
+    socket is known when the node binds it, so the same config can be
+    read, or run with ``--listen``, outside systemd.
     """
-    parse = endpoints.serverFromString if server else client_endpoint
-    _check_endpoint_files(value, server)
+    inner = proxied_endpoint(value) if server else value
+    _check_endpoint_files(inner, server)
     try:
+        if server and _kind(inner) == _SYSTEMD:
+            _check_systemd(inner)
+            return  # Twisted's parser would look the socket up now
+        parse = endpoints.serverFromString if server else client_endpoint
         parse(MemoryReactor(), value)
     except Exception as e:  # endpoint parsers raise many kinds of error
         raise ValueError(f"{value!r} is not a usable endpoint: {str(e) or type(e).__name__}") from None
+
+
+_PROXY = "haproxy"
+_SYSTEMD = "systemd"
+_SYSTEMD_PARAMETERS = ("domain", "index", "name")  # in the order Twisted takes them positionally
+_SYSTEMD_DOMAINS = ("INET", "INET6", "UNIX")  # the families a reactor adopts a listening socket of
+_INDEX = re.compile("[0-9]+")
+
+
+def _kind(description: str) -> str:
+    """The kind of endpoint ``description`` is: its first parameter, as Twisted reads it."""
+    return parameters(description)[0][1]
+
+
+def proxied_endpoint(description: str) -> str:
+    """
+    The server endpoint string a ``haproxy:`` string wraps (Twisted's
+    ``twisted.protocols.haproxy`` reads a PROXY protocol header, v1 or
+    v2, at the start of each connection and gives its source as the
+    client's address); any other string as it is.
+
+    The wrapped string is the rest after ``haproxy:``, its positional
+    parameters first, as Twisted passes it on.  Raises ``ValueError``
+    when nothing is wrapped, or when the wrapped string is ``haproxy:``
+    too (a connection carries one header).
+    """
+    params = parameters(description)
+    if params[0] != (None, _PROXY):
+        return description
+    rest = params[1:]
+    inner = [p for p in rest if p[0] is None] + [p for p in rest if p[0] is not None]
+    if not inner or inner[0][0] is not None or not inner[0][1]:
+        raise ValueError(
+            f"{description!r} is not a usable endpoint: haproxy: needs the endpoint it wraps after it, "
+            "such as haproxy:tcp:2004:interface=127.0.0.1"
+        )
+    wrapped = join_parameters(inner)
+    if _kind(wrapped) == _PROXY:
+        raise ValueError(
+            f"{description!r} is not a usable endpoint: haproxy: wraps haproxy: again, but a connection "
+            "starts with one PROXY header; give haproxy: once"
+        )
+    return wrapped
+
+
+def _check_systemd(description: str) -> None:
+    """
+    Raise ``ValueError`` (saying what is wrong, without the string)
+    unless ``description`` is ``systemd:domain=D:index=N`` or
+    ``systemd:domain=D:name=NAME`` as Twisted reads it: ``D`` one of
+    :data:`_SYSTEMD_DOMAINS`, ``N`` a number from 0 (the place of the
+    socket among those systemd passed), ``NAME`` a socket's
+    ``FileDescriptorName=``.
+    """
+    given: dict[str, str] = {}
+    position = 0
+    for name, value in parameters(description)[1:]:
+        if name is None:
+            if position == len(_SYSTEMD_PARAMETERS):
+                raise ValueError(f"systemd: takes domain=, then index= or name=; {value!r} is one too many")
+            name = _SYSTEMD_PARAMETERS[position]
+            position += 1
+        if name not in _SYSTEMD_PARAMETERS:
+            raise ValueError(f"systemd: takes domain=, then index= or name=, not {name}=")
+        if name in given:
+            raise ValueError(f"systemd: {name}= is given twice")
+        given[name] = value
+    domains = ", ".join(_SYSTEMD_DOMAINS[:-1]) + " or " + _SYSTEMD_DOMAINS[-1]
+    domain = given.get("domain")
+    if domain is None:
+        raise ValueError(f"systemd: needs domain= (the socket's address family: {domains})")
+    if domain not in _SYSTEMD_DOMAINS:
+        raise ValueError(f"systemd: domain={domain!r} is not an address family co2 can serve on: {domains}")
+    if "index" in given and "name" in given:
+        raise ValueError("systemd: index= and name= both pick a socket; give one of them")
+    if "index" not in given and "name" not in given:
+        raise ValueError(
+            "systemd: needs index=N (the socket's place among those systemd passes, from 0) "
+            "or name=NAME (its FileDescriptorName=)"
+        )
+    if "index" in given and _INDEX.fullmatch(given["index"]) is None:
+        raise ValueError(f"systemd: index={given['index']!r} is not a number from 0")
+    if "name" in given and not given["name"]:
+        raise ValueError("systemd: name= is empty (it is the socket's FileDescriptorName=)")
 
 
 def _check_endpoint_files(value: str, server: bool) -> None:
@@ -248,10 +344,18 @@ def plugin_config(key: str, value: object) -> dict[str, dict[str, Any]]:
 
 
 def server_endpoint(base: str) -> Check:
-    """A check of a server endpoint string; the paths of an ``ssl:`` one are made absolute from ``base``."""
+    """
+    A check of a server endpoint string; the paths of an ``ssl:`` one
+    (wrapped in ``haproxy:`` or not) are made absolute from ``base``.
+    """
 
     def check(key: str, value: object) -> str:
-        endpoint = resolve_paths(want_str(key, value), base, server=True)
+        endpoint = want_str(key, value)
+        wrapped = proxied_endpoint(endpoint)
+        resolved = resolve_paths(wrapped, base, server=True)
+        if resolved != wrapped:
+            # The paths of haproxy:ssl:... are the config's too.
+            endpoint = resolved if wrapped == endpoint else f"{_PROXY}:{resolved}"
         check_endpoint(endpoint, server=True)
         return endpoint
 

@@ -90,9 +90,12 @@ class Listener(Part):
 
     def _listened(self, result: IListeningPort | Failure) -> None:
         if isinstance(result, Failure):
-            result = Failure(ListenError(
-                f"cannot listen on {self.description!r} ({self.what}): {result.getErrorMessage()}"
-            ))
+            why = result.getErrorMessage()
+            if "systemd:" in self.description and result.check(IndexError, KeyError):
+                # Twisted's own words here are "list index out of range" or the name asked for.
+                why = ("systemd passed no such socket (is the node started by its .socket unit, "
+                       "with LISTEN_FDS and LISTEN_FDNAMES set?)")
+            result = Failure(ListenError(f"cannot listen on {self.description!r} ({self.what}): {why}"))
         else:
             self.port = result
         self._outcome = result

@@ -216,6 +216,10 @@ class LinkProtocol(amp.AMP):
         if self.machine.fire(LinkEvent.BYTES_ARRIVED) is LinkState.REFUSING:
             return
         if self.machine.state in HEARING_HELLO:
+            if not self._before_hello:
+                # Behind the PROXY protocol (haproxy: endpoints) the peer's own
+                # address is known only once its header came, with the first data.
+                self.peer_address = _address(self.transport)
             self._before_hello += len(data)
             if self._before_hello > BEFORE_HELLO:
                 self._drop("too much before Hello", f"more than {BEFORE_HELLO} bytes before Hello")

@@ -103,21 +103,30 @@ class HTTPChannel(Protocol):
         self._timer: IDelayedCall | None = None
         self._deadline = _NEVER
         self._counted = False
+        self._heard = False
 
     # Connection events
 
     def connectionMade(self) -> None:
         transport = self._io()
+        self._read_addresses(transport)
+        transport.registerProducer(self, True)
+        self._now = self._last = self.server.reactor.seconds()
+        self._arm(self._last + self.server.idle_timeout)
+
+    def _read_addresses(self, transport: Any) -> None:
         peer = transport.getPeer()
         if isinstance(peer, (IPv4Address, IPv6Address)):
             self.caller = (peer.host, peer.port)
             host = transport.getHost()
             self.local_host = f"[{host.host}]" if isinstance(host, IPv6Address) else host.host
-        transport.registerProducer(self, True)
-        self._now = self._last = self.server.reactor.seconds()
-        self._arm(self._last + self.server.idle_timeout)
 
     def dataReceived(self, data: bytes) -> None:
+        if not self._heard:
+            # Behind the PROXY protocol (haproxy: endpoints) the client's own
+            # address is known only once its header came, with the first data.
+            self._heard = True
+            self._read_addresses(self._io())
         if self._framing.done:
             return
         self._now = self._last = self._seconds()

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from co2._config import proxied_endpoint
 from co2._services import Listener, Part
 from relay import Relay, RelayService
 from satellites._dispatch import Dispatcher
@@ -172,4 +173,8 @@ def url_of(address: object, scheme: str = "http") -> str:
 
 
 def _is_tls(endpoint: str) -> bool:
+    try:
+        endpoint = proxied_endpoint(endpoint)  # haproxy:ssl:... is TLS too
+    except ValueError:
+        pass
     return endpoint.split(":", 1)[0].strip().lower() in ("ssl", "tls")
