@@ -418,10 +418,17 @@ def write_new_plugin(options: NewPluginOptions, out: TextIO, err: TextIO) -> int
     name = options["name"]
     out.write(
         f"wrote plugin package {name} in {package.resolve()}\n"
-        f"  test it:  python -m pytest {package}\n"
+        f"  test it:  {_this_python()} -m pytest {package}\n"
         f"  load it:  add {name!r} to plugin_list (and the directory as plugin_dir) in the config\n"
     )
     return 0
+
+
+def _this_python() -> str:
+    """The Python co2 runs in (the virtualenv's), as a path that works from here: it has co2 and pytest."""
+    python = sys.executable or "python"
+    relative = os.path.relpath(python)
+    return relative if not relative.startswith("..") else python
 
 
 def main(argv: Sequence[str] | None = None, options_class: type[NodeOptions] = CommandOptions) -> NoReturn:
