@@ -167,3 +167,16 @@ def test_a_refused_password_is_logged_and_tried_again(network, start, tmp_path):
     relay.wait_output(r"backbone \S+: the NATS link failed: .*Authorization Violation")
     assert call(relay, "co2.get_method_names")  # still serving
     assert relay.popen.poll() is None
+
+
+def test_under_twistd_a_backbone_needs_the_asyncio_reactor(network, nats_server, start, tmp_path):  # noqa: F811
+    """twistd --reactor=asyncio co2-relay links to the backbone; without it, one line says what to give."""
+    config = network.config("tw", peers=[nats_server.peer])
+    twistd = BIN_DIR / "twistd"
+    refused = start(twistd, "-n", "--pidfile=", "co2-relay", "--config", config, cwd=tmp_path)
+    assert refused.wait() == 1, refused.describe()
+    assert "--reactor=asyncio" in refused.stdout + refused.stderr, refused.describe()
+    linked = start(twistd, "-n", "--pidfile=", "--reactor=asyncio", "co2-relay", "--config", config,
+                   cwd=tmp_path)
+    linked.wait_output(BACKBONE_UP)
+    assert linked.stop() == 0, linked.describe()
