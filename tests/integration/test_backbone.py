@@ -180,3 +180,21 @@ def test_under_twistd_a_backbone_needs_the_asyncio_reactor(network, nats_server,
                    cwd=tmp_path)
     linked.wait_output(BACKBONE_UP)
     assert linked.stop() == 0, linked.describe()
+
+
+def test_a_tls_backbone_checks_the_server_against_tls_ca(network, start, tmp_path):  # noqa: F811
+    """tls://HOST:PORT/NAME: the relays reach the server over TLS, trusting tls_ca; messages cross."""
+    from tls_certificates import make_tls_files
+
+    files = make_tls_files(tmp_path / "tls")
+    server = NatsServer(start, tmp_path / "jetstream", "--tls", "--tlscert", str(files.server_cert),
+                        "--tlskey", str(files.server_key))
+    server.start()
+    tls_peer = server.peer.replace("nats://", "tls://")
+
+    class TLSServer:
+        peer = tls_peer
+
+    sites = Sites(network, TLSServer(), tmp_path, tls_ca=str(files.ca))  # type: ignore[arg-type]
+    call(sites.sa, "alpha.rec.emit", 30, "t")
+    wait_received(sites.sb, "beta", emitted("t", 30), *sites.procs)
