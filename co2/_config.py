@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import FunctionType, ModuleType
 from typing import Any, NamedTuple, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from twisted.internet import endpoints
 from twisted.internet.testing import MemoryReactor
@@ -400,13 +400,7 @@ def parse_backbone(peer: str) -> Backbone:
     ``ValueError`` saying what is wrong.  ``NAME`` is 1 to 64 letters,
     digits, ``-`` or ``_`` (a JetStream stream name).
     """
-    parts = urlsplit(peer)
-    if not parts.hostname:
-        raise ValueError(f"{peer!r} has no host")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"{peer!r} has a bad port") from None
+    parts, port = _url_parts(peer)
     if port is None:
         raise ValueError(f"{peer!r} has no port (nats://HOST:PORT/NAME)")
     name = parts.path.strip("/")
@@ -418,6 +412,17 @@ def parse_backbone(peer: str) -> Backbone:
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError(f"{peer!r}: nothing but nats://HOST:PORT/NAME (credentials go in peer_credentials)")
     return Backbone(f"{parts.scheme}://{parts.netloc}", name, parts.scheme == "tls")
+
+
+def _url_parts(url: str) -> tuple[SplitResult, int | None]:
+    """The parts of ``url`` and its port (None: not given); ``ValueError`` without a host or for a bad port."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(f"{url!r} has no host")
+    try:
+        return parts, parts.port
+    except ValueError:
+        raise ValueError(f"{url!r} has a bad port") from None
 
 
 def check_peer(value: object, base: str | None = None) -> str:
@@ -434,13 +439,7 @@ def check_peer(value: object, base: str | None = None) -> str:
         parse_backbone(peer)
         return peer
     if peer.startswith(("http://", "https://")):
-        parts = urlsplit(peer)
-        if not parts.hostname:
-            raise ValueError(f"{peer!r} has no host")
-        try:
-            _ = parts.port
-        except ValueError:
-            raise ValueError(f"{peer!r} has a bad port") from None
+        _url_parts(peer)
         return peer
     if base is not None:
         peer = resolve_paths(peer, base, server=False)
