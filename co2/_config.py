@@ -415,7 +415,7 @@ def parse_backbone(peer: str) -> Backbone:
 
 
 def _url_parts(url: str) -> tuple[SplitResult, int | None]:
-    """The parts of ``url`` and its port (None: not given); ``ValueError`` without a host or for a bad port."""
+    """The parts of ``url`` and its port (None: not given); ValueError without a host, or a bad port."""
     parts = urlsplit(url)
     if not parts.hostname:
         raise ValueError(f"{url!r} has no host")
