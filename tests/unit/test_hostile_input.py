@@ -153,8 +153,8 @@ class Peer(Listener):
         return {}
 
 
-def test_an_announce_with_a_malformed_neighbour_is_refused(reactor: TestReactor) -> None:
-    """A neighbour that is not a node id refuses the whole Announce (fatal): the map takes nothing of it."""
+def announce_from_a_peer(reactor: TestReactor, **announced: Any) -> tuple[Peer, LinkProtocol]:
+    """A link this node dialled, up, over which the peer sends an Announce of itself with ``announced``."""
     listener = Peer()
     client, pump = dialer(reactor, listener)
     client.say_hello()
@@ -162,23 +162,21 @@ def test_an_announce_with_a_malformed_neighbour_is_refused(reactor: TestReactor)
     reactor.advance(0)
     assert client.introduced
     listener.callRemote(Announce, node=listener.node, host_id="1@192.0.2.8:2004", version=5, hops=0,
-                        ttl=60.0, methods=b"", neighbours=b"fine\nnot one")
+                        ttl=60.0, **announced)
     pump.flush()
+    return listener, client
+
+
+def test_an_announce_with_a_malformed_neighbour_is_refused(reactor: TestReactor) -> None:
+    """A neighbour that is not a node id refuses the whole Announce (fatal): the map takes nothing of it."""
+    listener, client = announce_from_a_peer(reactor, methods=b"", neighbours=b"fine\nnot one")
     assert client.owner.links == {}  # refused, and the link closed
-    topology = client.owner.directory.topology
-    assert listener.node not in topology.neighbours
+    assert listener.node not in client.owner.directory.topology.neighbours
 
 
 def test_an_announce_without_neighbours_leaves_its_node_off_the_map(reactor: TestReactor) -> None:
     """A node that does not say its neighbours (an older one) is known, and flooded to, not mapped."""
-    listener = Peer()
-    client, pump = dialer(reactor, listener)
-    client.say_hello()
-    pump.flush()
-    reactor.advance(0)
-    listener.callRemote(Announce, node=listener.node, host_id="1@192.0.2.8:2004", version=5, hops=0,
-                        ttl=60.0, methods=b"old.m.x")
-    pump.flush()
+    listener, client = announce_from_a_peer(reactor, methods=b"old.m.x")
     assert client.introduced
     directory = client.owner.directory
     assert directory.names() == {"old.m.x"}
