@@ -22,7 +22,6 @@ import datetime
 import http.client
 import json
 import math
-import os
 import ssl
 import sys
 import time
@@ -36,7 +35,7 @@ from twisted.python import usage
 
 from co2._errors import CommandError
 from co2._message import make_host_id
-from co2._options import OptionsAnywhere
+from co2._options import OptionsAnywhere, silence_stdout
 
 __all__ = [
     "Client", "ClientError", "CommandOptions", "Options", "TimedSafeTransport", "TimedTransport",
@@ -541,7 +540,11 @@ def run(options: CommandOptions, out: IO[str], err: IO[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The ``co2`` command."""
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except BrokenPipeError:  # --help into a pipe closed early
+        silence_stdout()
+        sys.exit(1)
     status = 0
     try:
         run(args, sys.stdout, sys.stderr)
@@ -555,16 +558,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         status = 0  # Ctrl-C is how watch is meant to end
     except BrokenPipeError:
         status = 0  # the reader (head, grep -m) has had enough
-        _silence_stdout()
+        silence_stdout()
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()  # else Python complains, at exit, of flushing a closed pipe
     sys.exit(status)
-
-
-def _silence_stdout() -> None:
-    # Python would otherwise complain, at exit, of flushing a closed pipe.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
 

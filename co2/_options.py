@@ -10,13 +10,19 @@ arguments first.  ``--`` ends the options, and a negative number
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from twisted.python import usage
 
-__all__ = ["OptionsAnywhere", "versions"]
+__all__ = ["OptionsAnywhere", "silence_stdout", "versions"]
+
+
+def silence_stdout() -> None:
+    """What reads this process's output went away (``--help | head``): write the rest nowhere, quietly."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def versions() -> str:

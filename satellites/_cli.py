@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 
 from co2._config import BACKBONE_SCHEMES, RESERVED_PACKAGES, auth_description, check_endpoint
 from co2._errors import ConfigError
-from co2._options import OptionsAnywhere, versions
+from co2._options import OptionsAnywhere, silence_stdout, versions
 from relay import RelayPluginError, SpoolError
 from satellites._errors import SatelliteError
 from satellites._loader import find_packages
@@ -437,7 +437,7 @@ def main(argv: Sequence[str] | None = None, options_class: type[NodeOptions] = C
         _main(argv, options_class)
     except BrokenPipeError:
         # What reads our output went away (`--help | head`): nothing more to say, and no traceback.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        silence_stdout()
         sys.exit(EXIT_FAILURE)
 
 

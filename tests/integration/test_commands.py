@@ -229,11 +229,13 @@ def test_plugin_package_named_json(serve_packages, make_plugin, plugin_dir):
         assert proxy.good.ping.ping() == "pong"
 
 
-@pytest.mark.parametrize("command", ["co2-satellite", "co2-relay"])
-def test_help_into_a_pipe_closed_early_ends_without_a_traceback(command):
+@pytest.mark.parametrize(("command", "option"), [
+    ("co2-satellite", "--help-auth"), ("co2-relay", "--help-auth"), ("co2", "--help"), ("co2", "--version"),
+])
+def test_help_into_a_pipe_closed_early_ends_without_a_traceback(command, option):
     """`co2-satellite --help-auth | head -1`: the reader goes away; the command says nothing more."""
     process = subprocess.Popen(
-        [str(BIN_DIR / command), "--help-auth"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [str(BIN_DIR / command), option], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     assert process.stdout is not None and process.stderr is not None
     process.stdout.close()  # before it writes: every write meets a closed pipe
