@@ -23,6 +23,7 @@ The exceptions co2 raises, in one tree::
      |    +-- ClientError           a call that failed (exit 1)
      |    +-- UsageError            a command line that cannot be carried out (exit 2)
      +-- PluginFailed               co2.testing: a plugin failed in the harness (also an AssertionError)
+     +-- NotSettled                 co2.testing: a MemoryNetwork never settled (also an AssertionError)
      +-- RelayError                 relay: the routing engine
      |    +-- SpoolError            a spool file that cannot be used
      |    +-- RelayPluginError      a relay plugin that cannot be loaded

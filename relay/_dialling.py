@@ -22,13 +22,13 @@ from co2._ratelog import RateLimitedLog
 from co2._tls import client_endpoint
 from relay._links import Attempts, LinkOwner, LinkProtocol
 
-__all__ = ["peer_service", "retry_policy"]
+__all__ = ["PeerFactory", "peer_service", "retry_policy"]
 
 
 _log = Logger(namespace="co2.relay")
 
 
-class _PeerFactory(Factory):
+class PeerFactory(Factory):
     """
     Makes the links a peer service dials, and counts the attempts that
     failed in a row (no connection, a refused Hello, a connection lost
@@ -80,7 +80,7 @@ def peer_service(
     key = f"peer:{peer}"
     owner.router.outbox(key)
     endpoint = _Reporting(client_endpoint(owner.reactor, peer, tls_ca))
-    factory = _PeerFactory(owner, key, credentials)
+    factory = PeerFactory(owner, key, credentials)
     policy = retry_policy(initial_delay, max_delay)
     limited = RateLimitedLog(_log, owner.reactor)
 

@@ -9,6 +9,8 @@ real processes.
 - :class:`TestReactor` — a ``Clock`` whose thread pool runs work inline.
 - :class:`MemoryXMLRPCClient` — drives an HTTP ``Site`` through an
   in-memory transport and decodes XML-RPC answers.
+- :class:`MemoryNetwork` — nodes joined by in-memory AMP links, connected,
+  cut and run until nothing moves (:class:`MemoryLink`, :class:`NotSettled`).
 - :func:`write_package` — writes a plugin package to a directory.
 - :func:`start_command`, :class:`OutputReader`, :func:`timeout_proxy`,
   :func:`end_process` — run ``co2-satellite`` or ``co2-relay``, read what
@@ -21,6 +23,7 @@ API; the project's import-linter contracts (``setup.cfg``) hold it to that.
 
 from co2.testing._harness import HOST_ID, PEER_HOST_ID, PluginFailed, PluginHarness, Sent
 from co2.testing._memory import HTTPResponse, InlineThreadPool, MemoryXMLRPCClient, TestReactor
+from co2.testing._network import MemoryLink, MemoryNetwork, NotSettled
 from co2.testing._packages import write_package
 from co2.testing._processes import (
     AMP_LISTENING,
@@ -39,7 +42,10 @@ __all__ = [
     "SERVING",
     "HTTPResponse",
     "InlineThreadPool",
+    "MemoryLink",
+    "MemoryNetwork",
     "MemoryXMLRPCClient",
+    "NotSettled",
     "OutputReader",
     "PluginFailed",
     "PluginHarness",

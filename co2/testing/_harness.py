@@ -376,16 +376,10 @@ class PluginHarness:
         if failed and raise_on_error:
             raise PluginFailed(what, failed)
 
-    def _due(self) -> bool:
-        now = self.reactor.seconds()
-        return bool(self.reactor._from_threads) or any(
-            call.getTime() <= now for call in self.reactor.getDelayedCalls()
-        )
-
     def _run_due(self) -> None:
         """Run what is due now, and what that makes due now, without moving time."""
         for _ in range(_MAX_STEPS):
-            if not self._due():
+            if not self.reactor.due():
                 return
             self.reactor.advance(0)
         raise AssertionError(f"the plugins of {self.package} keep scheduling work at once")

@@ -1,6 +1,8 @@
-"""MemoryNetwork (tests/doubles.py): the in-memory network the routing tests run on."""
+"""MemoryNetwork (co2.testing, also in tests/doubles.py): the in-memory network the routing tests run on."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 from doubles import MemoryNetwork, NotSettled
@@ -80,3 +82,35 @@ def test_names_are_unique():
     network.add("a", relay(reactor))
     with pytest.raises(ValueError, match="'a'"):
         network.add("a", relay(reactor))
+
+
+def test_a_round_is_one_hop():
+    """Along a line of relays a message goes one hop a round (the first writes it); carried counts it."""
+    reactor = TestReactor()
+    network = MemoryNetwork(reactor)
+    line = [network.add(name, relay(reactor)) for name in "abcde"]
+    for a, b in itertools.pairwise("abcde"):
+        network.link(a, b, settle=False)
+    network.settle()
+    carried = network.carried
+    line[0].originate("along the line")
+    arrived: dict[int, int] = {}
+    for rounds in range(1, 20):
+        network.step()
+        for index, node in enumerate(line[1:], 1):
+            if node.snapshot().counters["received"] and index not in arrived:
+                arrived[index] = rounds
+    assert arrived == {1: 2, 2: 3, 3: 4, 4: 5}
+    assert network.carried > carried
+
+
+def test_links_made_without_settling_come_up_at_the_next_settle():
+    """link(..., settle=False) only dials; the Hello crosses when the network settles."""
+    reactor = TestReactor()
+    network = MemoryNetwork(reactor)
+    network.add("a", relay(reactor))
+    network.add("b", relay(reactor))
+    link = network.link("a", "b", settle=False)
+    assert not link.up
+    network.settle()
+    assert link.up and link.refused is None

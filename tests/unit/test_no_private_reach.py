@@ -14,7 +14,6 @@ ROOT = Path(__file__).resolve().parents[2]
 OWN = {
     # Private attributes of co2's own classes, read by the module that owns them.
     ("co2/_state.py", "state._here"),
-    ("co2/testing/_harness.py", "self.reactor._from_threads"),
     ("satellites/_http.py", "channel._counted"),
     ("satellites/_http_framing.py", "request._transfer"),
     ("satellites/_http_framing.py", "request._length"),
