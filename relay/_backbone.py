@@ -45,7 +45,7 @@ from co2._config import Backbone as BackbonePeer
 from co2._config import parse_backbone
 from co2._message import parse_host_id
 from co2._ratelog import RateLimitedLog
-from co2.protocol import BadBatch, decode_batch, encode_batch
+from co2.protocol import BadBatch, decode_batch, decode_envelope, encode_batch
 from relay._errors import RelayError
 from relay._link_commands import check_identity
 from relay._link_limits import BATCH_BYTES, WINDOW
@@ -305,7 +305,7 @@ class BackboneLink(Service):
             if not entries:
                 return
             bodies = [entry.body for entry in entries]
-            first = decode_batch(encode_batch(bodies[:1]))[0][0]
+            first = decode_envelope(bodies[0]).id
             headers = {
                 "Nats-Msg-Id": f"{first}+{len(entries)}",
                 "Co2-Node": self.relay.node_id,

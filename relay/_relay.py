@@ -34,7 +34,7 @@ from xmlrpc.client import Fault
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
 
-from co2 import faults
+from co2 import __version__, faults
 from co2._auth import make_authentication
 from co2._config import BACKBONE_SCHEMES
 from co2._errors import SendQueueFull
@@ -345,23 +345,22 @@ class Relay:
     def snapshot(self) -> Snapshot:
         """The relay as it is now: its links and counters."""
         router, stats = self.router, self.link_stats
-        links = tuple(
-            LinkView(
+        links = []
+        for key, outbox in sorted(router.outboxes.items()):
+            peer_node, peer_host_id = stats.peers.get(key, ("", ""))
+            links.append(LinkView(
                 key=key, up=key in router.senders, queued=len(outbox),
                 messages_in=stats.messages_in.get(key, 0), messages_out=stats.messages_out.get(key, 0),
-                ups=stats.ups.get(key, 0),
-                peer_node=stats.peers.get(key, ("", ""))[0], peer_host_id=stats.peers.get(key, ("", ""))[1],
+                ups=stats.ups.get(key, 0), peer_node=peer_node, peer_host_id=peer_host_id,
                 since=stats.changed.get(key),
-            )
-            for key, outbox in sorted(router.outboxes.items())
-        )
+            ))
         queued, queued_bytes = self.queued
         flow: dict[str, int | bool] = {
             "congested": router.congested, "parked": router.parked,
             "queued": queued, "queued_bytes": queued_bytes,
         }
         return Snapshot(
-            self.node_id, self.host_id, links, router.counters.as_dict(), flow,
+            self.node_id, self.host_id, tuple(links), router.counters.as_dict(), flow,
             started=self.started, last_message=router.last_message,
         )
 
@@ -372,8 +371,6 @@ class Relay:
         end, its state, queue depth and messages a second in and out since
         the last time it said so.
         """
-        from co2 import __version__
-
         now, snapshot = time.time(), self.snapshot()
         since, before = self._rates_from
         elapsed = max(now - since, 1e-9)

@@ -55,6 +55,7 @@ class Topology:
         self.version = 0
         """Counts the changes to the map: what was worked out from an older one is stale."""
         self._changed_at = -math.inf
+        self._settled = True  # known true since the last change: no clock reading per message
         self._branches: dict[str, tuple[str, frozenset[str]] | None] = {}
 
     def set(self, node: str, neighbours: Iterable[str]) -> None:
@@ -72,12 +73,15 @@ class Topology:
     def _changed(self) -> None:
         self.version += 1
         self._changed_at = self.reactor.seconds()
+        self._settled = False
         self._branches.clear()
 
     @property
     def settled(self) -> bool:
         """Whether the map has not changed for :attr:`settle` seconds: trees can be trusted."""
-        return self.reactor.seconds() - self._changed_at >= self.settle
+        if not self._settled:
+            self._settled = self.reactor.seconds() - self._changed_at >= self.settle
+        return self._settled
 
     def _linked(self, a: str, b: str) -> bool:
         return b in self.neighbours.get(a, ()) and a in self.neighbours.get(b, ())

@@ -202,12 +202,16 @@ class Dispatcher:
         """Return the names of every method callable here, sorted."""
         return self.names()
 
-    def method_help(self, name: str) -> str | Deferred[str]:
-        """Return the documentation of the method ``name`` (asked of its node when it is hosted elsewhere)."""
-        if (
+    def _hosted_elsewhere(self, name: object) -> bool:
+        """Whether ``name`` is a method of another node, not of this one."""
+        return (
             isinstance(name, str) and name not in self.registry
             and self.remote is not None and name in self.remote.names()
-        ):
+        )
+
+    def method_help(self, name: str) -> str | Deferred[str]:
+        """Return the documentation of the method ``name`` (asked of its node when it is hosted elsewhere)."""
+        if self.remote is not None and self._hosted_elsewhere(name):
             hosted = f"{name} is hosted on {self.remote.host_of(name)}"
             return self.remote.call(name, (name,), "system.methodHelp").addCallbacks(
                 lambda help: f"{help}\n\n({hosted})" if isinstance(help, str) and help else hosted,
@@ -222,10 +226,7 @@ class Dispatcher:
         ``[return type, parameter types...]``, or ``"undef"`` (asked of its
         node when it is hosted elsewhere).
         """
-        if (
-            isinstance(name, str) and name not in self.registry
-            and self.remote is not None and name in self.remote.names()
-        ):
+        if self.remote is not None and self._hosted_elsewhere(name):
             asked = self.remote.call(name, (name,), "system.methodSignature")
             return asked.addErrback(lambda failure: "undef")
         return self._method(name).signature
